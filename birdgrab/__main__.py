@@ -1,0 +1,3 @@
+from birdgrab.cli import main
+
+main()

@@ -1,0 +1,251 @@
+"""The command line: parse options, call one library function, render the result.
+
+Exit codes (CONTRACT.md) are decided here and only here: 0 done, 1 some items failed,
+2 usage/configuration/input error, 3 lock held, 4 no source reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from birdgrab import __version__
+from birdgrab.errors import BirdgrabError
+from birdgrab.log import setup_logging
+from birdgrab.settings import load_settings, redact
+
+log = logging.getLogger("birdgrab")
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Build machine-learning-ready bird-sound datasets from xeno-canto, Europeana and Wikipedia.",
+)
+
+
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class SourceName(str, Enum):
+    xeno_canto = "xeno-canto"
+    europeana = "europeana"
+
+
+# Options every command takes (CONTRACT.md).
+ManifestsDir = Annotated[Path, typer.Option("--manifests", help="Folder of the JSON manifests.")]
+CacheDir = Annotated[Path, typer.Option("--cache", help="Folder of the downloaded audio cache.")]
+OutDir = Annotated[Path, typer.Option("--out", help="Dataset folder.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Only warnings and errors.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Debug detail.")]
+LogFormatOpt = Annotated[LogFormat, typer.Option("--log-format", help="text, or json (one object a line).")]
+LogFile = Annotated[Path | None, typer.Option("--log-file", help="Also append the log to this file.")]
+
+
+def _run(
+    work: Callable[[], int | None],
+    *,
+    quiet: bool,
+    verbose: bool,
+    log_format: LogFormat,
+    log_file: Path | None,
+) -> None:
+    """Run one command body and turn its outcome into the contract's exit code."""
+    setup_logging(quiet=quiet, verbose=verbose, log_format=log_format.value, log_file=log_file)
+    try:
+        code = work() or 0
+    except BirdgrabError as exc:
+        log.error("%s", redact(str(exc)), extra={"event": "error", "exit_code": exc.exit_code})
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        log.error("interrupted", extra={"event": "interrupted"})
+        raise typer.Exit(130) from None
+    except Exception as exc:  # a bug: one line, the traceback only with --verbose
+        log.error(
+            "internal error: %s: %s (run with --verbose for details)",
+            type(exc).__name__,
+            redact(str(exc)),
+            exc_info=verbose,
+            extra={"event": "internal_error"},
+        )
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+@app.command(
+    epilog="Example: birdgrab catalog --species-file manifests/presets/jibjib-194.txt --wiki-lang de",
+)
+def catalog(
+    source: Annotated[
+        list[SourceName] | None,
+        typer.Option("--source", help="Archive to query (repeatable; default: both, each needs its key)."),
+    ] = None,
+    xc_query: Annotated[
+        str | None,
+        typer.Option(
+            "--xc-query",
+            help="xeno-canto tag query (default 'grp:birds cnt:germany'; with --species-file, extra tags per species).",
+        ),
+    ] = None,
+    europeana_query: Annotated[str, typer.Option("--europeana-query", help="Europeana search text.")] = "tierstimmenarchiv",
+    species_file: Annotated[
+        Path | None, typer.Option("--species-file", help="Only these species: one scientific name a line.")
+    ] = None,
+    wiki_lang: Annotated[str, typer.Option("--wiki-lang", help="Wikipedia language to resolve species in.")] = "de",
+    since: Annotated[
+        datetime | None,
+        typer.Option("--since", formats=["%Y-%m-%d"], help="xeno-canto: only recordings uploaded since YYYY-MM-DD."),
+    ] = None,
+    refresh_wiki: Annotated[
+        bool, typer.Option("--refresh-wiki", help="Ask Wikipedia again about species already known.")
+    ] = False,
+    manifests: ManifestsDir = Path("manifests"),
+    cache: CacheDir = Path("cache"),
+    out: OutDir = Path("dataset"),
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    log_format: LogFormatOpt = LogFormat.text,
+    log_file: LogFile = None,
+) -> None:
+    """Query the archives and resolve species on Wikipedia into manifests/recordings.json and species.json."""
+    from birdgrab.catalog import CatalogOptions, run_catalog
+
+    def work() -> int:
+        settings = load_settings()
+        options = CatalogOptions(
+            sources=[s.value for s in source] if source else None,  # type: ignore[misc]
+            xc_query=xc_query,
+            europeana_query=europeana_query,
+            species_file=species_file,
+            wiki_lang=wiki_lang,
+            since=since.date() if since else None,
+            refresh_wiki=refresh_wiki,
+        )
+        _validate_lang(wiki_lang)
+        if not settings.contact:
+            log.warning(
+                "BIRDGRAB_CONTACT is not set: the archives ask every client to name a contact "
+                "(e-mail or URL) in its User-Agent",
+                extra={"event": "config.no_contact"},
+            )
+        report = asyncio.run(run_catalog(settings, manifests, options))
+        log.info(
+            "catalog: %d new, %d updated recordings (%s); %d species; %d items skipped; "
+            "Wikipedia: %d names in %d requests; bird checks: %d",
+            report.added,
+            report.updated,
+            ", ".join(f"{k} {v}" for k, v in report.per_source.items()) or "no source",
+            report.species,
+            report.skipped,
+            report.wiki_lookups,
+            report.wiki_requests,
+            report.bird_checks,
+            extra={"event": "catalog.done", **report.__dict__},
+        )
+        for failure in report.failures:
+            log.warning("failed: %s", failure, extra={"event": "catalog.failure"})
+        return 1 if report.failures else 0
+
+    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file)
+
+
+def _validate_lang(lang: str) -> None:
+    import re
+
+    from birdgrab.errors import UsageError
+
+    if not re.fullmatch(r"[a-z]{2,3}(-[a-z]+)?", lang):
+        raise UsageError(f"--wiki-lang {lang!r} is not a Wikipedia language code (e.g. de, en)")
+
+
+@app.command(epilog="Example: birdgrab stats --wiki-lang de")
+def stats(
+    wiki_lang: Annotated[str, typer.Option("--wiki-lang", help="Which Wikipedia's articles to show.")] = "de",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON instead of tables.")] = False,
+    manifests: ManifestsDir = Path("manifests"),
+    cache: CacheDir = Path("cache"),
+    out: OutDir = Path("dataset"),
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    log_format: LogFormatOpt = LogFormat.text,
+    log_file: LogFile = None,
+) -> None:
+    """Show what is in the manifests: species, recordings per archive, article yes/no, bird yes/no."""
+    from birdgrab import stats as stats_module
+
+    def work() -> int:
+        _validate_lang(wiki_lang)
+        result = stats_module.collect(manifests, wiki_lang)
+        if as_json:
+            import json
+
+            sys.stdout.write(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n")
+        else:
+            stats_module.render(result, _console())
+        return 0
+
+    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file)
+
+
+@app.command(epilog="Example: birdgrab sandbox --port 8765 --env-file sandbox.env")
+def sandbox(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one.")] = 0,
+    env_file: Annotated[
+        Path | None, typer.Option("--env-file", help="Write `export BIRDGRAB_...` lines here once listening.")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where rendered audio is cached.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic archive.")] = 0,
+    hour_long: Annotated[bool, typer.Option("--hour-long/--no-hour-long", help="Include the hour-long recording.")] = True,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    log_format: LogFormatOpt = LogFormat.text,
+    log_file: LogFile = None,
+) -> None:
+    """Serve the bundled synthetic archive on loopback, speaking the xeno-canto, Europeana and MediaWiki APIs."""
+    from birdgrab.sandbox import SandboxConfig, serve
+
+    def work() -> int:
+        from birdgrab.errors import UsageError
+
+        if not (host.startswith("127.") or host in ("localhost", "::1")):
+            raise UsageError(f"--host {host}: the sandbox only listens on loopback addresses")
+        serve(SandboxConfig(data_dir=data_dir, seed=seed, hour_long=hour_long), host, port, env_file)
+        return 0
+
+    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"birdgrab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Build machine-learning-ready bird-sound datasets from xeno-canto, Europeana and Wikipedia."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,99 @@
+"""Reading and writing manifests: validated on load, written atomically, never silently replaced.
+
+A manifest that is malformed, of the wrong kind, or from a newer schema is a `ManifestError`
+(exit 2) naming the file; it is left untouched.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from birdgrab import __version__
+from birdgrab.errors import ManifestError
+from birdgrab.files import atomic_write_bytes
+from birdgrab.models import SCHEMA_VERSION, ManifestHeader, RecordingsManifest, SpeciesManifest
+
+M = TypeVar("M", bound=ManifestHeader)
+
+RECORDINGS = "recordings.json"
+SPECIES = "species.json"
+SELECTION = "selection.json"
+DOWNLOADS = "downloads.json"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def new_manifest(model: type[M], parameters: dict[str, Any], **items: Any) -> M:
+    return model(
+        schema_version=SCHEMA_VERSION,
+        generated_at=utc_now(),
+        birdgrab_version=__version__,
+        parameters=parameters,
+        **items,
+    )
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "top level"
+    return f"{where}: {err['msg']}"
+
+
+def load(path: Path, model: type[M]) -> M | None:
+    """Load a manifest, or None if the file does not exist. Raises ManifestError otherwise."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ManifestError(
+            f"{path} is not valid JSON ({exc.__class__.__name__}); fix or remove it (it was left untouched)"
+        ) from None
+    if not isinstance(data, dict):
+        raise ManifestError(f"{path} is not a birdgrab manifest (expected a JSON object)")
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ManifestError(f"{path} has no valid schema_version; it is not a birdgrab manifest")
+    if version > SCHEMA_VERSION:
+        raise ManifestError(
+            f"{path} has schema_version {version}, newer than this birdgrab ({__version__}) understands "
+            f"({SCHEMA_VERSION}); upgrade birdgrab"
+        )
+    expected_kind = model.model_fields["kind"].default
+    if data.get("kind") != expected_kind:
+        raise ManifestError(f"{path} is a {data.get('kind')!r} manifest, expected {expected_kind!r}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestError(f"{path} has invalid content at {_first_error(exc)}") from None
+
+
+def dump_bytes(manifest: ManifestHeader) -> bytes:
+    """Deterministic JSON: sorted keys, two-space indent, UTF-8, trailing newline."""
+    data = manifest.model_dump(mode="json")
+    return (json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def save(path: Path, manifest: ManifestHeader) -> None:
+    """Write a manifest atomically (temporary file, fsync, rename)."""
+    atomic_write_bytes(Path(path), dump_bytes(manifest))
+
+
+def load_recordings(folder: Path) -> RecordingsManifest | None:
+    return load(Path(folder) / RECORDINGS, RecordingsManifest)
+
+
+def load_species(folder: Path) -> SpeciesManifest | None:
+    return load(Path(folder) / SPECIES, SpeciesManifest)

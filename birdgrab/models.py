@@ -1,0 +1,126 @@
+"""The shared pydantic models. Every source turns its API into `Recording` and `Species`;
+nothing downstream knows which archive an item came from except for attribution.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+Source = Literal["xeno-canto", "europeana"]
+SOURCES: tuple[Source, ...] = ("xeno-canto", "europeana")
+# The prefix of a recording key, `xc:<id>` or `europeana:<europeana id>` (CONTRACT.md).
+KEY_PREFIX: dict[str, str] = {"xeno-canto": "xc", "europeana": "europeana"}
+QUALITIES = ("A", "B", "C", "D", "E")
+
+
+def recording_key(source: Source, source_id: str) -> str:
+    return f"{KEY_PREFIX[source]}:{source_id}"
+
+
+class Model(BaseModel):
+    # Unknown fields are ignored so that a manifest from a later minor version still loads;
+    # wrong types are errors (the manifest loader turns them into one clear message).
+    model_config = ConfigDict(extra="ignore", validate_assignment=False)
+
+
+class Recording(Model):
+    key: str
+    source: Source
+    source_id: str
+    scientific_name: str = Field(description="canonical binomial, e.g. 'Turdus philomelos'")
+    original_name: str = Field(description="the name as the archive gave it")
+    species: str | None = Field(None, description="the class (species.json key) this recording belongs to")
+    subspecies: str | None = None
+    group: str | None = Field(None, description="xeno-canto's grp (e.g. 'birds'); None when unknown")
+    english_name: str | None = None
+    recordist: str | None = None
+    country: str | None = None
+    locality: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    altitude_m: float | None = None
+    types: list[str] = Field(default_factory=list)
+    sex: str | None = None
+    stage: str | None = None
+    method: str | None = None
+    quality: str | None = Field(None, description="'A' (best) .. 'E'; None when unrated")
+    length_s: float | None = None
+    recorded_date: str | None = Field(None, description="YYYY-MM-DD, YYYY-MM or YYYY: as precise as known")
+    recorded_time: str | None = None
+    uploaded: date | None = None
+    background_species: list[str] = Field(default_factory=list)
+    licence_url: str | None = None
+    licence: str | None = Field(None, description="short form, e.g. 'CC BY-NC-SA 4.0'")
+    page_url: str | None = None
+    audio_url: str | None = None
+    file_name: str | None = None
+    declared_sample_rate: int | None = None
+    data_provider: str | None = None
+    remarks: str | None = None
+    downloadable: bool = True
+    not_downloadable_reason: str | None = None
+    first_seen: datetime
+    last_seen: datetime
+
+
+class SkippedItem(Model):
+    """An archive item that did not become a Recording, and why."""
+
+    key: str
+    name: str
+    reason: str
+
+
+WikiStatus = Literal["article", "missing", "genus", "section", "disambiguation"]
+
+
+class WikiArticle(Model):
+    lang: str
+    status: WikiStatus
+    title: str | None = None
+    url: str | None = None
+    summary: str | None = None
+    wikidata_id: str | None = None
+    checked_at: datetime
+
+    @property
+    def is_species_article(self) -> bool:
+        return self.status == "article"
+
+
+class Species(Model):
+    scientific_name: str = Field(description="the class name: xeno-canto's name when merged")
+    synonyms: list[str] = Field(default_factory=list)
+    english_name: str | None = None
+    is_bird: bool | None = Field(None, description="None: not yet known")
+    bird_check: str | None = Field(None, description="how is_bird was decided, or why it is still open")
+    bird_checked_at: datetime | None = None
+    wiki: dict[str, WikiArticle] = Field(default_factory=dict)
+    recordings: dict[str, int] = Field(default_factory=dict, description="recordings per source")
+
+    def article(self, lang: str) -> WikiArticle | None:
+        return self.wiki.get(lang)
+
+
+class ManifestHeader(Model):
+    schema_version: int
+    generated_at: datetime
+    birdgrab_version: str
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class RecordingsManifest(ManifestHeader):
+    kind: Literal["recordings"] = "recordings"
+    counts: dict[str, int] = Field(default_factory=dict)
+    recordings: dict[str, Recording] = Field(default_factory=dict)
+    skipped: list[SkippedItem] = Field(default_factory=list)
+
+
+class SpeciesManifest(ManifestHeader):
+    kind: Literal["species"] = "species"
+    species: dict[str, Species] = Field(default_factory=dict)

@@ -1,0 +1,243 @@
+"""xeno-canto API v3: tag queries, concurrent paging within the rate limit, every payload quirk.
+
+Quirks handled (shared/api/xeno-canto-v3.md): counts as strings, ""/null coordinates, alt "?",
+length as m:ss or h:mm:ss, dates with "00" parts, comma-separated types, protocol-relative URLs,
+missing `file` for restricted species, an overcounted last page, two error shapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from birdgrab.errors import ServiceError, UsageError
+from birdgrab.http_client import ServiceClient, gather_failfast
+from birdgrab.licences import licence_name
+from birdgrab.models import QUALITIES, Recording, SkippedItem, recording_key
+from birdgrab.names import NameError_, parse_scientific_name
+from birdgrab.settings import XC_KEY_HELP, Settings
+from birdgrab.sources import CatalogBatch, absolute_url, clean_text, to_float
+
+log = logging.getLogger(__name__)
+
+SOURCE = "xeno-canto"
+PER_PAGE = 500
+RESTRICTED_REASON = "restricted species: xeno-canto does not publish its audio"
+
+
+def parse_length(value: object) -> float | None:
+    """'4:13' -> 253.0, '1:02:08' -> 3728.0; anything else -> None."""
+    text = clean_text(value)
+    if text is None or not re.fullmatch(r"\d+(:\d{1,2}){1,2}(\.\d+)?", text):
+        return None
+    seconds = 0.0
+    for part in text.split(":"):
+        seconds = seconds * 60 + float(part)
+    return seconds
+
+
+def parse_partial_date(value: object) -> str | None:
+    """'2021-12-00' -> '2021-12', '2015-00-00' -> '2015', '0000-00-00' and junk -> None."""
+    text = clean_text(value)
+    match = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text or "")
+    if not match:
+        return None
+    year, month, day = match.groups()
+    if year == "0000":
+        return None
+    if month == "00" or not 1 <= int(month) <= 12:
+        return year
+    if day == "00":
+        return f"{year}-{month}"
+    try:
+        return date(int(year), int(month), int(day)).isoformat()
+    except ValueError:
+        return f"{year}-{month}"
+
+
+def parse_date(value: object) -> date | None:
+    text = parse_partial_date(value)
+    return date.fromisoformat(text) if text and len(text) == 10 else None
+
+
+def parse_types(value: object) -> list[str]:
+    """'call, song' -> ['call', 'song'] (lower case, deduplicated, order kept)."""
+    text = clean_text(value)
+    if text is None:
+        return []
+    types: list[str] = []
+    for part in text.split(","):
+        part = part.strip().lower()
+        if part and part != "?" and part not in types:
+            types.append(part)
+    return types
+
+
+def _string_list(value: object) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    return [text for item in value if (text := clean_text(item))]
+
+
+def parse_recording(raw: dict[str, Any], *, seen_at: datetime, scheme: str = "https") -> Recording:
+    """Turn one v3 recording object into a `Recording`.
+
+    Raises `NameError_` when gen/sp do not form a species name, ValueError when there is no id.
+    """
+    source_id = clean_text(raw.get("id"))
+    if source_id is None or not re.fullmatch(r"\d{1,12}", source_id):
+        raise ValueError(f"recording without a valid id: {str(raw.get('id'))[:40]!r}")
+    genus, epithet = clean_text(raw.get("gen")) or "", clean_text(raw.get("sp")) or ""
+    subspecies = clean_text(raw.get("ssp"))
+    original = " ".join(p for p in (genus, epithet, subspecies or "") if p)
+    name = parse_scientific_name(f"{genus} {epithet}")
+    quality = clean_text(raw.get("q"))
+    licence_url = absolute_url(raw.get("lic"), scheme)
+    audio_url = absolute_url(raw.get("file"), scheme)
+    sample_rate = to_float(raw.get("smp"))
+    return Recording(
+        key=recording_key(SOURCE, source_id),
+        source=SOURCE,
+        source_id=source_id,
+        scientific_name=name.binomial,
+        original_name=original,
+        subspecies=subspecies.lower() if subspecies and re.fullmatch(r"[A-Za-z-]+", subspecies) else None,
+        group=(clean_text(raw.get("grp")) or "").lower() or None,
+        english_name=clean_text(raw.get("en")),
+        recordist=clean_text(raw.get("rec")),
+        country=clean_text(raw.get("cnt")),
+        locality=clean_text(raw.get("loc")),
+        latitude=to_float(raw.get("lat")),
+        longitude=to_float(raw.get("lon")),
+        altitude_m=to_float(raw.get("alt")),
+        types=parse_types(raw.get("type")),
+        sex=clean_text(raw.get("sex")),
+        stage=clean_text(raw.get("stage")),
+        method=clean_text(raw.get("method")),
+        quality=quality.upper() if quality and quality.upper() in QUALITIES else None,
+        length_s=parse_length(raw.get("length")),
+        recorded_date=parse_partial_date(raw.get("date")),
+        recorded_time=clean_text(raw.get("time")),
+        uploaded=parse_date(raw.get("uploaded")),
+        background_species=_string_list(raw.get("also")),
+        licence_url=licence_url,
+        licence=licence_name(licence_url),
+        page_url=absolute_url(raw.get("url"), scheme),
+        audio_url=audio_url,
+        file_name=clean_text(raw.get("file-name")),
+        declared_sample_rate=int(sample_rate) if sample_rate and 0 < sample_rate < 10_000_000 else None,
+        remarks=clean_text(raw.get("rmk")),
+        downloadable=audio_url is not None,
+        not_downloadable_reason=None if audio_url else RESTRICTED_REASON,
+        first_seen=seen_at,
+        last_seen=seen_at,
+    )
+
+
+def error_message(body: Any) -> str | None:
+    """The message of either error shape: flat {"error": "...", "message": ...} or nested {"error": {...}}."""
+    if not isinstance(body, dict) or "error" not in body:
+        return None
+    error = body["error"]
+    if isinstance(error, dict):
+        return clean_text(error.get("message")) or clean_text(error.get("code"))
+    return clean_text(body.get("message")) or clean_text(error)
+
+
+def describe_error(status: int, body: Any) -> str:
+    message = error_message(body) or f"HTTP {status}"
+    if status in (401, 403):
+        return f"xeno-canto rejected the API key ({message}); {XC_KEY_HELP}"
+    if status == 400:
+        return (
+            f"xeno-canto rejected the query: {message}. Queries are tags only, "
+            "e.g. --xc-query 'grp:birds cnt:germany' or 'sp:\"turdus philomelos\"'"
+        )
+    if status == 404:
+        return "API endpoint not found: check BIRDGRAB_XC_API (v2 was switched off; use /api/3/recordings)"
+    return message
+
+
+def check_payload(body: Any, headers: object) -> None:
+    if not isinstance(body, dict) or "recordings" not in body:
+        raise ServiceError("xeno-canto", f"unexpected answer: {error_message(body) or 'no recordings field'}")
+
+
+def species_query(binomial: str) -> str:
+    """`Turdus philomelos` -> `sp:"turdus philomelos"` (the tag form xeno-canto expects)."""
+    return f'sp:"{binomial.lower()}"'
+
+
+class XenoCanto:
+    """Client for the xeno-canto v3 recordings endpoint."""
+
+    def __init__(self, settings: Settings):
+        if settings.xc_key is None:
+            raise UsageError(f"xeno-canto needs an API key: {XC_KEY_HELP}")
+        self._settings = settings
+        self._key = settings.xc_key.get_secret_value()
+        self._scheme = urlsplit(settings.xc_api).scheme or "https"
+        self.client = ServiceClient(
+            settings.xc, settings, describe_error=describe_error, check_payload=check_payload
+        )
+
+    async def __aenter__(self) -> XenoCanto:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.client.aclose()
+
+    async def _page(self, query: str, page: int, per_page: int = PER_PAGE) -> dict[str, Any]:
+        params = {"query": query, "page": page, "per_page": per_page, "key": self._key}
+        return await self.client.get_json(self._settings.xc_api, params)
+
+    def _collect(self, batch: CatalogBatch, page: dict[str, Any], seen_at: datetime) -> int:
+        records = page.get("recordings") or []
+        if not isinstance(records, list):
+            return 0
+        for raw in records:
+            if not isinstance(raw, dict):
+                continue
+            try:
+                batch.add(parse_recording(raw, seen_at=seen_at, scheme=self._scheme))
+            except NameError_ as exc:
+                rid = clean_text(raw.get("id")) or "?"
+                batch.skip(SkippedItem(key=f"xc:{rid}", name=f"{raw.get('gen')} {raw.get('sp')}"[:200], reason=exc.reason))
+            except ValueError as exc:
+                batch.skip(SkippedItem(key="xc:?", name=str(raw.get("gen"))[:200], reason=str(exc)))
+        return len(records)
+
+    async def search(self, query: str, *, seen_at: datetime, batch: CatalogBatch | None = None) -> CatalogBatch:
+        """All recordings matching a tag query. Pages after the first are fetched concurrently;
+        the service's rate limiter spaces them out."""
+        batch = batch if batch is not None else CatalogBatch()
+        first = await self._page(query, 1)
+        if self._collect(batch, first, seen_at) == 0:
+            return batch
+        try:
+            num_pages = int(first.get("numPages") or 1)
+        except (TypeError, ValueError):
+            num_pages = 1
+        pages = await gather_failfast(self._page(query, n) for n in range(2, num_pages + 1))
+        for page in pages:
+            # numPages may overcount: an empty page is the end.
+            if self._collect(batch, page, seen_at) == 0:
+                break
+        log.info(
+            "xeno-canto: %d recordings for %s",
+            len(batch.recordings),
+            query,
+            extra={"event": "catalog.xc.query", "query": query, "pages": num_pages},
+        )
+        return batch
+
+    async def has_birds(self, binomial: str) -> bool:
+        """Whether xeno-canto files `binomial` under grp:birds (one small request)."""
+        page = await self._page(f"{species_query(binomial)} grp:birds", 1, per_page=50)
+        try:
+            return int(page.get("numRecordings") or 0) > 0
+        except (TypeError, ValueError):
+            return bool(page.get("recordings"))
