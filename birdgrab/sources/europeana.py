@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 SOURCE = "europeana"
 ROWS = 100
+# Europeana's public page of an item, for attribution when the item names no landing page.
+ITEM_PAGE = "https://www.europeana.eu/item"
 NO_MEDIA_REASON = "Europeana lists no media file for this item"
 _STAGES = {"adult", "juvenile", "immature", "nestling", "subadult", "pullus"}
 _SEXES = {"male", "female"}
@@ -94,7 +96,8 @@ def parse_item(item: dict[str, Any], *, seen_at: datetime) -> Recording:
         licence_url=licence_url,
         licence=licence_name(licence_url),
         page_url=absolute_url(_first(item.get("edmIsShownAt")), "http")
-        or _without_query(absolute_url(clean_text(item.get("guid")), "https")),
+        or _without_query(absolute_url(clean_text(item.get("guid")), "https"))
+        or f"{ITEM_PAGE}{item_id}",
         audio_url=audio_url,
         data_provider=_first(item.get("dataProvider")),
         downloadable=audio_url is not None,

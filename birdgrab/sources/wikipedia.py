@@ -50,15 +50,16 @@ def check_payload(body: Any, headers: Any) -> None:
 
 def _pages_by_title(query: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """formatversion 2 gives a list, formatversion 1 an object keyed by page id: accept both."""
-    pages = query.get("pages") or {}
-    values = pages.values() if isinstance(pages, dict) else pages
+    pages = query.get("pages")
+    values = pages.values() if isinstance(pages, dict) else pages if isinstance(pages, list) else []
     return {page["title"]: page for page in values if isinstance(page, dict) and isinstance(page.get("title"), str)}
 
 
 def _mapping(query: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
+    entries = query.get(key)
     return {
         entry["from"]: entry
-        for entry in query.get(key) or []
+        for entry in (entries if isinstance(entries, list) else [])
         if isinstance(entry, dict) and isinstance(entry.get("from"), str) and isinstance(entry.get("to"), str)
     }
 
@@ -88,7 +89,7 @@ def classify(name: str, query: dict[str, Any], *, lang: str, checked_at: datetim
     if _is_missing(page):
         return WikiArticle(lang=lang, status="missing", title=None, checked_at=checked_at)
     assert page is not None
-    props = page.get("pageprops") if isinstance(page.get("pageprops"), dict) else {}
+    props = page["pageprops"] if isinstance(page.get("pageprops"), dict) else {}
     summary = clean_text(page.get("extract"))
     fields = {
         "lang": lang,

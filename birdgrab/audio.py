@@ -1,0 +1,542 @@
+"""The audio core: check that a file is audio, decode all of it, cut it into dataset chunks, fingerprint it.
+
+Which decoder reads what is decided by measurement (shared/notes/audio-decoding.md): libsndfile
+silently stops early on VBR mp3s without a Xing header and pads mp3s with big ID3 tags with stale
+audio, so mp3 goes through miniaudio, which decodes every frame; wav, flac and ogg go through
+soundfile. The file type comes from the file's first bytes, never from its name.
+
+Everything streams in blocks, so memory stays bounded whatever the length of a recording.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import mmap
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import miniaudio
+import mutagen
+import mutagen.flac
+import mutagen.mp3
+import mutagen.oggopus
+import mutagen.oggvorbis
+import mutagen.wave
+import numpy as np
+import soundfile as sf
+import soxr
+
+from birdgrab.errors import BirdgrabError
+from birdgrab.files import TEMP_SUFFIX, commit_temp, safe_child
+
+AudioFormat = Literal["mp3", "wav", "flac", "ogg"]
+
+BLOCK_FRAMES = 1 << 16
+"""Frames decoded per block: large enough that per-block Python work is noise, small enough to be cheap."""
+
+_HEAD_BYTES = 512
+_PCM16_SCALE = 32768.0  # libsndfile reads int16 as k / 32768, so this scale round-trips 16-bit sources exactly
+_SILENCE_DBFS = -120.0  # the level reported for digital silence, whose true level is -inf
+_MUTAGEN_TYPES: dict[AudioFormat, list[type[mutagen.FileType]]] = {
+    "mp3": [mutagen.mp3.MP3],
+    "wav": [mutagen.wave.WAVE],
+    "flac": [mutagen.flac.FLAC],
+    "ogg": [mutagen.oggvorbis.OggVorbis, mutagen.oggopus.OggOpus],
+}
+_DECODER_ERRORS = (sf.SoundFileError, miniaudio.MiniaudioError)
+
+
+class AudioError(BirdgrabError):
+    """A file is not audio, or not decodable audio; `reason` says why in a few words."""
+
+    def __init__(self, reason: str, path: Path | str | None = None):
+        super().__init__(f"{path}: {reason}" if path is not None else reason)
+        self.reason = reason
+        self.path = path
+
+
+# --------------------------------------------------------------------------- probing
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds, read from its headers without decoding it."""
+
+    format: AudioFormat
+    duration_s: float
+    sample_rate: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class _MpegFrame:
+    length: int  # bytes, header included
+    samples: int  # per channel
+    sample_rate: int
+
+
+# Bitrates in kbit/s by (is MPEG-1, layer), indexed by the header's 4-bit bitrate field (0 = free format).
+_MPEG_KBPS: dict[tuple[bool, int], tuple[int, ...]] = {
+    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG1_RATES = (44100, 48000, 32000)
+_RATE_DIVISOR = {3: 1, 2: 2, 0: 4}  # version field: MPEG-1, MPEG-2, MPEG-2.5
+_VBR_TAGS = (b"Xing", b"Info", b"VBRI")
+
+
+def _mpeg_frame(header: bytes) -> _MpegFrame | None:
+    """Decode a 4-byte MPEG audio frame header; None if it is not one (or is free format, which has no length)."""
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0:
+        return None
+    version, layer_bits = (header[1] >> 3) & 3, (header[1] >> 1) & 3
+    bitrate_index, rate_index, padding = header[2] >> 4, (header[2] >> 2) & 3, (header[2] >> 1) & 1
+    if version == 1 or layer_bits == 0 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    layer, mpeg1 = 4 - layer_bits, version == 3
+    samples = 384 if layer == 1 else 1152 if layer == 2 or mpeg1 else 576
+    sample_rate = _MPEG1_RATES[rate_index] // _RATE_DIVISOR[version]
+    bitrate = _MPEG_KBPS[(mpeg1, layer)][bitrate_index] * 1000
+    slot = 4 if layer == 1 else 1
+    return _MpegFrame(samples // 8 * bitrate // sample_rate + padding * slot, samples, sample_rate)
+
+
+def sniff_format(first_bytes: bytes) -> AudioFormat | None:
+    """The audio format a file's first bytes announce (16 are enough), or None.
+
+    >>> sniff_format(b"fLaC\\x00\\x00\\x00\\x22")
+    'flac'
+    >>> sniff_format(b"<!DOCTYPE html>") is None
+    True
+    """
+    if first_bytes.startswith(b"ID3") or _mpeg_frame(first_bytes[:4]) is not None:
+        return "mp3"
+    if first_bytes[:4] in (b"RIFF", b"RF64") and first_bytes[8:12] == b"WAVE":
+        return "wav"
+    if first_bytes.startswith(b"fLaC"):
+        return "flac"
+    if first_bytes.startswith(b"OggS"):
+        return "ogg"
+    return None
+
+
+def _not_audio_reason(first_bytes: bytes) -> str:
+    """A few words on what a non-audio file looks like, for the person reading the error."""
+    text = first_bytes.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if not first_bytes:
+        return "not audio: empty file"
+    if any(marker in text for marker in (b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "not audio: looks like an HTML page"
+    if text.startswith(b"<"):
+        return "not audio: looks like an XML document"
+    if text[:1] in (b"{", b"["):
+        return "not audio: looks like a JSON document"
+    if all(32 <= byte < 127 or byte in b"\t\r\n" for byte in text):
+        return "not audio: looks like plain text"
+    return f"not audio: unknown file type (starts with {first_bytes[:8].hex()})"
+
+
+def _mp3_duration_s(path: Path, first_frame_offset: int) -> float:
+    """Length from walking the frame headers: exact where mutagen guesses (no Xing header), no decoding.
+
+    A leading Xing/Info/VBRI tag frame holds no audio and is not counted; the encoder's delay and
+    padding (a few hundredths of a second) are. The walk stops at the first byte that is not a frame
+    (an ID3v1 tag, junk, a truncated frame).
+    """
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        position, samples, sample_rate = first_frame_offset, 0, 0
+        while (frame := _mpeg_frame(data[position : position + 4])) is not None:
+            if position + frame.length > len(data):
+                break
+            is_tag_frame = samples == 0 and any(tag in data[position : position + 64] for tag in _VBR_TAGS)
+            if not is_tag_frame:
+                samples += frame.samples
+            sample_rate = frame.sample_rate
+            position += frame.length
+    return samples / sample_rate if sample_rate else 0.0
+
+
+def probe(path: Path | str) -> AudioInfo:
+    """Check that `path` is audio and read its format, duration, sample rate and channels from headers.
+
+    Cheap enough to verify every download before it enters the cache: it reads headers (and, for
+    mp3, walks the frame headers for an exact length) but decodes nothing. Raises `AudioError`
+    for anything else, e.g. "not audio: looks like an HTML page" or "corrupt mp3: no valid frames".
+
+    >>> probe("XC123456.mp3")  # doctest: +SKIP
+    AudioInfo(format='mp3', duration_s=61.2, sample_rate=44100, channels=2)
+    """
+    path = Path(path)
+    with open(path, "rb") as handle:
+        head = handle.read(_HEAD_BYTES)
+    audio_format = sniff_format(head)
+    if audio_format is None:
+        raise AudioError(_not_audio_reason(head), path)
+    try:
+        tagged = mutagen.File(path, options=_MUTAGEN_TYPES[audio_format])
+    except mutagen.mp3.HeaderNotFoundError as exc:
+        raise AudioError("corrupt mp3: no valid frames", path) from exc
+    except (mutagen.MutagenError, ValueError, EOFError) as exc:
+        raise AudioError(f"corrupt {audio_format}: unreadable header ({exc})", path) from exc
+    if tagged is None:
+        raise AudioError(f"unsupported {audio_format} stream (not Vorbis or Opus)", path)
+    info = tagged.info
+    # Opus always decodes at 48 kHz, so mutagen does not report a rate for it.
+    sample_rate = int(getattr(info, "sample_rate", 48000))
+    duration_s = float(info.length)
+    if audio_format == "mp3":
+        duration_s = _mp3_duration_s(path, info.frame_offset)
+    if sample_rate <= 0 or info.channels <= 0:
+        raise AudioError(f"corrupt {audio_format}: header says {sample_rate} Hz, {info.channels} channels", path)
+    return AudioInfo(audio_format, duration_s, sample_rate, int(info.channels))
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _soundfile_blocks(path: Path, block_frames: int) -> Iterator[np.ndarray]:
+    with sf.SoundFile(path) as audio:
+        while len(block := audio.read(block_frames, dtype="float32", always_2d=True)):
+            yield block
+
+
+def _mp3_blocks(path: Path, sample_rate: int, channels: int, block_frames: int) -> Iterator[np.ndarray]:
+    stream = miniaudio.stream_file(
+        str(path),
+        output_format=miniaudio.SampleFormat.FLOAT32,
+        nchannels=channels,
+        sample_rate=sample_rate,
+        frames_to_read=block_frames,
+    )
+    for samples in stream:
+        yield np.frombuffer(samples, dtype=np.float32).reshape(-1, channels)
+
+
+@dataclass
+class AudioDecoder:
+    """A file opened for streaming decode at its native sample rate; `frames_decoded` counts as it goes."""
+
+    path: Path
+    format: AudioFormat
+    sample_rate: int
+    channels: int
+    frames_decoded: int = field(default=0, init=False)
+
+    def blocks(self, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+        """Yield float32 arrays of shape (frames, channels), every frame of the file, in order.
+
+        A decoder failure midway raises `AudioError` saying how far decoding got.
+        """
+        if self.format == "mp3":
+            reader = _mp3_blocks(self.path, self.sample_rate, self.channels, block_frames)
+        else:
+            reader = _soundfile_blocks(self.path, block_frames)
+        while True:
+            try:
+                block = next(reader, None)
+            except _DECODER_ERRORS as exc:
+                decoded_s = self.frames_decoded / self.sample_rate
+                raise AudioError(f"corrupt {self.format}: decoding failed after {decoded_s:.1f} s", self.path) from exc
+            if block is None:
+                return
+            self.frames_decoded += len(block)
+            yield block
+
+
+def open_decoder(path: Path | str) -> AudioDecoder:
+    """Probe `path` (raising `AudioError` if it is not audio) and get it ready to decode block by block."""
+    info = probe(path)
+    return AudioDecoder(Path(path), info.format, info.sample_rate, info.channels)
+
+
+def decode_blocks(path: Path | str, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
+    """Every frame of `path` as float32 blocks of shape (frames, channels) at its native sample rate.
+
+    >>> sum(len(block) for block in decode_blocks("XC123456.mp3"))  # doctest: +SKIP
+    2698920
+    """
+    return open_decoder(path).blocks(block_frames)
+
+
+def _mono(block: np.ndarray) -> np.ndarray:
+    if block.shape[1] == 1:
+        return block[:, 0]
+    return block.mean(axis=1, dtype=np.float32)
+
+
+def _mono_blocks(decoder: AudioDecoder, sample_rate: int) -> Iterator[np.ndarray]:
+    """The decoder's audio mixed to mono (mean of the channels) and resampled to `sample_rate` with soxr HQ."""
+    if sample_rate == decoder.sample_rate:
+        yield from (_mono(block) for block in decoder.blocks())
+        return
+    resampler = soxr.ResampleStream(decoder.sample_rate, sample_rate, 1, dtype="float32", quality="HQ")
+    for block in decoder.blocks():
+        yield resampler.resample_chunk(_mono(block))
+    yield resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+
+
+def _to_pcm16(samples: np.ndarray) -> np.ndarray:
+    """Float samples as int16, clipped: libsndfile would wrap around rather than clip an overshoot."""
+    scaled = samples * np.float32(_PCM16_SCALE)
+    np.clip(scaled, -_PCM16_SCALE, _PCM16_SCALE - 1, out=scaled)
+    return np.rint(scaled, out=scaled).astype(np.int16)
+
+
+# --------------------------------------------------------------------------- chunking
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    """One chunk written to the dataset; chunk `index` covers [index * chunk_s, (index + 1) * chunk_s)."""
+
+    index: int
+    file_name: str
+    offset_s: float
+    duration_s: float
+    padded_s: float  # zeros appended to a short last piece
+    rms_dbfs: float  # level of the recorded part (padding excluded); digital silence reads -120
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What `chunk_recording` wrote, what it left out and why, and what it decoded."""
+
+    chunks: list[ChunkInfo]
+    dropped_silent: int  # chunks the silence gate removed
+    dropped_short: int  # a last piece shorter than min_chunk_s (0 or 1)
+    decoded_s: float  # length of the decoded audio, at its native sample rate
+    source_sample_rate: int
+    source_channels: int
+
+
+@dataclass
+class _PendingChunk:
+    info: ChunkInfo
+    temp: Path
+
+
+def _rms_dbfs(samples: np.ndarray) -> float:
+    mean_square = float(np.dot(samples, samples)) / len(samples)
+    return max(10.0 * math.log10(mean_square), _SILENCE_DBFS) if mean_square > 0 else _SILENCE_DBFS
+
+
+class _ChunkWriter:
+    """Cuts a stream of mono samples into fixed-length chunks, each written to a temporary WAV at once.
+
+    Only temporary files exist until `commit`: the silence gate needs the loudest chunk, which is
+    known only at the end. `discard` removes every temporary file.
+    """
+
+    def __init__(self, out_dir: Path, stem: str, sample_rate: int, chunk_s: float):
+        self.out_dir, self.stem, self.sample_rate, self.chunk_s = out_dir, stem, sample_rate, chunk_s
+        self.buffer = np.zeros(round(chunk_s * sample_rate), dtype=np.float32)
+        self.filled = 0
+        self.pending: list[_PendingChunk] = []
+        self.temps: list[Path] = []
+
+    def add(self, samples: np.ndarray) -> None:
+        while len(samples):
+            take = min(len(self.buffer) - self.filled, len(samples))
+            self.buffer[self.filled : self.filled + take] = samples[:take]
+            self.filled += take
+            samples = samples[take:]
+            if self.filled == len(self.buffer):
+                self.write_chunk()
+
+    def write_chunk(self) -> None:
+        """Write the buffer (zero-padded after `filled`) as the next chunk's temporary file."""
+        index = len(self.pending)
+        self.buffer[self.filled :] = 0.0
+        name = f"{self.stem}_{index:04d}.wav"
+        fd, temp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=self.out_dir)
+        os.close(fd)
+        temp = Path(temp_name)
+        self.temps.append(temp)
+        sf.write(temp, _to_pcm16(self.buffer), self.sample_rate, format="WAV", subtype="PCM_16")
+        info = ChunkInfo(
+            index=index,
+            file_name=name,
+            offset_s=index * self.chunk_s,
+            duration_s=self.chunk_s,
+            padded_s=(len(self.buffer) - self.filled) / self.sample_rate,
+            rms_dbfs=_rms_dbfs(self.buffer[: self.filled]),
+        )
+        self.pending.append(_PendingChunk(info, temp))
+        self.filled = 0
+
+    def commit(self, keep: Iterable[_PendingChunk]) -> None:
+        """Rename the kept chunks into place and delete the other temporary files."""
+        kept = list(keep)
+        for chunk in kept:
+            commit_temp(chunk.temp, safe_child(self.out_dir, chunk.info.file_name))
+        self.discard()
+
+    def discard(self) -> None:
+        for temp in self.temps:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+
+
+def chunk_recording(
+    src: Path | str,
+    out_dir: Path | str,
+    stem: str,
+    *,
+    sample_rate: int = 32000,
+    chunk_s: float = 10.0,
+    min_chunk_s: float = 3.0,
+    gate_db: float | None = 25.0,
+    floor_dbfs: float = -60.0,
+) -> ChunkResult:
+    """Cut a recording into mono 16-bit WAV chunks of exactly `chunk_s` seconds named `{stem}_{nnnn}.wav`.
+
+    One streaming pass: decode, mix to mono, resample (soxr HQ), cut. Chunk k covers
+    [k * chunk_s, (k + 1) * chunk_s), so names stay stable when the gate changes. A last piece of at
+    least `min_chunk_s` is zero-padded to full length; a shorter one is dropped. The silence gate
+    drops chunks more than `gate_db` below the recording's loudest chunk or below `floor_dbfs`;
+    `gate_db=None` keeps everything. Files appear atomically and only when the whole recording
+    decoded: on any error no chunk of this run and no temporary file remains. Raises `AudioError`
+    for a file that is not audio or fails to decode.
+
+    >>> result = chunk_recording("cache/xc/123456.mp3", "dataset/Parus_major", "xc-123456")  # doctest: +SKIP
+    >>> [chunk.file_name for chunk in result.chunks]  # doctest: +SKIP
+    ['xc-123456_0000.wav', 'xc-123456_0001.wav', 'xc-123456_0003.wav']
+    """
+    if not 0 < chunk_s or not 0 <= min_chunk_s <= chunk_s:
+        raise ValueError(f"need 0 < chunk_s and 0 <= min_chunk_s <= chunk_s, got {chunk_s}, {min_chunk_s}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    decoder = open_decoder(src)
+    writer = _ChunkWriter(out_dir, stem, sample_rate, chunk_s)
+    try:
+        for samples in _mono_blocks(decoder, sample_rate):
+            writer.add(samples)
+        dropped_short = 0
+        if writer.filled >= min_chunk_s * sample_rate and writer.filled > 0:
+            writer.write_chunk()
+        elif writer.filled > 0:
+            dropped_short = 1
+        threshold = -math.inf
+        if gate_db is not None and writer.pending:
+            loudest = max(chunk.info.rms_dbfs for chunk in writer.pending)
+            threshold = max(loudest - gate_db, floor_dbfs)
+        kept = [chunk for chunk in writer.pending if chunk.info.rms_dbfs >= threshold]
+        writer.commit(kept)
+    except BaseException:
+        writer.discard()
+        raise
+    return ChunkResult(
+        chunks=[chunk.info for chunk in kept],
+        dropped_silent=len(writer.pending) - len(kept),
+        dropped_short=dropped_short,
+        decoded_s=decoder.frames_decoded / decoder.sample_rate,
+        source_sample_rate=decoder.sample_rate,
+        source_channels=decoder.channels,
+    )
+
+
+# --------------------------------------------------------------------------- duplicates
+
+
+def pcm_sha256(path: Path | str) -> str:
+    """SHA-256 of the decoded audio as mono 16-bit PCM at the native rate: equal for the same sound in any container.
+
+    A wav and a flac of the same samples hash alike; a lossy re-encode does not (use `pcm_fingerprint`).
+    """
+    digest = hashlib.sha256()
+    decoder = open_decoder(path)
+    for samples in _mono_blocks(decoder, decoder.sample_rate):
+        digest.update(_to_pcm16(samples).tobytes())
+    return digest.hexdigest()
+
+
+_FINGERPRINT_RATE = 16000  # birdsong sits at 1-8 kHz, above chromaprint's 11 kHz analysis rate
+_FINGERPRINT_WINDOW = 2048  # 128 ms
+_FINGERPRINT_HOP = 512  # 32 ms: windows overlap by 3/4, so a sub-hop misalignment changes few bits
+_FINGERPRINT_BANDS_HZ = np.geomspace(500.0, 7500.0, 34)  # 33 bands -> 32 bits a frame
+
+
+@dataclass(frozen=True, eq=False)
+class Fingerprint:
+    """A compact acoustic fingerprint: one 32-bit code per `frame_s` of audio (Haitsma-Kalker style)."""
+
+    codes: np.ndarray  # uint32, one per frame
+    frame_s: float
+    duration_s: float
+
+
+def _windows(samples: Iterable[np.ndarray], size: int, hop: int) -> Iterator[np.ndarray]:
+    """Overlapping windows (rows of `size` samples, `hop` apart) over a stream of 1-D blocks."""
+    carry = np.zeros(0, dtype=np.float32)
+    for block in samples:
+        carry = np.concatenate([carry, block])
+        count = (len(carry) - size) // hop + 1 if len(carry) >= size else 0
+        if count:
+            yield np.lib.stride_tricks.sliding_window_view(carry, size)[: count * hop : hop]
+            carry = carry[count * hop :]
+
+
+def _band_matrix() -> np.ndarray:
+    """Sums FFT power bins into the fingerprint's log-spaced bands: shape (bins, bands)."""
+    bin_hz = np.fft.rfftfreq(_FINGERPRINT_WINDOW, 1.0 / _FINGERPRINT_RATE)
+    band = np.searchsorted(_FINGERPRINT_BANDS_HZ, bin_hz, side="right") - 1
+    bands = len(_FINGERPRINT_BANDS_HZ) - 1
+    in_range = (band >= 0) & (band < bands)
+    matrix = np.zeros((len(bin_hz), bands), dtype=np.float32)
+    matrix[np.flatnonzero(in_range), band[in_range]] = 1.0
+    return matrix
+
+
+def pcm_fingerprint(path: Path | str) -> Fingerprint:
+    """Fingerprint the recording at `path`: robust to re-encoding, resampling and stereo/mono.
+
+    Bit m of frame n is the sign of the band-energy difference (band m minus band m+1) minus the
+    same difference one frame earlier, so it follows the shape of the sound over time and frequency,
+    not its level or the codec. Compare two with `similarity`.
+    """
+    decoder = open_decoder(path)
+    window = np.hanning(_FINGERPRINT_WINDOW).astype(np.float32)
+    bands = _band_matrix()
+    energies = [
+        (np.abs(np.fft.rfft(frames * window, axis=1)) ** 2) @ bands
+        for frames in _windows(_mono_blocks(decoder, _FINGERPRINT_RATE), _FINGERPRINT_WINDOW, _FINGERPRINT_HOP)
+    ]
+    energy = np.concatenate(energies) if energies else np.zeros((0, bands.shape[1]), dtype=np.float32)
+    across_bands = energy[:, :-1] - energy[:, 1:]
+    bits = (across_bands[1:] - across_bands[:-1]) > 0
+    codes = (bits.astype(np.uint32) << np.arange(bits.shape[1], dtype=np.uint32)).sum(axis=1, dtype=np.uint32)
+    return Fingerprint(
+        codes=codes,
+        frame_s=_FINGERPRINT_HOP / _FINGERPRINT_RATE,
+        duration_s=decoder.frames_decoded / decoder.sample_rate,
+    )
+
+
+def _bit_errors(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.unpackbits(np.bitwise_xor(a, b).view(np.uint8)).sum())
+
+
+def similarity(a: Fingerprint, b: Fingerprint, max_shift_s: float = 0.25) -> float:
+    """How alike two fingerprints are, 0..1: one minus the bit error rate at the best alignment.
+
+    Shifts of up to `max_shift_s` are tried, which absorbs codec delays. The same sound re-encoded
+    scores about 0.9 or more; unrelated audio about 0.5.
+    """
+    max_shift = round(max_shift_s / a.frame_s)
+    best = 0.0
+    for shift in range(-max_shift, max_shift + 1):
+        x, y = (a.codes[shift:], b.codes) if shift >= 0 else (a.codes, b.codes[-shift:])
+        overlap = min(len(x), len(y))
+        if overlap:
+            best = max(best, 1.0 - _bit_errors(x[:overlap], y[:overlap]) / (32 * overlap))
+    return best

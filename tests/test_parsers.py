@@ -1,0 +1,238 @@
+"""Parsers of the three APIs against the real response shapes (tests/fixtures/api, copied from
+shared/api), plus property tests: any input gives a model or a clear error, never a crash."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from birdgrab.licences import is_no_derivatives, is_non_commercial, licence_code, licence_name
+from birdgrab.names import NameError_, class_folder, parse_scientific_name
+from birdgrab.sources import europeana, wikipedia, xenocanto
+
+FIXTURES = Path(__file__).parent / "fixtures" / "api"
+NOW = datetime(2026, 11, 21, tzinfo=timezone.utc)
+
+
+def fixture(name: str):
+    return json.loads((FIXTURES / name).read_text())
+
+
+def test_xeno_canto_page_parses_every_quirk():
+    page = fixture("xeno-canto-v3-page.json")
+    recs = [xenocanto.parse_recording(r, seen_at=NOW) for r in page["recordings"]]
+    lazuli, wren, eagle = recs
+    assert lazuli.key == "xc:254462" and lazuli.scientific_name == "Passerina amoena"
+    assert lazuli.length_s == 253 and lazuli.latitude == pytest.approx(43.6571)
+    assert lazuli.licence == "CC BY-SA 4.0" and lazuli.quality == "A"
+    assert lazuli.background_species == ["Pipilo maculatus"]
+    assert lazuli.declared_sample_rate == 48000 and lazuli.uploaded.isoformat() == "2015-06-29"
+    # h:mm:ss length, a date with a 00 day, an odd time
+    assert wren.length_s == 3728 and wren.recorded_date == "2021-12" and wren.recorded_time == "9.30"
+    assert wren.file_name.endswith(".wav") and wren.sex == "male"
+    # restricted species: no file, recorded as not downloadable with the reason; "?" and null fields
+    assert not eagle.downloadable and "restricted" in eagle.not_downloadable_reason
+    assert eagle.audio_url is None and eagle.altitude_m is None and eagle.latitude is None
+    assert eagle.longitude is None and eagle.quality is None and eagle.recorded_date is None
+    assert eagle.licence == "CC BY-NC-ND 4.0"
+
+
+def test_xeno_canto_protocol_relative_urls_are_normalised():
+    raw = dict(fixture("xeno-canto-v3-page.json")["recordings"][0])
+    raw.update(url="//xeno-canto.org/254462", file="//xeno-canto.org/254462/download",
+               lic="//creativecommons.org/licenses/by-nc-sa/4.0/")
+    rec = xenocanto.parse_recording(raw, seen_at=NOW, scheme="https")
+    assert rec.audio_url == "https://xeno-canto.org/254462/download"
+    assert rec.page_url == "https://xeno-canto.org/254462" and rec.licence == "CC BY-NC-SA 4.0"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("0:12", 12), ("4:13", 253), ("1:02:08", 3728), ("", None), ("?", None), ("abc", None)]
+)
+def test_length_strings(text, seconds):
+    assert xenocanto.parse_length(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("2015-06-23", "2015-06-23"), ("2021-12-00", "2021-12"), ("2015-00-00", "2015"), ("0000-00-00", None),
+     ("2021-02-30", "2021-02"), ("?", None), ("", None)],
+)
+def test_partial_dates(text, expected):
+    assert xenocanto.parse_partial_date(text) == expected
+
+
+def test_types_are_split_and_normalised():
+    assert xenocanto.parse_types("call, song, Call") == ["call", "song"]
+    assert xenocanto.parse_types("") == []
+
+
+def test_both_xeno_canto_error_shapes_are_read():
+    flat = fixture("xeno-canto-v3-error-401.json")
+    nested = fixture("xeno-canto-v3-error-400.json")
+    assert "BIRDGRAB_XC_KEY" in xenocanto.describe_error(401, flat)
+    assert "No query specified" in xenocanto.describe_error(400, nested)
+
+
+def test_europeana_items_parse_titles_media_and_description():
+    page = fixture("europeana-search-page.json")
+    thrush, condor, tit = (europeana.parse_item(i, seen_at=NOW) for i in page["items"])
+    assert thrush.key == "europeana:/11622/_TIERSTIMMENARCHIV_MFN_GERMANY_TSA_Turdus_philomelos_V_1817_22_1"
+    assert thrush.scientific_name == "Turdus philomelos" and thrush.recordist == "Wallschläger, D."
+    assert thrush.types == ["song"] and thrush.sex == "male" and thrush.stage == "adult"
+    assert thrush.audio_url.endswith("Turdus_philomelos_V1817_22_short.mp3")
+    assert thrush.licence == "CC BY-SA 3.0" and thrush.recorded_date == "1983"
+    assert condor.page_url and "wskey" not in condor.model_dump_json()
+    assert tit.scientific_name == "Parus major" and tit.subspecies == "major" and tit.stage == "juvenile"
+    # no edmIsShownBy: not downloadable until the Record API fallback says otherwise
+    assert not tit.downloadable and tit.licence == "CC0 1.0"
+
+
+def test_europeana_guid_never_keeps_the_key():
+    item = dict(fixture("europeana-search-page.json")["items"][0])
+    del item["edmIsShownAt"]
+    rec = europeana.parse_item(item, seen_at=NOW)
+    assert rec.page_url.startswith("https://www.europeana.eu/item/") and "api2demo" not in rec.model_dump_json()
+
+
+def test_europeana_record_api_media():
+    body = {"success": True, "object": {"aggregations": [{"edmIsShownBy": "http://x.test/a.mp3"}]}}
+    assert europeana.media_from_record(body) == "http://x.test/a.mp3"
+    assert europeana.media_from_record({"object": {}}) is None
+
+
+def test_mediawiki_v1_answer_maps_by_title():
+    query = fixture("mediawiki-query-v1.json")["query"]
+    thrush = wikipedia.classify("Turdus_philomelos", query, lang="de", checked_at=NOW)
+    assert thrush.status == "article" and thrush.title == "Singdrossel" and thrush.wikidata_id == "Q25338"
+    assert thrush.url == "https://de.wikipedia.org/wiki/Singdrossel"
+    tit = wikipedia.classify("Cyanistes caeruleus", query, lang="de", checked_at=NOW)
+    assert tit.title == "Blaumeise"
+    assert wikipedia.classify("Nonexistus avis", query, lang="de", checked_at=NOW).status == "missing"
+
+
+def test_mediawiki_genus_section_and_disambiguation_are_not_species_articles():
+    query = {
+        "redirects": [
+            {"from": "Regulus ignicapilla", "to": "Goldhähnchen"},
+            {"from": "Corvus cornix", "to": "Aaskrähe", "tofragment": "Nebelkrähe"},
+        ],
+        "pages": [
+            {"title": "Goldhähnchen", "pageid": 1, "extract": "Die Goldhähnchen (Regulus) sind eine Gattung der Sperlingsvögel."},
+            {"title": "Aaskrähe", "pageid": 2, "extract": "Die Aaskrähe (Corvus corone) ist eine Vogelart."},
+            {"title": "Zeisig", "pageid": 3, "extract": "Zeisig steht für:", "pageprops": {"disambiguation": ""}},
+        ],
+    }
+    assert wikipedia.classify("Regulus ignicapilla", query, lang="de", checked_at=NOW).status == "genus"
+    assert wikipedia.classify("Corvus cornix", query, lang="de", checked_at=NOW).status == "section"
+    assert wikipedia.classify("Zeisig", query, lang="de", checked_at=NOW).status == "disambiguation"
+
+
+def test_maxlag_with_http_200_is_transient_not_missing():
+    from birdgrab.http_client import TransientError
+
+    with pytest.raises(TransientError) as caught:
+        wikipedia.check_payload(fixture("mediawiki-error-maxlag.json"), {"Retry-After": "3"})
+    assert caught.value.retry_after == 3
+
+
+@pytest.mark.parametrize(
+    ("title", "binomial", "ssp"),
+    [
+        ("Turdus philomelos C. L. Brehm, 1831", "Turdus philomelos", None),
+        ("Parus major major Linnaeus, 1758", "Parus major", "major"),
+        ("Erithacus rubecula (Linnaeus, 1758)", "Erithacus rubecula", None),
+        ("Vultur gryphus Linnaeus, 1758", "Vultur gryphus", None),
+        ("turdus_PHILOMELOS", "Turdus philomelos", None),
+        ("Dendrocopos major von Linné", "Dendrocopos major", None),
+    ],
+)
+def test_titles_canonicalise(title, binomial, ssp):
+    name = parse_scientific_name(title)
+    assert (name.binomial, name.subspecies) == (binomial, ssp)
+
+
+@pytest.mark.parametrize("title", ["Sylvia sp.", "Aves", "", "Anas x Aythya", "../../etc passwd", "Turdus phil0melos"])
+def test_non_species_titles_are_refused_with_a_reason(title):
+    with pytest.raises(NameError_) as caught:
+        parse_scientific_name(title)
+    assert caught.value.reason
+
+
+def test_class_folders_are_plain_ascii():
+    assert class_folder("Turdus philomelos") == "Turdus_philomelos"
+    assert class_folder("Threskiornis novae-hollandiae") == "Threskiornis_novaehollandiae"
+    with pytest.raises(NameError_):
+        class_folder("Turdus philomеlos")  # Cyrillic e
+
+
+def test_licences():
+    assert licence_name("http://creativecommons.org/publicdomain/zero/1.0/") == "CC0 1.0"
+    assert licence_code("CC BY-NC-SA 4.0") == "BY-NC-SA"
+    assert is_no_derivatives("CC BY-NC-ND 4.0") and not is_no_derivatives("CC BY-SA 4.0")
+    assert is_non_commercial("CC BY-NC-SA 4.0") and not is_non_commercial("CC0 1.0")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+XC_FIELDS = list(fixture("xeno-canto-v3-page.json")["recordings"][0])
+EU_FIELDS = ["id", "title", "dcDescription", "dcCreator", "edmIsShownBy", "edmIsShownAt", "rights", "year", "guid"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({}, optional={k: json_values | st.text(max_size=40) for k in XC_FIELDS}))
+def test_any_xeno_canto_record_gives_a_model_or_a_clear_error(raw):
+    try:
+        rec = xenocanto.parse_recording(raw, seen_at=NOW)
+    except NameError_ as exc:
+        assert exc.reason
+    except ValueError as exc:
+        assert "id" in str(exc)
+    else:
+        assert rec.key.startswith("xc:")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.fixed_dictionaries({}, optional={k: json_values | st.lists(st.text(max_size=40)) for k in EU_FIELDS}))
+def test_any_europeana_item_gives_a_model_or_a_clear_error(item):
+    try:
+        rec = europeana.parse_item(item, seen_at=NOW)
+    except NameError_ as exc:
+        assert exc.reason
+    except ValueError as exc:
+        assert "id" in str(exc)
+    else:
+        assert rec.key.startswith("europeana:/")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["normalized", "redirects", "pages", "x"]), json_values), st.text(max_size=30))
+def test_any_mediawiki_answer_classifies(query, name):
+    article = wikipedia.classify(name, query, lang="de", checked_at=NOW)
+    assert article.status in ("article", "missing", "genus", "section", "disambiguation")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=60))
+def test_any_text_is_a_name_or_a_reason(text):
+    try:
+        name = parse_scientific_name(text)
+    except NameError_ as exc:
+        assert exc.reason
+    else:
+        assert class_folder(name.binomial).replace("_", "").isalpha()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=20))
+def test_length_and_date_strings_never_crash(text):
+    xenocanto.parse_length(text)
+    xenocanto.parse_partial_date(text)
