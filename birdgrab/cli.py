@@ -7,19 +7,20 @@ Exit codes (CONTRACT.md) are decided here and only here: 0 done, 1 some items fa
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from birdgrab import __version__
-from birdgrab.errors import BirdgrabError
+from birdgrab.errors import BirdgrabError, UsageError
 from birdgrab.log import setup_logging
 from birdgrab.settings import load_settings, redact
 
@@ -34,12 +35,12 @@ app = typer.Typer(
 )
 
 
-class LogFormat(str, Enum):
+class LogFormat(StrEnum):
     text = "text"
     json = "json"
 
 
-class SourceName(str, Enum):
+class SourceName(StrEnum):
     xeno_canto = "xeno-canto"
     europeana = "europeana"
 
@@ -84,10 +85,6 @@ def _run(
     raise typer.Exit(code)
 
 
-def _console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
-
-
 @app.command(
     epilog="Example: birdgrab catalog --species-file manifests/presets/jibjib-194.txt --wiki-lang de",
 )
@@ -103,14 +100,20 @@ def catalog(
             help="xeno-canto tag query (default 'grp:birds cnt:germany'; with --species-file, extra tags per species).",
         ),
     ] = None,
-    europeana_query: Annotated[str, typer.Option("--europeana-query", help="Europeana search text.")] = "tierstimmenarchiv",
+    europeana_query: Annotated[
+        str, typer.Option("--europeana-query", help="Europeana search text.")
+    ] = "tierstimmenarchiv",
     species_file: Annotated[
         Path | None, typer.Option("--species-file", help="Only these species: one scientific name a line.")
     ] = None,
-    wiki_lang: Annotated[str, typer.Option("--wiki-lang", help="Wikipedia language to resolve species in.")] = "de",
+    wiki_lang: Annotated[
+        str, typer.Option("--wiki-lang", help="Wikipedia language to resolve species in.")
+    ] = "de",
     since: Annotated[
         datetime | None,
-        typer.Option("--since", formats=["%Y-%m-%d"], help="xeno-canto: only recordings uploaded since YYYY-MM-DD."),
+        typer.Option(
+            "--since", formats=["%Y-%m-%d"], help="xeno-canto: only recordings uploaded since YYYY-MM-DD."
+        ),
     ] = None,
     refresh_wiki: Annotated[
         bool, typer.Option("--refresh-wiki", help="Ask Wikipedia again about species already known.")
@@ -166,18 +169,175 @@ def catalog(
 
 
 def _validate_lang(lang: str) -> None:
-    import re
-
-    from birdgrab.errors import UsageError
-
     if not re.fullmatch(r"[a-z]{2,3}(-[a-z]+)?", lang):
         raise UsageError(f"--wiki-lang {lang!r} is not a Wikipedia language code (e.g. de, en)")
+
+
+class TypeName(StrEnum):
+    song = "song"
+    call = "call"
+
+
+@app.command(
+    name="filter",
+    epilog="Example: birdgrab filter --min-files 50 --no-nd --min-quality C --max-files 400",
+)
+def filter_(
+    min_files: Annotated[
+        int, typer.Option("--min-files", help="Drop species with fewer usable, downloadable recordings.")
+    ] = 50,
+    max_files: Annotated[
+        int | None,
+        typer.Option(
+            "--max-files", help="Keep at most N per species: best quality, then longer, then lower id."
+        ),
+    ] = None,
+    wiki_lang: Annotated[
+        str, typer.Option("--wiki-lang", help="Drop species without an article in this Wikipedia.")
+    ] = "de",
+    no_wiki: Annotated[bool, typer.Option("--no-wiki", help="Keep species whatever Wikipedia says.")] = False,
+    licence: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--licence", help="Allowed licences, e.g. BY, BY-SA, CC0 (repeatable or comma-separated)."
+        ),
+    ] = None,
+    no_nd: Annotated[
+        bool, typer.Option("--no-nd", help="Drop no-derivatives licences (chunks are derivatives).")
+    ] = False,
+    no_nc: Annotated[bool, typer.Option("--no-nc", help="Drop non-commercial licences.")] = False,
+    min_quality: Annotated[
+        str | None, typer.Option("--min-quality", help="Lowest xeno-canto quality to keep, A (best) .. E.")
+    ] = None,
+    min_length: Annotated[
+        float | None, typer.Option("--min-length", help="Shortest recording, seconds.")
+    ] = None,
+    max_length: Annotated[
+        float | None, typer.Option("--max-length", help="Longest recording, seconds.")
+    ] = None,
+    type_: Annotated[TypeName | None, typer.Option("--type", help="Only songs or only calls.")] = None,
+    no_background: Annotated[
+        bool, typer.Option("--no-background", help="Drop recordings with other species in the background.")
+    ] = False,
+    source: Annotated[list[SourceName] | None, typer.Option("--source", help="Only these archives.")] = None,
+    any_group: Annotated[
+        bool, typer.Option("--any-group", help="Keep species not confirmed as birds (frogs, insects...).")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the result, write nothing.")] = False,
+    manifests: ManifestsDir = Path("manifests"),
+    cache: CacheDir = Path("cache"),
+    out: OutDir = Path("dataset"),
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    log_format: LogFormatOpt = LogFormat.text,
+    log_file: LogFile = None,
+) -> None:
+    """Choose species and recordings from the catalog into manifests/selection.json."""
+    from birdgrab import render
+    from birdgrab.selection import FilterOptions, run_filter
+
+    def work() -> int:
+        options = FilterOptions(
+            min_files=min_files,
+            max_files=max_files,
+            wiki_lang=None if no_wiki else wiki_lang,
+            licences=tuple(licence or ()),
+            no_nd=no_nd,
+            no_nc=no_nc,
+            min_quality=min_quality,
+            min_length=min_length,
+            max_length=max_length,
+            type=type_.value if type_ else None,
+            no_background=no_background,
+            sources=tuple(s.value for s in source or ()),
+            any_group=any_group,
+        )
+        selection = run_filter(manifests, options, dry_run=dry_run)
+        if not quiet and log_format == LogFormat.text:
+            render.console().print(render.selection_table(selection, options.wiki_lang))
+        kept = sum(len(s.recordings) for s in selection.species.values())
+        log.info(
+            "filter: %d species with %d recordings kept, %d species dropped%s",
+            len(selection.species),
+            kept,
+            len(selection.dropped_species),
+            " (dry run: nothing written)" if dry_run else "",
+            extra={
+                "event": "filter.done",
+                "species": len(selection.species),
+                "recordings": kept,
+                "dropped_species": len(selection.dropped_species),
+            },
+        )
+        return 0
+
+    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file)
+
+
+@app.command(epilog="Example: birdgrab fetch --jobs 4")
+def fetch(
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Concurrent downloads.")] = 4,
+    max_file_mb: Annotated[
+        float, typer.Option("--max-file-mb", help="Refuse any single file larger than this.")
+    ] = 2048,
+    manifests: ManifestsDir = Path("manifests"),
+    cache: CacheDir = Path("cache"),
+    out: OutDir = Path("dataset"),
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    log_format: LogFormatOpt = LogFormat.text,
+    log_file: LogFile = None,
+) -> None:
+    """Download the selection into the cache: concurrent, resumable, verified, deduplicated."""
+    from birdgrab import render
+    from birdgrab.download import FetchOptions, run_downloads
+
+    def work() -> int:
+        settings = load_settings()
+        options = FetchOptions(jobs=jobs, per_host=jobs, max_file_mb=max_file_mb)
+        rich_output = not quiet and log_format == LogFormat.text
+        with render.TransferProgress("fetch", rich=rich_output) as progress:
+            report = asyncio.run(
+                run_downloads(
+                    settings, manifests, cache, options, on_progress=progress, on_start=progress.start
+                )
+            )
+        if rich_output:
+            render.console().print(render.fetch_table(report))
+        log.info(
+            "fetch: %d downloaded, %d already cached, %d duplicates, %d failed (%.1f MB, %d requests)",
+            report.downloaded,
+            report.skipped,
+            report.duplicates,
+            len(report.failed),
+            report.bytes / 2**20,
+            report.requests,
+            extra={
+                "event": "fetch.done",
+                "downloaded": report.downloaded,
+                "skipped": report.skipped,
+                "duplicates": report.duplicates,
+                "failed": len(report.failed),
+                "bytes": report.bytes,
+            },
+        )
+        for key, reason in sorted(report.failed.items()):
+            log.warning(
+                "failed: %s: %s", key, reason, extra={"event": "fetch.failed", "key": key, "reason": reason}
+            )
+        if report.stopped:
+            log.error("%s", report.stopped, extra={"event": "fetch.stopped"})
+        return 1 if report.failed or report.stopped else 0
+
+    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file)
 
 
 @app.command(epilog="Example: birdgrab stats --wiki-lang de")
 def stats(
     wiki_lang: Annotated[str, typer.Option("--wiki-lang", help="Which Wikipedia's articles to show.")] = "de",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the numbers as JSON instead of tables.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the numbers as JSON instead of tables.")
+    ] = False,
     manifests: ManifestsDir = Path("manifests"),
     cache: CacheDir = Path("cache"),
     out: OutDir = Path("dataset"),
@@ -187,17 +347,16 @@ def stats(
     log_file: LogFile = None,
 ) -> None:
     """Show what is in the manifests: species, recordings per archive, article yes/no, bird yes/no."""
+    from birdgrab import render
     from birdgrab import stats as stats_module
 
     def work() -> int:
         _validate_lang(wiki_lang)
         result = stats_module.collect(manifests, wiki_lang)
         if as_json:
-            import json
-
             sys.stdout.write(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n")
         else:
-            stats_module.render(result, _console())
+            render.print_stats(result, render.console())
         return 0
 
     _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file)
@@ -210,9 +369,13 @@ def sandbox(
     env_file: Annotated[
         Path | None, typer.Option("--env-file", help="Write `export BIRDGRAB_...` lines here once listening.")
     ] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where rendered audio is cached.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Where rendered audio is cached.")
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic archive.")] = 0,
-    hour_long: Annotated[bool, typer.Option("--hour-long/--no-hour-long", help="Include the hour-long recording.")] = True,
+    hour_long: Annotated[
+        bool, typer.Option("--hour-long/--no-hour-long", help="Include the hour-long recording.")
+    ] = True,
     quiet: Quiet = False,
     verbose: Verbose = False,
     log_format: LogFormatOpt = LogFormat.text,
@@ -222,8 +385,6 @@ def sandbox(
     from birdgrab.sandbox import SandboxConfig, serve
 
     def work() -> int:
-        from birdgrab.errors import UsageError
-
         if not (host.startswith("127.") or host in ("localhost", "::1")):
             raise UsageError(f"--host {host}: the sandbox only listens on loopback addresses")
         serve(SandboxConfig(data_dir=data_dir, seed=seed, hour_long=hour_long), host, port, env_file)

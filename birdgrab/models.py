@@ -124,3 +124,51 @@ class RecordingsManifest(ManifestHeader):
 class SpeciesManifest(ManifestHeader):
     kind: Literal["species"] = "species"
     species: dict[str, Species] = Field(default_factory=dict)
+
+
+class SelectedSpecies(Model):
+    species: str
+    wiki_title: str | None = None
+    recordings: list[str] = Field(default_factory=list, description="chosen keys, best first")
+    funnel: dict[str, int] = Field(default_factory=dict, description="recordings left after each filter")
+
+
+class DroppedSpecies(Model):
+    species: str
+    reason: str
+    funnel: dict[str, int] = Field(default_factory=dict)
+
+
+class SelectionManifest(ManifestHeader):
+    kind: Literal["selection"] = "selection"
+    species: dict[str, SelectedSpecies] = Field(default_factory=dict)
+    dropped_species: dict[str, DroppedSpecies] = Field(default_factory=dict)
+    dropped_recordings: dict[str, str] = Field(default_factory=dict, description="key -> reason")
+
+    def selected_keys(self) -> list[str]:
+        return sorted(key for s in self.species.values() for key in s.recordings)
+
+
+DownloadStatus = Literal["ok", "failed", "duplicate"]
+
+
+class DownloadEntry(Model):
+    key: str
+    status: DownloadStatus
+    url: str | None = None
+    path: str | None = Field(None, description="cache file, relative to the cache folder")
+    bytes: int | None = None
+    sha256: str | None = None
+    format: str | None = None
+    duration_s: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    duplicate_of: str | None = None
+    reason: str | None = None
+    attempts: int = 0
+    updated_at: datetime
+
+
+class DownloadsManifest(ManifestHeader):
+    kind: Literal["downloads"] = "downloads"
+    entries: dict[str, DownloadEntry] = Field(default_factory=dict)

@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from birdgrab import manifests
 from birdgrab.errors import UsageError
 
@@ -46,7 +43,15 @@ def collect(folder: Path, wiki_lang: str = "de") -> Stats:
     stats.skipped = len(recordings.skipped)
     for s in species.species.values():
         article = s.article(wiki_lang)
-        status = "?" if article is None else "yes" if article.is_species_article else "no" if article.status == "missing" else article.status
+        status = (
+            "?"
+            if article is None
+            else "yes"
+            if article.is_species_article
+            else "no"
+            if article.status == "missing"
+            else article.status
+        )
         stats.rows.append(
             SpeciesRow(
                 species=s.scientific_name,
@@ -57,28 +62,3 @@ def collect(folder: Path, wiki_lang: str = "de") -> Stats:
             )
         )
     return stats
-
-
-def render(stats: Stats, console: Console) -> None:
-    table = Table(title=f"{len(stats.rows)} species, {stats.recordings} recordings", title_justify="left")
-    table.add_column("species", style="italic")
-    table.add_column(f"{stats.wiki_lang} article")
-    table.add_column("xeno-canto", justify="right")
-    table.add_column("Europeana", justify="right")
-    table.add_column(f"{stats.wiki_lang} Wikipedia", justify="center")
-    table.add_column("bird", justify="center")
-    for row in stats.rows:
-        table.add_row(
-            row.species,
-            row.local_name or "",
-            str(row.recordings.get("xeno-canto", 0)),
-            str(row.recordings.get("europeana", 0)),
-            row.article,
-            {True: "yes", False: "no", None: "?"}[row.is_bird],
-        )
-    console.print(table)
-    sources = ", ".join(f"{k}: {v}" for k, v in sorted(stats.per_source.items()))
-    console.print(
-        f"recordings: {stats.recordings} ({sources}); downloadable: {stats.downloadable}; "
-        f"archive items skipped: {stats.skipped}"
-    )

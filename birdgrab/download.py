@@ -1,0 +1,404 @@
+"""`birdgrab fetch`, the download half: concurrent, polite, resumable, verified, deduplicated.
+
+Each recording streams into `cache/.partial/<hash of key>.part`, its sha256 computed as the
+bytes arrive. A transfer cut short keeps its partial file and resumes with an HTTP Range request
+(If-Range guards against a changed file); a server that ignores Range restarts it. A complete
+file is checked against Content-Length, verified as audio (`audio.probe`: an HTML page or a
+corrupt file is a failed item, not a cache entry), then renamed to its content address
+`cache/<sha[:2]>/<sha256>.<format>`. The same bytes under two keys are stored once: the second
+key is recorded as a duplicate of the first (xeno-canto keys are preferred as the owner).
+
+Progress is kept in `downloads.json` plus an append-only journal (`downloads.journal`), one
+fsynced line per finished item, compacted into the JSON at the end: a crash loses only the
+files in flight, and bookkeeping stays O(1) per file however large the catalogue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from birdgrab import manifests
+from birdgrab.audio import AudioError, probe
+from birdgrab.errors import ServiceError, UsageError
+from birdgrab.files import TEMP_SUFFIX, atomic_write_bytes
+from birdgrab.http_client import RETRYABLE, ServiceClient, TransientError, describe_transport_error
+from birdgrab.models import DownloadEntry, DownloadsManifest, Recording, SelectionManifest
+from birdgrab.settings import Settings, redact
+
+log = logging.getLogger(__name__)
+
+JOURNAL = "downloads.journal"
+PARTIAL_DIR = ".partial"
+STREAM_CHUNK = 1 << 17
+DEFAULT_JOBS = 4
+DEFAULT_MAX_FILE_MB = 2048
+
+
+class DownloadRejected(Exception):
+    """A permanent failure of one item (wrong content, too large, refused): not retried this run."""
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    jobs: int = DEFAULT_JOBS
+    per_host: int = DEFAULT_JOBS
+    max_file_mb: float = DEFAULT_MAX_FILE_MB
+    min_free_mb: float = 200
+
+    def validated(self) -> FetchOptions:
+        if self.jobs < 1 or self.jobs > 64:
+            raise UsageError(f"--jobs must be between 1 and 64, got {self.jobs}")
+        if self.max_file_mb <= 0:
+            raise UsageError(f"--max-file-mb must be greater than 0, got {self.max_file_mb:g}")
+        return self
+
+
+def owner_rank(key: str) -> tuple[int, str]:
+    """Which of two keys with the same bytes owns the file: xeno-canto first, then the lower key."""
+    return (0 if key.startswith("xc:") else 1, key)
+
+
+class DownloadLedger:
+    """downloads.json plus its journal: the record of every download, safe against crashes."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / manifests.DOWNLOADS
+        self.journal_path = Path(folder) / JOURNAL
+        manifest = manifests.load(self.path, DownloadsManifest)
+        self.entries: dict[str, DownloadEntry] = dict(manifest.entries) if manifest else {}
+        self._replay()
+        self._journal = None
+
+    def _replay(self) -> None:
+        try:
+            lines = self.journal_path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return
+        for line in lines:
+            try:
+                entry = DownloadEntry.model_validate_json(line)
+            except ValueError:
+                continue  # a line torn by a crash: that item is simply done again
+            self.entries[entry.key] = entry
+
+    def owner_of(self, sha256: str) -> str | None:
+        owners = [e.key for e in self.entries.values() if e.status == "ok" and e.sha256 == sha256]
+        return min(owners, key=owner_rank) if owners else None
+
+    def record(self, entry: DownloadEntry) -> None:
+        self.entries[entry.key] = entry
+        if self._journal is None:
+            self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+            self._journal = open(self.journal_path, "ab")  # noqa: SIM115 - closed by compact()
+        self._journal.write(entry.model_dump_json().encode() + b"\n")
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+
+    def compact(self, parameters: dict) -> None:
+        """Write downloads.json atomically, then drop the journal it now contains."""
+        manifest = manifests.new_manifest(
+            DownloadsManifest, parameters, entries=dict(sorted(self.entries.items()))
+        )
+        manifests.save(self.path, manifest)
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        with contextlib.suppress(FileNotFoundError):
+            self.journal_path.unlink()
+
+
+def cached_file(cache: Path, entry: DownloadEntry | None) -> Path | None:
+    """The verified cache file of an ok entry, if it is still there with its size."""
+    if entry is None or entry.status != "ok" or not entry.path:
+        return None
+    path = cache / entry.path
+    try:
+        return path if path.stat().st_size == entry.bytes else None
+    except OSError:
+        return None
+
+
+def is_done(cache: Path, ledger: DownloadLedger, key: str) -> bool:
+    entry = ledger.entries.get(key)
+    if entry is not None and entry.status == "duplicate" and entry.duplicate_of:
+        entry = ledger.entries.get(entry.duplicate_of)
+    return cached_file(cache, entry) is not None
+
+
+@dataclass
+class FetchReport:
+    selected: int = 0
+    downloaded: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # key -> reason
+    bytes: int = 0
+    requests: int = 0
+    stopped: str | None = None  # why the run stopped early (low disk space)
+
+    def add(self, entry: DownloadEntry) -> None:
+        if entry.status == "failed":
+            self.failed[entry.key] = entry.reason or "failed"
+            return
+        self.bytes += entry.bytes or 0
+        if entry.status == "duplicate":
+            self.duplicates += 1
+        else:
+            self.downloaded += 1
+
+    def failures_by_reason(self) -> Counter:
+        return Counter(self.failed.values())
+
+
+ProgressHook = Callable[[str, int], None]  # (event, amount): "bytes", n / "file", 1
+
+
+class Downloader:
+    def __init__(
+        self,
+        settings: Settings,
+        cache: Path,
+        ledger: DownloadLedger,
+        options: FetchOptions,
+        on_progress: ProgressHook | None = None,
+    ):
+        self.cache = Path(cache)
+        self.partial_dir = self.cache / PARTIAL_DIR
+        self.ledger = ledger
+        self.options = options
+        self.max_bytes = int(options.max_file_mb * 1024 * 1024)
+        self.client = ServiceClient(replace(settings.audio, max_concurrency=options.jobs), settings)
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._progress = on_progress or (lambda event, amount: None)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    def _partial(self, key: str) -> Path:
+        return self.partial_dir / f"{hashlib.sha1(key.encode()).hexdigest()}{TEMP_SUFFIX}"
+
+    def _host_slot(self, url: str) -> asyncio.Semaphore:
+        host = urlsplit(url).netloc
+        return self._hosts.setdefault(host, asyncio.Semaphore(self.options.per_host))
+
+    async def _transfer(self, url: str, partial: Path) -> tuple[str, int]:
+        """One attempt: stream into `partial` (resuming if it has bytes); return (sha256, size)."""
+        meta_path = partial.with_suffix(".json")
+        have = partial.stat().st_size if partial.exists() else 0
+        headers = {}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+            with contextlib.suppress(OSError, ValueError):
+                validator = json.loads(meta_path.read_text()).get("validator")
+                if validator:
+                    headers["If-Range"] = validator
+        async with (
+            self._host_slot(url),
+            self.client.slot(),
+            self.client.stream(url, headers=headers) as response,
+        ):
+            if response.status_code == 416 and have:
+                partial.unlink()  # our partial is no prefix of the current file: start over
+                raise TransientError("server refused to resume (416)", retry_after=0)
+            try:
+                self.client.raise_for_status(response)
+            except ServiceError as exc:
+                raise DownloadRejected(f"HTTP {response.status_code}") from exc
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if content_type in ("text/html", "application/xhtml+xml"):
+                raise DownloadRejected("server sent an HTML page instead of audio")
+            resumed = response.status_code == 206 and have > 0
+            if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
+                resumed = False
+            expected = _expected_total(response, have if resumed else 0)
+            if expected is not None and expected > self.max_bytes:
+                raise DownloadRejected(f"file of {expected / 2**20:.0f} MB exceeds --max-file-mb")
+            validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+            atomic_write_bytes(meta_path, json.dumps({"url": redact(url), "validator": validator}).encode())
+            hasher = hashlib.sha256()
+            mode = "ab" if resumed else "wb"
+            if resumed:
+                with open(partial, "rb") as existing:
+                    while block := existing.read(1 << 20):
+                        hasher.update(block)
+            else:
+                have = 0
+            size = have
+            with open(partial, mode) as out:
+                async for block in response.aiter_bytes(STREAM_CHUNK):
+                    size += len(block)
+                    if size > self.max_bytes:
+                        raise DownloadRejected(
+                            f"file larger than --max-file-mb ({self.options.max_file_mb:g} MB)"
+                        )
+                    out.write(block)
+                    hasher.update(block)
+                    self._progress("bytes", len(block))
+        if expected is not None and size != expected:
+            raise TransientError(f"got {size} of {expected} bytes (truncated)")
+        return hasher.hexdigest(), size
+
+    async def download(self, recording: Recording) -> DownloadEntry:
+        """Download, verify and file one recording; never raises for a per-item failure."""
+        key, url = recording.key, recording.audio_url
+        previous = self.ledger.entries.get(key)
+        attempts = previous.attempts if previous and previous.status == "failed" else 0
+        now = manifests.utc_now()
+        if not url:
+            return self._failed(key, None, "no audio URL", attempts)
+        partial = self._partial(key)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            async for attempt in self.client.retrying():
+                with attempt:
+                    attempts += 1
+                    sha, size = await self._transfer(url, partial)
+        except DownloadRejected as exc:
+            _remove(partial)
+            return self._failed(key, url, str(exc), attempts)
+        except RETRYABLE as exc:
+            # The partial file stays: the next run resumes it.
+            return self._failed(key, url, describe_transport_error(exc), attempts)
+        try:
+            info = probe(partial)
+        except AudioError as exc:
+            _remove(partial)
+            return self._failed(key, url, exc.reason, attempts)
+        final_rel = f"{sha[:2]}/{sha}.{info.format}"
+        owner = self.ledger.owner_of(sha)
+        entry = DownloadEntry(
+            key=key,
+            status="ok",
+            url=redact(url),
+            path=final_rel,
+            bytes=size,
+            sha256=sha,
+            format=info.format,
+            duration_s=round(info.duration_s, 3),
+            sample_rate=info.sample_rate,
+            channels=info.channels,
+            attempts=attempts,
+            updated_at=now,
+        )
+        final = self.cache / final_rel
+        if final.exists() and final.stat().st_size == size:
+            _remove(partial)  # the same bytes are already cached (another key, or a crash before recording)
+        else:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(partial, final)
+        _remove(partial.with_suffix(".json"))
+        if owner is not None and owner != key:
+            if owner_rank(key) < owner_rank(owner):
+                self.ledger.record(
+                    self.ledger.entries[owner].model_copy(
+                        update={"status": "duplicate", "duplicate_of": key, "updated_at": now}
+                    )
+                )
+            else:
+                entry = entry.model_copy(update={"status": "duplicate", "duplicate_of": owner})
+        self.ledger.record(entry)
+        return entry
+
+    def _failed(self, key: str, url: str | None, reason: str, attempts: int) -> DownloadEntry:
+        entry = DownloadEntry(
+            key=key,
+            status="failed",
+            url=redact(url) if url else None,
+            reason=redact(reason),
+            attempts=attempts,
+            updated_at=manifests.utc_now(),
+        )
+        self.ledger.record(entry)
+        return entry
+
+
+def _expected_total(response: httpx.Response, offset: int) -> int | None:
+    """Bytes the file will have once this answer is complete (from Content-Length)."""
+    length = response.headers.get("Content-Length")
+    if length is None or "Content-Encoding" in response.headers:
+        return None
+    try:
+        return offset + int(length)
+    except ValueError:
+        return None
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def free_mb(folder: Path) -> float:
+    folder.mkdir(parents=True, exist_ok=True)
+    return shutil.disk_usage(folder).free / 2**20
+
+
+async def run_downloads(
+    settings: Settings,
+    folder: Path,
+    cache: Path,
+    options: FetchOptions,
+    on_progress: ProgressHook | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> FetchReport:
+    """Download everything selected that is not yet verified in the cache."""
+    options = options.validated()
+    folder, cache = Path(folder), Path(cache)
+    selection = manifests.load(folder / manifests.SELECTION, SelectionManifest)
+    recordings = manifests.load_recordings(folder)
+    if selection is None or recordings is None:
+        raise UsageError(f"no selection in {folder}: run `birdgrab catalog` and `birdgrab filter` first")
+    ledger = DownloadLedger(folder)
+    report = FetchReport()
+    keys = selection.selected_keys()
+    report.selected = len(keys)
+    todo: list[Recording] = []
+    for key in keys:
+        if is_done(cache, ledger, key):
+            report.skipped += 1
+        elif key not in recordings.recordings:
+            report.failed[key] = "not in recordings.json (run catalog again)"
+        else:
+            todo.append(recordings.recordings[key])
+    if on_start:
+        on_start(len(todo))
+    downloader = Downloader(settings, cache, ledger, options, on_progress)
+    queue: asyncio.Queue[Recording] = asyncio.Queue()
+    for recording in todo:
+        queue.put_nowait(recording)
+
+    async def worker() -> None:
+        while report.stopped is None:
+            try:
+                recording = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            if free_mb(cache) < options.min_free_mb:
+                report.stopped = (
+                    f"less than {options.min_free_mb:g} MB free under {cache}: stopped downloading"
+                )
+                return
+            report.add(await downloader.download(recording))
+            if on_progress:
+                on_progress("file", 1)
+
+    try:
+        await asyncio.gather(*(worker() for _ in range(options.jobs)))
+    finally:
+        await downloader.aclose()
+        report.requests = downloader.client.requests_made
+        ledger.compact({"cache": str(cache), "jobs": options.jobs})
+    return report

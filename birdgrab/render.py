@@ -1,0 +1,170 @@
+"""Rich rendering of command results (tables, summaries) and of transfer progress.
+
+Bars and colour only on a terminal; with --quiet, --log-format json or without a TTY, progress
+becomes a plain log line every few seconds, which is what cron mail and log files want.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from birdgrab.models import SelectionManifest
+from birdgrab.stats import Stats
+
+log = logging.getLogger("birdgrab")
+PLAIN_PROGRESS_EVERY_S = 5.0
+
+
+def console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def selection_table(selection: SelectionManifest, wiki_lang: str | None) -> Table:
+    """Species, recordings left after each filter, article, kept/dropped."""
+    rows = [(name, s.funnel, s.wiki_title, "kept", "") for name, s in selection.species.items()]
+    rows += [(name, d.funnel, None, "dropped", d.reason) for name, d in selection.dropped_species.items()]
+    rows.sort(key=lambda row: (row[3] != "kept", row[0]))
+    steps = list(dict.fromkeys(step for row in rows for step in row[1]))
+    kept = sum(len(s.recordings) for s in selection.species.values())
+    table = Table(
+        title=f"{len(selection.species)} species kept with {kept} recordings, "
+        f"{len(selection.dropped_species)} species dropped",
+        title_justify="left",
+    )
+    table.add_column("species", style="italic")
+    for step in steps:
+        table.add_column(step, justify="right")
+    if wiki_lang:
+        table.add_column(f"{wiki_lang} article")
+    table.add_column("kept/dropped")
+    for name, funnel, title, verdict, reason in rows:
+        cells = [name, *(str(funnel.get(step, "")) for step in steps)]
+        if wiki_lang:
+            cells.append(title or "")
+        cells.append(verdict if not reason else f"dropped: {reason}")
+        table.add_row(*cells, style=None if verdict == "kept" else "dim")
+    return table
+
+
+def fetch_table(report) -> Table:
+    table = Table(title="fetch", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("selected", str(report.selected))
+    table.add_row("downloaded", f"{report.downloaded} ({report.bytes / 2**20:.1f} MB)")
+    table.add_row("already in the cache", str(report.skipped))
+    table.add_row("duplicates (same bytes as another key)", str(report.duplicates))
+    for reason, count in sorted(report.failures_by_reason().items(), key=lambda kv: (-kv[1], kv[0])):
+        table.add_row(f"failed: {reason}", str(count), style="red")
+    return table
+
+
+def print_stats(stats: Stats, out: Console) -> None:
+    table = Table(title=f"{len(stats.rows)} species, {stats.recordings} recordings", title_justify="left")
+    table.add_column("species", style="italic")
+    table.add_column(f"{stats.wiki_lang} article")
+    table.add_column("xeno-canto", justify="right")
+    table.add_column("Europeana", justify="right")
+    table.add_column(f"{stats.wiki_lang} Wikipedia", justify="center")
+    table.add_column("bird", justify="center")
+    for row in stats.rows:
+        table.add_row(
+            row.species,
+            row.local_name or "",
+            str(row.recordings.get("xeno-canto", 0)),
+            str(row.recordings.get("europeana", 0)),
+            row.article,
+            {True: "yes", False: "no", None: "?"}[row.is_bird],
+        )
+    out.print(table)
+    sources = ", ".join(f"{k}: {v}" for k, v in sorted(stats.per_source.items()))
+    out.print(
+        f"recordings: {stats.recordings} ({sources}); downloadable: {stats.downloadable}; "
+        f"archive items skipped: {stats.skipped}"
+    )
+
+
+class TransferProgress:
+    """Files and bytes done, speed and ETA: rich bars on a terminal, plain periodic lines elsewhere."""
+
+    def __init__(self, label: str, *, rich: bool):
+        self.label = label
+        self.rich = rich and sys.stderr.isatty()
+        self.total = 0
+        self.files = 0
+        self.bytes = 0
+        self._started = time.monotonic()
+        self._last_line = self._started
+        self._progress: Progress | None = None
+
+    def __enter__(self) -> TransferProgress:
+        if self.rich:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("files"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._progress.__enter__()
+        return self
+
+    def start(self, total: int) -> None:
+        self.total = total
+        if self._progress is not None:
+            self._task = self._progress.add_task(self.label, total=total)
+
+    def __call__(self, event: str, amount: int) -> None:
+        if event == "bytes":
+            self.bytes += amount
+        else:
+            self.files += amount
+        now = time.monotonic()
+        speed = self.bytes / 2**20 / (now - self._started or 1e-9)
+        if self._progress is not None:
+            # The bar counts files; bytes and speed go in the description.
+            description = f"{self.label} {self.bytes / 2**20:,.1f} MB {speed:,.1f} MB/s"
+            self._progress.update(
+                self._task, advance=amount if event == "file" else 0, description=description
+            )
+            return
+        if now - self._last_line >= PLAIN_PROGRESS_EVERY_S:
+            self._last_line = now
+            log.info(
+                "%s: %d/%d files, %.1f MB, %.1f MB/s",
+                self.label,
+                self.files,
+                self.total,
+                self.bytes / 2**20,
+                speed,
+                extra={
+                    "event": f"{self.label}.progress",
+                    "files": self.files,
+                    "total": self.total,
+                    "bytes": self.bytes,
+                },
+            )
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(exc_type, exc, tb)
