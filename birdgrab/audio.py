@@ -41,7 +41,9 @@ BLOCK_FRAMES = 1 << 16
 """Frames decoded per block: large enough that per-block Python work is noise, small enough to be cheap."""
 
 _HEAD_BYTES = 512
-_PCM16_SCALE = 32768.0  # libsndfile reads int16 as k / 32768, so this scale round-trips 16-bit sources exactly
+_PCM16_SCALE = (
+    32768.0  # libsndfile reads int16 as k / 32768, so this scale round-trips 16-bit sources exactly
+)
 _SILENCE_DBFS = -120.0  # the level reported for digital silence, whose true level is -inf
 _MUTAGEN_TYPES: dict[AudioFormat, list[type[mutagen.FileType]]] = {
     "mp3": [mutagen.mp3.MP3],
@@ -197,7 +199,9 @@ def probe(path: Path | str) -> AudioInfo:
     if audio_format == "mp3":
         duration_s = _mp3_duration_s(path, info.frame_offset)
     if sample_rate <= 0 or info.channels <= 0:
-        raise AudioError(f"corrupt {audio_format}: header says {sample_rate} Hz, {info.channels} channels", path)
+        raise AudioError(
+            f"corrupt {audio_format}: header says {sample_rate} Hz, {info.channels} channels", path
+        )
     return AudioInfo(audio_format, duration_s, sample_rate, int(info.channels))
 
 
@@ -246,7 +250,9 @@ class AudioDecoder:
                 block = next(reader, None)
             except _DECODER_ERRORS as exc:
                 decoded_s = self.frames_decoded / self.sample_rate
-                raise AudioError(f"corrupt {self.format}: decoding failed after {decoded_s:.1f} s", self.path) from exc
+                raise AudioError(
+                    f"corrupt {self.format}: decoding failed after {decoded_s:.1f} s", self.path
+                ) from exc
             if block is None:
                 return
             self.frames_decoded += len(block)
@@ -269,9 +275,11 @@ def decode_blocks(path: Path | str, block_frames: int = BLOCK_FRAMES) -> Iterato
 
 
 def _mono(block: np.ndarray) -> np.ndarray:
-    if block.shape[1] == 1:
+    """The mean of the channels, as a matrix-vector product: numpy's mean over a short axis is 25 times slower."""
+    channels = block.shape[1]
+    if channels == 1:
         return block[:, 0]
-    return block.mean(axis=1, dtype=np.float32)
+    return block @ np.full(channels, 1.0 / channels, dtype=np.float32)
 
 
 def _mono_blocks(decoder: AudioDecoder, sample_rate: int) -> Iterator[np.ndarray]:
@@ -412,7 +420,7 @@ def chunk_recording(
     >>> [chunk.file_name for chunk in result.chunks]  # doctest: +SKIP
     ['xc-123456_0000.wav', 'xc-123456_0001.wav', 'xc-123456_0003.wav']
     """
-    if not 0 < chunk_s or not 0 <= min_chunk_s <= chunk_s:
+    if not chunk_s > 0 or not 0 <= min_chunk_s <= chunk_s:
         raise ValueError(f"need 0 < chunk_s and 0 <= min_chunk_s <= chunk_s, got {chunk_s}, {min_chunk_s}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -509,7 +517,9 @@ def pcm_fingerprint(path: Path | str) -> Fingerprint:
     bands = _band_matrix()
     energies = [
         (np.abs(np.fft.rfft(frames * window, axis=1)) ** 2) @ bands
-        for frames in _windows(_mono_blocks(decoder, _FINGERPRINT_RATE), _FINGERPRINT_WINDOW, _FINGERPRINT_HOP)
+        for frames in _windows(
+            _mono_blocks(decoder, _FINGERPRINT_RATE), _FINGERPRINT_WINDOW, _FINGERPRINT_HOP
+        )
     ]
     energy = np.concatenate(energies) if energies else np.zeros((0, bands.shape[1]), dtype=np.float32)
     across_bands = energy[:, :-1] - energy[:, 1:]

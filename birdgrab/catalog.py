@@ -72,7 +72,9 @@ def read_species_file(path: Path) -> list[str]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read species file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise UsageError(
+            f"cannot read species file {path}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
     names: list[str] = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
@@ -221,7 +223,9 @@ def group_species(
 
 
 def _class_of(species: dict[str, Species]) -> dict[str, str]:
-    return {member: s.scientific_name for s in species.values() for member in [s.scientific_name, *s.synonyms]}
+    return {
+        member: s.scientific_name for s in species.values() for member in [s.scientific_name, *s.synonyms]
+    }
 
 
 async def _search_source(source: Source, settings: Settings, options: CatalogOptions, species_list, seen_at):
@@ -232,10 +236,14 @@ async def _search_source(source: Source, settings: Settings, options: CatalogOpt
                 await xc.search(query, seen_at=seen_at, batch=batch)
             return batch
     async with Europeana(settings) as europeana:
-        return await europeana.search(options.europeana_query, seen_at=seen_at, reusability=options.reusability)
+        return await europeana.search(
+            options.europeana_query, seen_at=seen_at, reusability=options.reusability
+        )
 
 
-async def _check_birds(settings: Settings, species: dict[str, Species], now: datetime, report: CatalogReport) -> None:
+async def _check_birds(
+    settings: Settings, species: dict[str, Species], now: datetime, report: CatalogReport
+) -> None:
     """Ask xeno-canto once per species that no xeno-canto recording vouches for."""
     open_species = [s for s in species.values() if s.is_bird is None]
     if not open_species:
@@ -245,6 +253,7 @@ async def _check_birds(settings: Settings, species: dict[str, Species], now: dat
             s.bird_check = "open: needs a xeno-canto key to ask whether it is a bird (set BIRDGRAB_XC_KEY)"
         return
     async with XenoCanto(settings) as xc:
+
         async def check(s: Species) -> None:
             try:
                 s.is_bird = await xc.has_birds(s.scientific_name)
@@ -302,7 +311,9 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
         for key, recording in list(recordings.items()):
             if key in fresh and class_of.get(recording.scientific_name) not in wanted:
                 del recordings[key]
-                skipped.append(SkippedItem(key=key, name=recording.scientific_name, reason=NOT_IN_SPECIES_FILE))
+                skipped.append(
+                    SkippedItem(key=key, name=recording.scientific_name, reason=NOT_IN_SPECIES_FILE)
+                )
         present = {class_of.get(r.scientific_name) for r in recordings.values()}
         species = {k: v for k, v in species.items() if k in present}
     recordings = {
@@ -320,7 +331,11 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
         "species_file": _describe_file(options.species_file),
         "wiki_lang": options.wiki_lang,
         "since": options.since.isoformat() if options.since else None,
-        "endpoints": {"xeno-canto": settings.xc_api, "europeana": settings.europeana_api, "wikipedia": settings.wikipedia_api},
+        "endpoints": {
+            "xeno-canto": settings.xc_api,
+            "europeana": settings.europeana_api,
+            "wikipedia": settings.wikipedia_api,
+        },
     }
     manifests.save(
         folder / manifests.RECORDINGS,
@@ -332,7 +347,9 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
             skipped=sorted(skipped, key=lambda s: (s.key, s.reason)),
         ),
     )
-    manifests.save(folder / manifests.SPECIES, manifests.new_manifest(SpeciesManifest, parameters, species=species))
+    manifests.save(
+        folder / manifests.SPECIES, manifests.new_manifest(SpeciesManifest, parameters, species=species)
+    )
     return report
 
 

@@ -173,7 +173,9 @@ class ServiceClient:
         if isinstance(exc, TransientError) and exc.retry_after is not None:
             return exc.retry_after
         backoff = wait_exponential_jitter(
-            multiplier=self.policy.backoff_base_s, max=self.policy.backoff_max_s, jitter=self.policy.backoff_base_s
+            multiplier=self.policy.backoff_base_s,
+            max=self.policy.backoff_max_s,
+            jitter=self.policy.backoff_base_s,
         )
         return backoff(state)
 

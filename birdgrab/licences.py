@@ -35,9 +35,7 @@ def licence_code(name: str) -> str:
     return re.sub(r"\s+\d+(\.\d+)?$", "", name).strip()
 
 
-KNOWN_CODES = frozenset(
-    {"CC0", "PDM", "BY", "BY-SA", "BY-NC", "BY-NC-SA", "BY-ND", "BY-NC-ND"}
-)
+KNOWN_CODES = frozenset({"CC0", "PDM", "BY", "BY-SA", "BY-NC", "BY-NC-SA", "BY-ND", "BY-NC-ND"})
 
 
 def is_no_derivatives(name: str | None) -> bool:

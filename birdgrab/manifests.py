@@ -7,7 +7,7 @@ A manifest that is malformed, of the wrong kind, or from a newer schema is a `Ma
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +27,7 @@ DOWNLOADS = "downloads.json"
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def new_manifest(model: type[M], parameters: dict[str, Any], **items: Any) -> M:

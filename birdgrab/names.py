@@ -13,8 +13,12 @@ from dataclasses import dataclass
 _GENUS = re.compile(r"^[A-Z][a-z]+$")
 _EPITHET = re.compile(r"^[a-z][a-z-]*[a-z]$")
 # Lower-case words that start an author citation rather than a subspecies epithet.
-_AUTHOR_PARTICLES = frozenset({"von", "van", "de", "del", "della", "der", "den", "du", "la", "le", "d", "da", "dos"})
-_UNIDENTIFIED = frozenset({"sp", "sp.", "spp", "spp.", "spec", "spec.", "cf", "cf.", "aff", "aff.", "indet", "indet."})
+_AUTHOR_PARTICLES = frozenset(
+    {"von", "van", "de", "del", "della", "der", "den", "du", "la", "le", "d", "da", "dos"}
+)
+_UNIDENTIFIED = frozenset(
+    {"sp", "sp.", "spp", "spp.", "spec", "spec.", "cf", "cf.", "aff", "aff.", "indet", "indet."}
+)
 _HYBRID = frozenset({"x", "×"})
 
 

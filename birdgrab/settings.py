@@ -25,8 +25,7 @@ XC_KEY_HELP = (
     "(log in at https://xeno-canto.org, then copy the key from https://xeno-canto.org/account)"
 )
 EUROPEANA_KEY_HELP = (
-    "set BIRDGRAB_EUROPEANA_KEY to your Europeana API key "
-    "(free, from https://pro.europeana.eu/pages/get-api)"
+    "set BIRDGRAB_EUROPEANA_KEY to your Europeana API key (free, from https://pro.europeana.eu/pages/get-api)"
 )
 
 _secrets: set[str] = set()

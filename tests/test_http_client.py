@@ -14,7 +14,9 @@ from birdgrab.errors import ServiceError, ServiceUnreachable
 from birdgrab.http_client import ServiceClient, parse_retry_after
 from birdgrab.settings import ServicePolicy, Settings, redact, register_secret
 
-FAST = ServicePolicy("test-service", 2, None, timeout_s=5, attempts=4, backoff_base_s=0.01, backoff_max_s=0.05)
+FAST = ServicePolicy(
+    "test-service", 2, None, timeout_s=5, attempts=4, backoff_base_s=0.01, backoff_max_s=0.05
+)
 
 
 def run(coro):
@@ -45,11 +47,13 @@ def test_429_then_success_honours_retry_after():
 
 
 def test_truncated_json_and_503_are_retried():
-    answers = iter([
-        httpx.Response(200, content=b'{"recordings": [1, 2'),
-        httpx.Response(503),
-        httpx.Response(200, json={"recordings": []}),
-    ])
+    answers = iter(
+        [
+            httpx.Response(200, content=b'{"recordings": [1, 2'),
+            httpx.Response(503),
+            httpx.Response(200, json={"recordings": []}),
+        ]
+    )
 
     async def go():
         async with client_for(lambda request: next(answers)) as client:
@@ -66,12 +70,16 @@ def test_401_is_not_retried_and_says_what_to_do():
         return httpx.Response(401, json={"error": "client_error", "message": "bad key"})
 
     async def go():
-        async with client_for(handler, describe_error=lambda status, body: f"rejected the key: {body['message']}") as client:
+        async with client_for(
+            handler, describe_error=lambda status, body: f"rejected the key: {body['message']}"
+        ) as client:
             await client.get_json("http://svc.test/api", {"key": "sekrit-123"})
 
     with pytest.raises(ServiceError) as caught:
         run(go())
-    assert len(calls) == 1 and "rejected the key: bad key" in str(caught.value) and caught.value.exit_code == 2
+    assert (
+        len(calls) == 1 and "rejected the key: bad key" in str(caught.value) and caught.value.exit_code == 2
+    )
 
 
 def test_giving_up_is_unreachable_and_names_no_secret():

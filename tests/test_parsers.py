@@ -4,7 +4,7 @@ shared/api), plus property tests: any input gives a model or a clear error, neve
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from birdgrab.names import NameError_, class_folder, parse_scientific_name
 from birdgrab.sources import europeana, wikipedia, xenocanto
 
 FIXTURES = Path(__file__).parent / "fixtures" / "api"
-NOW = datetime(2026, 11, 21, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 21, tzinfo=UTC)
 
 
 def fixture(name: str):
@@ -44,15 +44,19 @@ def test_xeno_canto_page_parses_every_quirk():
 
 def test_xeno_canto_protocol_relative_urls_are_normalised():
     raw = dict(fixture("xeno-canto-v3-page.json")["recordings"][0])
-    raw.update(url="//xeno-canto.org/254462", file="//xeno-canto.org/254462/download",
-               lic="//creativecommons.org/licenses/by-nc-sa/4.0/")
+    raw.update(
+        url="//xeno-canto.org/254462",
+        file="//xeno-canto.org/254462/download",
+        lic="//creativecommons.org/licenses/by-nc-sa/4.0/",
+    )
     rec = xenocanto.parse_recording(raw, seen_at=NOW, scheme="https")
     assert rec.audio_url == "https://xeno-canto.org/254462/download"
     assert rec.page_url == "https://xeno-canto.org/254462" and rec.licence == "CC BY-NC-SA 4.0"
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("0:12", 12), ("4:13", 253), ("1:02:08", 3728), ("", None), ("?", None), ("abc", None)]
+    ("text", "seconds"),
+    [("0:12", 12), ("4:13", 253), ("1:02:08", 3728), ("", None), ("?", None), ("abc", None)],
 )
 def test_length_strings(text, seconds):
     assert xenocanto.parse_length(text) == seconds
@@ -60,8 +64,15 @@ def test_length_strings(text, seconds):
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("2015-06-23", "2015-06-23"), ("2021-12-00", "2021-12"), ("2015-00-00", "2015"), ("0000-00-00", None),
-     ("2021-02-30", "2021-02"), ("?", None), ("", None)],
+    [
+        ("2015-06-23", "2015-06-23"),
+        ("2021-12-00", "2021-12"),
+        ("2015-00-00", "2015"),
+        ("0000-00-00", None),
+        ("2021-02-30", "2021-02"),
+        ("?", None),
+        ("", None),
+    ],
 )
 def test_partial_dates(text, expected):
     assert xenocanto.parse_partial_date(text) == expected
@@ -97,7 +108,9 @@ def test_europeana_guid_never_keeps_the_key():
     item = dict(fixture("europeana-search-page.json")["items"][0])
     del item["edmIsShownAt"]
     rec = europeana.parse_item(item, seen_at=NOW)
-    assert rec.page_url.startswith("https://www.europeana.eu/item/") and "api2demo" not in rec.model_dump_json()
+    assert (
+        rec.page_url.startswith("https://www.europeana.eu/item/") and "api2demo" not in rec.model_dump_json()
+    )
 
 
 def test_europeana_record_api_media():
@@ -123,9 +136,18 @@ def test_mediawiki_genus_section_and_disambiguation_are_not_species_articles():
             {"from": "Corvus cornix", "to": "Aaskrähe", "tofragment": "Nebelkrähe"},
         ],
         "pages": [
-            {"title": "Goldhähnchen", "pageid": 1, "extract": "Die Goldhähnchen (Regulus) sind eine Gattung der Sperlingsvögel."},
+            {
+                "title": "Goldhähnchen",
+                "pageid": 1,
+                "extract": "Die Goldhähnchen (Regulus) sind eine Gattung der Sperlingsvögel.",
+            },
             {"title": "Aaskrähe", "pageid": 2, "extract": "Die Aaskrähe (Corvus corone) ist eine Vogelart."},
-            {"title": "Zeisig", "pageid": 3, "extract": "Zeisig steht für:", "pageprops": {"disambiguation": ""}},
+            {
+                "title": "Zeisig",
+                "pageid": 3,
+                "extract": "Zeisig steht für:",
+                "pageprops": {"disambiguation": ""},
+            },
         ],
     }
     assert wikipedia.classify("Regulus ignicapilla", query, lang="de", checked_at=NOW).status == "genus"
@@ -157,7 +179,9 @@ def test_titles_canonicalise(title, binomial, ssp):
     assert (name.binomial, name.subspecies) == (binomial, ssp)
 
 
-@pytest.mark.parametrize("title", ["Sylvia sp.", "Aves", "", "Anas x Aythya", "../../etc passwd", "Turdus phil0melos"])
+@pytest.mark.parametrize(
+    "title", ["Sylvia sp.", "Aves", "", "Anas x Aythya", "../../etc passwd", "Turdus phil0melos"]
+)
 def test_non_species_titles_are_refused_with_a_reason(title):
     with pytest.raises(NameError_) as caught:
         parse_scientific_name(title)
@@ -184,7 +208,17 @@ json_values = st.recursive(
     max_leaves=8,
 )
 XC_FIELDS = list(fixture("xeno-canto-v3-page.json")["recordings"][0])
-EU_FIELDS = ["id", "title", "dcDescription", "dcCreator", "edmIsShownBy", "edmIsShownAt", "rights", "year", "guid"]
+EU_FIELDS = [
+    "id",
+    "title",
+    "dcDescription",
+    "dcCreator",
+    "edmIsShownBy",
+    "edmIsShownAt",
+    "rights",
+    "year",
+    "guid",
+]
 
 
 @settings(max_examples=300, deadline=None)
@@ -201,7 +235,9 @@ def test_any_xeno_canto_record_gives_a_model_or_a_clear_error(raw):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.fixed_dictionaries({}, optional={k: json_values | st.lists(st.text(max_size=40)) for k in EU_FIELDS}))
+@given(
+    st.fixed_dictionaries({}, optional={k: json_values | st.lists(st.text(max_size=40)) for k in EU_FIELDS})
+)
 def test_any_europeana_item_gives_a_model_or_a_clear_error(item):
     try:
         rec = europeana.parse_item(item, seen_at=NOW)
@@ -214,7 +250,10 @@ def test_any_europeana_item_gives_a_model_or_a_clear_error(item):
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.sampled_from(["normalized", "redirects", "pages", "x"]), json_values), st.text(max_size=30))
+@given(
+    st.dictionaries(st.sampled_from(["normalized", "redirects", "pages", "x"]), json_values),
+    st.text(max_size=30),
+)
 def test_any_mediawiki_answer_classifies(query, name):
     article = wikipedia.classify(name, query, lang="de", checked_at=NOW)
     assert article.status in ("article", "missing", "genus", "section", "disambiguation")

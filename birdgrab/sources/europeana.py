@@ -112,7 +112,9 @@ def media_from_record(body: Any) -> str | None:
     if not isinstance(body, dict) or not isinstance(body.get("object"), dict):
         return None
     for aggregation in body["object"].get("aggregations") or []:
-        if isinstance(aggregation, dict) and (url := absolute_url(_first(aggregation.get("edmIsShownBy")), "http")):
+        if isinstance(aggregation, dict) and (
+            url := absolute_url(_first(aggregation.get("edmIsShownBy")), "http")
+        ):
             return url
     return None
 
@@ -206,7 +208,11 @@ class Europeana:
         try:
             recording = parse_item(item, seen_at=seen_at)
         except NameError_ as exc:
-            batch.skip(SkippedItem(key=f"europeana:{clean_text(item.get('id')) or '?'}"[:300], name=title, reason=exc.reason))
+            batch.skip(
+                SkippedItem(
+                    key=f"europeana:{clean_text(item.get('id')) or '?'}"[:300], name=title, reason=exc.reason
+                )
+            )
             return None
         except ValueError as exc:
             batch.skip(SkippedItem(key="europeana:?", name=title, reason=str(exc)))
@@ -220,4 +226,6 @@ class Europeana:
         url = media_from_record(body)
         if url is None:
             return recording
-        return recording.model_copy(update={"audio_url": url, "downloadable": True, "not_downloadable_reason": None})
+        return recording.model_copy(
+            update={"audio_url": url, "downloadable": True, "not_downloadable_reason": None}
+        )

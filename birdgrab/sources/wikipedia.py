@@ -44,7 +44,9 @@ def check_payload(body: Any, headers: Any) -> None:
         retry_after = parse_retry_after(headers.get("Retry-After") if headers is not None else None)
         if retry_after is None and (lag := error.get("lag")) is not None:
             retry_after = min(float(lag), 60.0) if isinstance(lag, (int, float)) else None
-        raise TransientError(f"MediaWiki {code}: {info}".strip(), retry_after=retry_after if retry_after is not None else 5.0)
+        raise TransientError(
+            f"MediaWiki {code}: {info}".strip(), retry_after=retry_after if retry_after is not None else 5.0
+        )
     raise ServiceError("Wikipedia", f"the API refused the query ({code}: {info})")
 
 
@@ -52,7 +54,11 @@ def _pages_by_title(query: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """formatversion 2 gives a list, formatversion 1 an object keyed by page id: accept both."""
     pages = query.get("pages")
     values = pages.values() if isinstance(pages, dict) else pages if isinstance(pages, list) else []
-    return {page["title"]: page for page in values if isinstance(page, dict) and isinstance(page.get("title"), str)}
+    return {
+        page["title"]: page
+        for page in values
+        if isinstance(page, dict) and isinstance(page.get("title"), str)
+    }
 
 
 def _mapping(query: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:

@@ -205,12 +205,18 @@ class XenoCanto:
                 batch.add(parse_recording(raw, seen_at=seen_at, scheme=self._scheme))
             except NameError_ as exc:
                 rid = clean_text(raw.get("id")) or "?"
-                batch.skip(SkippedItem(key=f"xc:{rid}", name=f"{raw.get('gen')} {raw.get('sp')}"[:200], reason=exc.reason))
+                batch.skip(
+                    SkippedItem(
+                        key=f"xc:{rid}", name=f"{raw.get('gen')} {raw.get('sp')}"[:200], reason=exc.reason
+                    )
+                )
             except ValueError as exc:
                 batch.skip(SkippedItem(key="xc:?", name=str(raw.get("gen"))[:200], reason=str(exc)))
         return len(records)
 
-    async def search(self, query: str, *, seen_at: datetime, batch: CatalogBatch | None = None) -> CatalogBatch:
+    async def search(
+        self, query: str, *, seen_at: datetime, batch: CatalogBatch | None = None
+    ) -> CatalogBatch:
         """All recordings matching a tag query. Pages after the first are fetched concurrently;
         the service's rate limiter spaces them out."""
         batch = batch if batch is not None else CatalogBatch()
