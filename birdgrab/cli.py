@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -173,6 +174,83 @@ def _validate_lang(lang: str) -> None:
         raise UsageError(f"--wiki-lang {lang!r} is not a Wikipedia language code (e.g. de, en)")
 
 
+# Options of the chunk step, shared by `fetch` and `chunk` (CONTRACT.md).
+ChunkSeconds = Annotated[float, typer.Option("--chunk-seconds", help="Length of every WAV chunk.")]
+MinChunkSeconds = Annotated[
+    float,
+    typer.Option(
+        "--min-chunk-seconds", help="A last piece at least this long is zero-padded; shorter is dropped."
+    ),
+]
+SampleRate = Annotated[int, typer.Option("--sample-rate", help="Sample rate of the chunks, Hz.")]
+GateDb = Annotated[
+    float, typer.Option("--gate-db", help="Drop chunks this many dB below the recording's loudest.")
+]
+NoGate = Annotated[bool, typer.Option("--no-gate", help="Keep silent chunks too.")]
+SplitOpt = Annotated[str, typer.Option("--split", help="train/val/test percentages, assigned per recording.")]
+
+
+def _chunk_options(jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split):
+    from birdgrab.dataset import ChunkOptions, parse_split
+
+    return ChunkOptions(
+        sample_rate=sample_rate,
+        chunk_s=chunk_seconds,
+        min_chunk_s=min_chunk_seconds,
+        gate_db=None if no_gate else gate_db,
+        split=parse_split(split),
+        jobs=max(1, min(jobs, os.cpu_count() or 1)),
+    ).validated()
+
+
+def _chunk_and_report(manifests: Path, cache: Path, out: Path, options, rich_output: bool) -> int:
+    """Run the chunk step with progress and a summary; returns 1 if some recordings failed."""
+    from birdgrab import render
+    from birdgrab.dataset import run_chunk
+
+    with render.TransferProgress("chunk", rich=rich_output) as progress:
+
+        def on_progress(event: str, amount: int) -> None:
+            if event == "start":
+                progress.start(amount)
+            else:
+                progress(event, amount)
+
+        report = run_chunk(manifests, cache, out, options, on_progress)
+    if rich_output:
+        render.console().print(render.chunk_table(report))
+    log.info(
+        "chunk: %d recordings (%d rebuilt, %d unchanged, %d removed), %d chunks written, %d in the dataset, "
+        "%d classes; %d silent and %d short pieces dropped; %d near-duplicates; %d failed",
+        report.recordings,
+        report.built,
+        report.unchanged,
+        report.removed,
+        report.chunks_written,
+        report.chunks_total,
+        report.classes,
+        report.dropped_silent,
+        report.dropped_short,
+        report.near_duplicates,
+        len(report.failed),
+        extra={
+            "event": "chunk.done",
+            "recordings": report.recordings,
+            "built": report.built,
+            "chunks_written": report.chunks_written,
+            "chunks_total": report.chunks_total,
+            "failed": len(report.failed),
+        },
+    )
+    for key, reason in sorted(report.failed.items()):
+        log.warning(
+            "failed: %s: %s", key, reason, extra={"event": "chunk.failed", "key": key, "reason": reason}
+        )
+    if report.stopped:
+        log.error("%s", report.stopped, extra={"event": "chunk.stopped"})
+    return 1 if report.failed or report.stopped else 0
+
+
 class TypeName(StrEnum):
     song = "song"
     call = "call"
@@ -280,6 +358,15 @@ def fetch(
     max_file_mb: Annotated[
         float, typer.Option("--max-file-mb", help="Refuse any single file larger than this.")
     ] = 2048,
+    no_chunk: Annotated[
+        bool, typer.Option("--no-chunk", help="Only download; do not build the dataset.")
+    ] = False,
+    chunk_seconds: ChunkSeconds = 10.0,
+    min_chunk_seconds: MinChunkSeconds = 3.0,
+    sample_rate: SampleRate = 32000,
+    gate_db: GateDb = 25.0,
+    no_gate: NoGate = False,
+    split: SplitOpt = "80/10/10",
     manifests: ManifestsDir = Path("manifests"),
     cache: CacheDir = Path("cache"),
     out: OutDir = Path("dataset"),
@@ -288,13 +375,16 @@ def fetch(
     log_format: LogFormatOpt = LogFormat.text,
     log_file: LogFile = None,
 ) -> None:
-    """Download the selection into the cache: concurrent, resumable, verified, deduplicated."""
+    """Download the selection into the cache (concurrent, resumable, verified, deduplicated), then chunk it."""
     from birdgrab import render
     from birdgrab.download import FetchOptions, run_downloads
 
     def work() -> int:
         settings = load_settings()
-        options = FetchOptions(jobs=jobs, per_host=jobs, max_file_mb=max_file_mb)
+        options = FetchOptions(jobs=jobs, per_host=jobs, max_file_mb=max_file_mb).validated()
+        chunk_options = _chunk_options(
+            jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split
+        )
         rich_output = not quiet and log_format == LogFormat.text
         with render.TransferProgress("fetch", rich=rich_output) as progress:
             report = asyncio.run(
@@ -327,7 +417,37 @@ def fetch(
             )
         if report.stopped:
             log.error("%s", report.stopped, extra={"event": "fetch.stopped"})
-        return 1 if report.failed or report.stopped else 0
+            return 1
+        code = 1 if report.failed else 0
+        if not no_chunk:
+            code = max(code, _chunk_and_report(manifests, cache, out, chunk_options, rich_output))
+        return code
+
+    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file)
+
+
+@app.command(epilog="Example: birdgrab chunk --sample-rate 16000 --chunk-seconds 10 --split 80/10/10")
+def chunk(
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = os.cpu_count() or 1,
+    chunk_seconds: ChunkSeconds = 10.0,
+    min_chunk_seconds: MinChunkSeconds = 3.0,
+    sample_rate: SampleRate = 32000,
+    gate_db: GateDb = 25.0,
+    no_gate: NoGate = False,
+    split: SplitOpt = "80/10/10",
+    manifests: ManifestsDir = Path("manifests"),
+    cache: CacheDir = Path("cache"),
+    out: OutDir = Path("dataset"),
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    log_format: LogFormatOpt = LogFormat.text,
+    log_file: LogFile = None,
+) -> None:
+    """(Re)build dataset/ from the local audio cache: 10 s mono 16-bit WAV class folders, metadata, splits. No network."""
+
+    def work() -> int:
+        options = _chunk_options(jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split)
+        return _chunk_and_report(manifests, cache, out, options, not quiet and log_format == LogFormat.text)
 
     _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file)
 

@@ -8,9 +8,8 @@ corrupt file is a failed item, not a cache entry), then renamed to its content a
 `cache/<sha[:2]>/<sha256>.<format>`. The same bytes under two keys are stored once: the second
 key is recorded as a duplicate of the first (xeno-canto keys are preferred as the owner).
 
-Progress is kept in `downloads.json` plus an append-only journal (`downloads.journal`), one
-fsynced line per finished item, compacted into the JSON at the end: a crash loses only the
-files in flight, and bookkeeping stays O(1) per file however large the catalogue.
+Progress is kept in `downloads.json` plus its journal (`manifests.Ledger`): a crash loses only
+the files in flight, and bookkeeping stays O(1) per file however large the catalogue.
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ from birdgrab.settings import Settings, redact
 
 log = logging.getLogger(__name__)
 
-JOURNAL = "downloads.journal"
 PARTIAL_DIR = ".partial"
 STREAM_CHUNK = 1 << 17
 DEFAULT_JOBS = 4
@@ -71,53 +69,27 @@ def owner_rank(key: str) -> tuple[int, str]:
     return (0 if key.startswith("xc:") else 1, key)
 
 
-class DownloadLedger:
-    """downloads.json plus its journal: the record of every download, safe against crashes."""
+class DownloadLedger(manifests.Ledger[DownloadsManifest, DownloadEntry]):
+    """downloads.json and its journal (see `manifests.Ledger`), with an index of verified files by sha256."""
 
     def __init__(self, folder: Path):
-        self.path = Path(folder) / manifests.DOWNLOADS
-        self.journal_path = Path(folder) / JOURNAL
-        manifest = manifests.load(self.path, DownloadsManifest)
-        self.entries: dict[str, DownloadEntry] = dict(manifest.entries) if manifest else {}
-        self._replay()
-        self._journal = None
-
-    def _replay(self) -> None:
-        try:
-            lines = self.journal_path.read_bytes().splitlines()
-        except FileNotFoundError:
-            return
-        for line in lines:
-            try:
-                entry = DownloadEntry.model_validate_json(line)
-            except ValueError:
-                continue  # a line torn by a crash: that item is simply done again
-            self.entries[entry.key] = entry
-
-    def owner_of(self, sha256: str) -> str | None:
-        owners = [e.key for e in self.entries.values() if e.status == "ok" and e.sha256 == sha256]
-        return min(owners, key=owner_rank) if owners else None
+        super().__init__(folder, manifests.DOWNLOADS, DownloadsManifest, DownloadEntry)
+        self._ok_by_sha: dict[str, set[str]] = {}
+        for entry in self.entries.values():
+            if entry.status == "ok" and entry.sha256:
+                self._ok_by_sha.setdefault(entry.sha256, set()).add(entry.key)
 
     def record(self, entry: DownloadEntry) -> None:
-        self.entries[entry.key] = entry
-        if self._journal is None:
-            self.journal_path.parent.mkdir(parents=True, exist_ok=True)
-            self._journal = open(self.journal_path, "ab")  # noqa: SIM115 - closed by compact()
-        self._journal.write(entry.model_dump_json().encode() + b"\n")
-        self._journal.flush()
-        os.fsync(self._journal.fileno())
+        previous = self.entries.get(entry.key)
+        if previous is not None and previous.sha256:
+            self._ok_by_sha.get(previous.sha256, set()).discard(entry.key)
+        if entry.status == "ok" and entry.sha256:
+            self._ok_by_sha.setdefault(entry.sha256, set()).add(entry.key)
+        super().record(entry)
 
-    def compact(self, parameters: dict) -> None:
-        """Write downloads.json atomically, then drop the journal it now contains."""
-        manifest = manifests.new_manifest(
-            DownloadsManifest, parameters, entries=dict(sorted(self.entries.items()))
-        )
-        manifests.save(self.path, manifest)
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
-        with contextlib.suppress(FileNotFoundError):
-            self.journal_path.unlink()
+    def owner_of(self, sha256: str) -> str | None:
+        owners = self._ok_by_sha.get(sha256)
+        return min(owners, key=owner_rank) if owners else None
 
 
 def cached_file(cache: Path, entry: DownloadEntry | None) -> Path | None:

@@ -6,12 +6,14 @@ A manifest that is malformed, of the wrong kind, or from a newer schema is a `Ma
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, Generic, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from birdgrab import __version__
 from birdgrab.errors import ManifestError
@@ -19,11 +21,13 @@ from birdgrab.files import atomic_write_bytes
 from birdgrab.models import SCHEMA_VERSION, ManifestHeader, RecordingsManifest, SpeciesManifest
 
 M = TypeVar("M", bound=ManifestHeader)
+E = TypeVar("E", bound=BaseModel)
 
 RECORDINGS = "recordings.json"
 SPECIES = "species.json"
 SELECTION = "selection.json"
 DOWNLOADS = "downloads.json"
+CHUNKS = "chunks.json"
 
 
 def utc_now() -> datetime:
@@ -97,3 +101,52 @@ def load_recordings(folder: Path) -> RecordingsManifest | None:
 
 def load_species(folder: Path) -> SpeciesManifest | None:
     return load(Path(folder) / SPECIES, SpeciesManifest)
+
+
+class Ledger(Generic[M, E]):
+    """A manifest of per-item entries (keyed by recording key) plus an append-only journal.
+
+    `record` appends one fsynced JSON line per finished item, so a crash loses only the items in
+    flight and bookkeeping costs O(1) per item however large the manifest; `compact` folds the
+    journal into the manifest atomically. On load the journal is replayed; a line torn by a crash
+    is skipped (that item is simply done again).
+    """
+
+    def __init__(self, folder: Path, name: str, model: type[M], entry_model: type[E], field: str = "entries"):
+        self.path = Path(folder) / name
+        self.journal_path = self.path.with_suffix(".journal")
+        self._model, self._entry_model, self._field = model, entry_model, field
+        manifest = load(self.path, model)
+        self.loaded: M | None = manifest  # for the manifest's other fields
+        self.entries: dict[str, E] = dict(getattr(manifest, field)) if manifest else {}
+        self._journal: IO[bytes] | None = None
+        with contextlib.suppress(FileNotFoundError):
+            for line in self.journal_path.read_bytes().splitlines():
+                try:
+                    entry = entry_model.model_validate_json(line)
+                except ValueError:
+                    continue
+                self.entries[entry.key] = entry  # type: ignore[attr-defined]
+
+    def record(self, entry: E) -> None:
+        self.entries[entry.key] = entry  # type: ignore[attr-defined]
+        if self._journal is None:
+            self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+            self._journal = open(self.journal_path, "ab")  # noqa: SIM115 - closed by compact()
+        self._journal.write(entry.model_dump_json().encode() + b"\n")
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+
+    def forget(self, key: str) -> None:
+        """Drop an entry (takes effect at the next compact)."""
+        self.entries.pop(key, None)
+
+    def compact(self, parameters: dict[str, Any], **fields: Any) -> None:
+        """Write the manifest atomically, then drop the journal it now contains."""
+        entries = dict(sorted(self.entries.items()))
+        save(self.path, new_manifest(self._model, parameters, **{self._field: entries}, **fields))
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+        with contextlib.suppress(FileNotFoundError):
+            self.journal_path.unlink()

@@ -172,3 +172,41 @@ class DownloadEntry(Model):
 class DownloadsManifest(ManifestHeader):
     kind: Literal["downloads"] = "downloads"
     entries: dict[str, DownloadEntry] = Field(default_factory=dict)
+
+
+Split = Literal["train", "val", "test"]
+SPLITS: tuple[Split, ...] = ("train", "val", "test")
+
+
+class ChunkRow(Model):
+    file_name: str = Field(description="relative to the dataset folder, e.g. 'Turdus_philomelos/xc-1_0000.wav'")
+    chunk_index: int
+    offset_s: float
+    duration_s: float
+    padded_s: float
+    rms_dbfs: float
+
+
+class ChunkedRecording(Model):
+    key: str
+    status: Literal["ok", "failed", "duplicate"]
+    label: str | None = None
+    source_sha256: str | None = None
+    options: str | None = Field(None, description="the chunk options the files were made with")
+    chunks: list[ChunkRow] = Field(default_factory=list)
+    dropped_silent: int = 0
+    dropped_short: int = 0
+    decoded_s: float | None = None
+    duplicate_of: str | None = None
+    similarity: float | None = None
+    reason: str | None = None
+    updated_at: datetime
+
+
+class ChunksManifest(ManifestHeader):
+    kind: Literal["chunks"] = "chunks"
+    entries: dict[str, ChunkedRecording] = Field(default_factory=dict)
+    splits: dict[str, Split] = Field(default_factory=dict, description="recording key -> split, kept stable")
+    near_duplicate_checks: dict[str, float] = Field(
+        default_factory=dict, description="'keyA|keyB|shaA|shaB' -> fingerprint similarity, computed once"
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections import Counter
 from types import TracebackType
 
 from rich.console import Console
@@ -69,6 +70,23 @@ def fetch_table(report) -> Table:
     table.add_row("already in the cache", str(report.skipped))
     table.add_row("duplicates (same bytes as another key)", str(report.duplicates))
     for reason, count in sorted(report.failures_by_reason().items(), key=lambda kv: (-kv[1], kv[0])):
+        table.add_row(f"failed: {reason}", str(count), style="red")
+    return table
+
+
+def chunk_table(report) -> Table:
+    table = Table(title="chunk", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("recordings in the dataset", str(report.recordings))
+    table.add_row("rebuilt / unchanged / removed", f"{report.built} / {report.unchanged} / {report.removed}")
+    table.add_row("chunks written / in the dataset", f"{report.chunks_written} / {report.chunks_total}")
+    table.add_row("classes", str(report.classes))
+    table.add_row("silent chunks dropped (gate)", str(report.dropped_silent))
+    table.add_row("short last pieces dropped", str(report.dropped_short))
+    table.add_row("near-duplicates chunked once", str(report.near_duplicates))
+    table.add_row("not downloaded (yet)", str(report.not_downloaded))
+    for reason, count in Counter(report.failed.values()).most_common():
         table.add_row(f"failed: {reason}", str(count), style="red")
     return table
 

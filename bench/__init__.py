@@ -1,0 +1,1 @@
+"""`make bench`: speed and memory measured as ratios against baselines run side by side."""
