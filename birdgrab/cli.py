@@ -22,6 +22,7 @@ import typer
 
 from birdgrab import __version__
 from birdgrab.errors import BirdgrabError, UsageError
+from birdgrab.lock import folder_locks
 from birdgrab.log import setup_logging
 from birdgrab.settings import load_settings, redact
 
@@ -63,11 +64,14 @@ def _run(
     verbose: bool,
     log_format: LogFormat,
     log_file: Path | None,
+    locks: tuple[Path, ...] = (),
 ) -> None:
-    """Run one command body and turn its outcome into the contract's exit code."""
+    """Run one command body, holding the locks of the folders it writes, and turn its outcome into
+    the contract's exit code."""
     setup_logging(quiet=quiet, verbose=verbose, log_format=log_format.value, log_file=log_file)
     try:
-        code = work() or 0
+        with folder_locks(*locks):
+            code = work() or 0
     except BirdgrabError as exc:
         log.error("%s", redact(str(exc)), extra={"event": "error", "exit_code": exc.exit_code})
         raise typer.Exit(exc.exit_code) from None
@@ -166,7 +170,7 @@ def catalog(
             log.warning("failed: %s", failure, extra={"event": "catalog.failure"})
         return 1 if report.failures else 0
 
-    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file)
+    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file, locks=(manifests,))
 
 
 def _validate_lang(lang: str) -> None:
@@ -349,7 +353,8 @@ def filter_(
         )
         return 0
 
-    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file)
+    locks = () if dry_run else (manifests,)
+    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file, locks=locks)
 
 
 @app.command(epilog="Example: birdgrab fetch --jobs 4")
@@ -423,7 +428,8 @@ def fetch(
             code = max(code, _chunk_and_report(manifests, cache, out, chunk_options, rich_output))
         return code
 
-    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file)
+    locks = (manifests, cache) if no_chunk else (manifests, cache, out)
+    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file, locks=locks)
 
 
 @app.command(epilog="Example: birdgrab chunk --sample-rate 16000 --chunk-seconds 10 --split 80/10/10")
@@ -449,7 +455,7 @@ def chunk(
         options = _chunk_options(jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split)
         return _chunk_and_report(manifests, cache, out, options, not quiet and log_format == LogFormat.text)
 
-    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file)
+    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file, locks=(manifests, out))
 
 
 @app.command(epilog="Example: birdgrab stats --wiki-lang de")
