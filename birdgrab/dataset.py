@@ -53,7 +53,9 @@ METADATA = "metadata.csv"
 CLASSES = "classes.json"
 ATTRIBUTION = "ATTRIBUTION.md"
 CREDITS = "CREDITS.csv"
-NEAR_DUPLICATE_SIMILARITY = 0.85
+# Re-encodes (another codec, rate or bitrate) score about 0.84-0.95; different recordings of one
+# species about 0.5 (measured on the sandbox, see BENCHMARKS.md).
+NEAR_DUPLICATE_SIMILARITY = 0.75
 METADATA_COLUMNS = [
     "file_name", "label", "class_id", "split", "recording_key", "source", "source_id", "chunk_index",
     "offset_s", "duration_s", "padded_s", "licence", "recordist", "page_url", "scientific_name",
@@ -336,7 +338,6 @@ class DatasetBuilder:
         duplicates = self.find_near_duplicates(usable)
         now = manifests.utc_now()
         wanted = {k: u for k, u in usable.items() if k not in duplicates}
-        report.recordings = len(wanted)
         report.near_duplicates = len(duplicates)
 
         # Whatever left the dataset (deselected, now a duplicate, failed download) takes its chunks along.
@@ -380,7 +381,9 @@ class DatasetBuilder:
             splits=dict(sorted(self.splits.items())),
             near_duplicate_checks=dict(sorted(self.checks.items())),
         )
-        report.chunks_total = sum(len(e.chunks) for e in self.ledger.entries.values() if e.status == "ok")
+        done = [e for k, e in self.ledger.entries.items() if k in wanted and e.status == "ok"]
+        report.recordings = len(done)
+        report.chunks_total = sum(len(e.chunks) for e in done)
         return report
 
     def _run(self, todo: list[_Usable], now, on_progress) -> None:

@@ -1,0 +1,337 @@
+"""`chunk`: the dataset folder a user trains on, built from a real audio cache."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from birdgrab import manifests
+from birdgrab.audio import probe
+from birdgrab.dataset import ChunkOptions, file_stem, run_chunk
+from birdgrab.download import DownloadLedger
+from birdgrab.models import (
+    ChunksManifest,
+    DownloadEntry,
+    Recording,
+    RecordingsManifest,
+    SelectedSpecies,
+    SelectionManifest,
+    Species,
+    SpeciesManifest,
+    WikiArticle,
+)
+from tests.audio_fixtures import bird_song, mp3_bytes, write_audio
+
+NOW = datetime(2026, 11, 21, tzinfo=UTC)
+GERMAN = {
+    "Turdus philomelos": "Singdrossel",
+    "Erithacus rubecula": "Rotkehlchen",
+    "Accipiter gentilis": "Habicht",
+}
+
+
+class World:
+    """manifests/, cache/ and dataset/ in a temporary folder, with real audio in the cache."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.manifests, self.cache, self.out = root / "manifests", root / "cache", root / "dataset"
+        self.recordings: dict[str, Recording] = {}
+        self.selected: dict[str, list[str]] = {}
+        self.downloads = DownloadLedger(self.manifests)
+
+    def add(
+        self,
+        species: str,
+        sid: str,
+        samples: np.ndarray,
+        rate: int,
+        fmt: str = "WAV",
+        *,
+        source: str = "xeno-canto",
+        quality: str | None = "A",
+        data: bytes | None = None,
+    ) -> str:
+        prefix = "xc" if source == "xeno-canto" else "europeana"
+        key = f"{prefix}:{sid}"
+        raw = self.root / "incoming" / f"{hashlib.sha1(key.encode()).hexdigest()}.{fmt.lower()}"
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        if data is not None:
+            raw.write_bytes(data)
+        elif fmt == "MP3":
+            raw.write_bytes(mp3_bytes(samples, rate))
+        else:
+            write_audio(raw, samples, rate, fmt)
+        body = raw.read_bytes()
+        sha = hashlib.sha256(body).hexdigest()
+        ext = {"WAV": "wav", "FLAC": "flac", "MP3": "mp3"}[fmt]
+        target = self.cache / sha[:2] / f"{sha}.{ext}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(body)
+        try:
+            info = probe(target)
+            duration, sample_rate, channels = info.duration_s, info.sample_rate, info.channels
+        except Exception:  # a corrupt file, deliberately
+            duration, sample_rate, channels = 20.0, rate, 1
+        self.recordings[key] = Recording(
+            key=key,
+            source=source,
+            source_id=sid,
+            scientific_name=species,
+            original_name=species,
+            species=species,
+            quality=quality,
+            licence="CC BY-SA 4.0",
+            recordist=f"Recordist {sid}",
+            audio_url=f"http://x.test/{sid}",
+            page_url=f"http://x.test/page/{sid}",
+            first_seen=NOW,
+            last_seen=NOW,
+        )
+        self.downloads.record(
+            DownloadEntry(
+                key=key,
+                status="ok",
+                path=f"{sha[:2]}/{sha}.{ext}",
+                bytes=len(body),
+                sha256=sha,
+                format=ext,
+                duration_s=duration,
+                sample_rate=sample_rate,
+                channels=channels,
+                updated_at=NOW,
+            )
+        )
+        self.selected.setdefault(species, []).append(key)
+        return key
+
+    def save(self) -> None:
+        species = {
+            name: Species(
+                scientific_name=name,
+                is_bird=True,
+                english_name=f"{name} (en)",
+                wiki={
+                    "de": WikiArticle(
+                        lang="de",
+                        status="article",
+                        title=GERMAN.get(name, name),
+                        url=f"https://de.wikipedia.org/wiki/{GERMAN.get(name, name)}",
+                        checked_at=NOW,
+                    )
+                },
+            )
+            for name in {r.species for r in self.recordings.values()}
+        }
+        manifests.save(
+            self.manifests / "recordings.json",
+            manifests.new_manifest(RecordingsManifest, {}, recordings=self.recordings),
+        )
+        manifests.save(
+            self.manifests / "species.json", manifests.new_manifest(SpeciesManifest, {}, species=species)
+        )
+        manifests.save(
+            self.manifests / "selection.json",
+            manifests.new_manifest(
+                SelectionManifest,
+                {},
+                species={
+                    name: SelectedSpecies(species=name, recordings=keys)
+                    for name, keys in self.selected.items()
+                },
+            ),
+        )
+        self.downloads.compact({})
+
+    def chunk(self, **options):
+        self.save()
+        return run_chunk(self.manifests, self.cache, self.out, ChunkOptions(**{"jobs": 2, **options}))
+
+    def metadata(self) -> list[dict]:
+        with open(self.out / "metadata.csv", newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    def classes(self) -> dict:
+        return json.loads((self.out / "classes.json").read_text())
+
+    def wavs(self) -> dict[str, int]:
+        return {str(p.relative_to(self.out)): p.stat().st_mtime_ns for p in sorted(self.out.rglob("*.wav"))}
+
+
+@pytest.fixture
+def world(tmp_path) -> World:
+    w = World(tmp_path)
+    for i in range(3):
+        w.add("Turdus philomelos", str(100 + i), bird_song(25, 44100, seed=i, pitch_hz=3000), 44100)
+    w.add("Erithacus rubecula", "200", bird_song(21, 48000, seed=10, pitch_hz=5000), 48000, "FLAC")
+    w.add(
+        "Erithacus rubecula",
+        "201",
+        np.stack([bird_song(12, 22050, seed=11, pitch_hz=5000)] * 2, axis=1),
+        22050,
+        "MP3",
+    )
+    return w
+
+
+def test_chunks_are_exact_mono_16_bit_wavs_with_matching_metadata(world):
+    report = world.chunk()
+    assert not report.failed and report.recordings == 5
+    rows = world.metadata()
+    files = world.wavs()
+    assert sorted(r["file_name"] for r in rows) == sorted(files)
+    for name in files:
+        info = sf.info(world.out / name)
+        assert (info.channels, info.samplerate, info.frames, info.subtype, info.format) == (
+            1,
+            32000,
+            320000,
+            "PCM_16",
+            "WAV",
+        )
+    # 25 s -> 0,1 full + 5 s padded; 21 s -> 2 chunks + 1 s dropped; 12 s -> 1 chunk (+2 s dropped)
+    by_key = {}
+    for row in rows:
+        by_key.setdefault(row["recording_key"], []).append(row)
+    assert [r["padded_s"] for r in by_key["xc:100"]] == ["0.0", "0.0", "5.0"]
+    assert len(by_key["xc:200"]) == 2 and len(by_key["xc:201"]) == 1
+    assert all(name.startswith(("Turdus_philomelos/xc-", "Erithacus_rubecula/xc-")) for name in files)
+    first = rows[0]
+    assert first["licence"] == "CC BY-SA 4.0" and first["recordist"].startswith("Recordist")
+    assert first["page_url"].startswith("http://x.test/page/")
+    classes = world.classes()
+    assert [c["label"] for c in classes.values()] == ["Erithacus_rubecula", "Turdus_philomelos"]
+    assert classes["1"]["german_name"] == "Singdrossel" and classes["1"]["chunks"] == 9
+    assert "Recordist 200" in (world.out / "ATTRIBUTION.md").read_text()
+    assert len((world.out / "CREDITS.csv").read_text().splitlines()) == 6
+
+
+def test_second_run_rewrites_nothing(world):
+    world.chunk()
+    before = world.wavs()
+    side_files = {
+        n: (world.out / n).stat().st_mtime_ns for n in ("metadata.csv", "classes.json", "CREDITS.csv")
+    }
+    report = world.chunk()
+    assert report.built == 0 and report.unchanged == 5 and report.chunks_written == 0
+    assert world.wavs() == before
+    assert side_files == {n: (world.out / n).stat().st_mtime_ns for n in side_files}
+
+
+def test_changed_option_rebuilds_and_leaves_no_stale_files(world):
+    world.chunk()
+    report = world.chunk(sample_rate=16000, chunk_s=5.0)
+    assert report.built == 5
+    for name in world.wavs():
+        info = sf.info(world.out / name)
+        assert (info.samplerate, info.frames) == (16000, 80000)
+    assert sorted(r["file_name"] for r in world.metadata()) == sorted(world.wavs())
+
+
+def test_deselected_recording_takes_its_chunks_and_rows_along(world):
+    world.chunk()
+    world.selected["Turdus philomelos"].remove("xc:101")
+    report = world.chunk()
+    assert report.removed == 1
+    assert not any("xc-101_" in name for name in world.wavs())
+    assert all(r["recording_key"] != "xc:101" for r in world.metadata())
+
+
+def test_class_ids_are_stable_when_a_species_is_added(world):
+    world.chunk()
+    before = {c["label"]: cid for cid, c in world.classes().items()}
+    world.add("Accipiter gentilis", "300", bird_song(11, 32000, seed=30, pitch_hz=1800), 32000)
+    world.chunk()
+    after = {c["label"]: cid for cid, c in world.classes().items()}
+    assert {k: after[k] for k in before} == before  # nothing renumbered
+    assert after["Accipiter_gentilis"] == "2"  # sorts first, still gets the next id
+    assert {r["class_id"] for r in world.metadata() if r["label"] == "Accipiter_gentilis"} == {"2"}
+
+
+def test_splits_are_per_recording_stratified_and_stable(tmp_path):
+    w = World(tmp_path)
+    for i in range(10):
+        w.add("Turdus philomelos", str(i), bird_song(14, 16000, seed=i, pitch_hz=3000), 16000)
+    w.chunk()
+    splits = {}
+    for row in w.metadata():
+        splits.setdefault(row["recording_key"], set()).add(row["split"])
+    assert all(len(s) == 1 for s in splits.values())  # no recording in two splits
+    first = {k: next(iter(v)) for k, v in splits.items()}
+    assert sorted(first.values()).count("train") == 8 and sorted(first.values()).count("val") == 1
+    for i in range(10, 15):
+        w.add("Turdus philomelos", str(i), bird_song(14, 16000, seed=i, pitch_hz=3000), 16000)
+    w.chunk()
+    again = {r["recording_key"]: r["split"] for r in w.metadata()}
+    assert {k: again[k] for k in first} == first
+
+
+def test_near_duplicate_on_the_other_archive_is_chunked_once(tmp_path):
+    w = World(tmp_path)
+    song = bird_song(24, 44100, seed=7, pitch_hz=3500)
+    original = w.add("Turdus philomelos", "500", song, 44100, "WAV", quality="A")
+    import soxr
+
+    reencoded = soxr.resample(song, 44100, 22050).astype(np.float32)
+    copy = w.add(
+        "Turdus philomelos", "/11622/TSA_copy", reencoded, 22050, "MP3", source="europeana", quality=None
+    )
+    other = w.add(
+        "Turdus philomelos",
+        "/11622/TSA_other",
+        bird_song(24, 44100, seed=8, pitch_hz=3500),
+        44100,
+        "MP3",
+        source="europeana",
+        quality=None,
+    )
+    report = w.chunk()
+    assert report.near_duplicates == 1
+    keys = {r["recording_key"] for r in w.metadata()}
+    assert keys == {original, other} and copy not in keys
+    state = manifests.load(w.manifests / "chunks.json", ChunksManifest)
+    assert state.entries[copy].status == "duplicate" and state.entries[copy].duplicate_of == original
+
+
+def test_corrupt_file_fails_with_a_reason_and_the_rest_goes_on(world):
+    bad = world.add(
+        "Turdus philomelos", "666", None, 44100, "MP3", data=b"<html><body>Error 500</body></html>" * 50
+    )
+    report = world.chunk()
+    assert bad in report.failed and "HTML" in report.failed[bad]
+    assert report.recordings == 5 and len(world.metadata()) == 12
+    assert not any("xc-666" in name for name in world.wavs())
+
+
+def test_europeana_ids_become_safe_unique_file_names():
+    rec = Recording(
+        key="europeana:/11622/_TSA_a",
+        source="europeana",
+        source_id="/11622/_TSA_a",
+        scientific_name="Turdus philomelos",
+        original_name="x",
+        first_seen=NOW,
+        last_seen=NOW,
+    )
+    assert file_stem(rec) == "europeana-11622__TSA_a"
+    evil = rec.model_copy(update={"source_id": "/../../etc/passwd"})
+    stem = file_stem(evil)
+    assert "/" not in stem and ".." not in stem
+
+
+def test_unusable_species_name_never_becomes_a_path(world, tmp_path):
+    world.selected["../../etc"] = world.selected.pop("Erithacus rubecula")
+    report = world.chunk()
+    assert (
+        all("unusable species name" in reason for reason in report.failed.values())
+        and len(report.failed) == 2
+    )
+    assert not (tmp_path / "etc").exists() and not (world.root.parent / "etc").exists()
+    assert {p.name for p in world.out.iterdir() if p.is_dir()} == {"Turdus_philomelos"}
