@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from birdgrab import manifests
@@ -50,8 +50,10 @@ class CatalogOptions:
     reusability: str = "open"
     species_file: Path | None = None
     wiki_lang: str = "de"
-    since: date | None = None
+    since: date | None = None  # xeno-canto uploads since then only (an incremental listing)
     refresh_wiki: bool = False
+    wiki_max_age_days: int | None = None  # ask again about articles checked longer ago than this
+    prune: bool = False  # remove recordings that vanished upstream
 
 
 @dataclass
@@ -64,6 +66,10 @@ class CatalogReport:
     wiki_requests: int = 0
     wiki_lookups: int = 0
     bird_checks: int = 0
+    species_added: int = 0
+    requests: int = 0  # to every service, retries included
+    vanished: int = 0
+    pruned: int = 0
     failures: list[str] = field(default_factory=list)
 
 
@@ -109,11 +115,22 @@ def _choose_sources(settings: Settings, requested: list[Source] | None) -> list[
 
 
 def xc_queries(options: CatalogOptions, species: list[str] | None) -> list[str]:
-    since = f" since:{options.since.isoformat()}" if options.since else ""
     if species:
         extra = f" {options.xc_query}" if options.xc_query else ""
-        return [f"{species_query(name)}{extra}{since}" for name in species]
-    return [f"{options.xc_query or DEFAULT_XC_QUERY}{since}"]
+        return [f"{species_query(name)}{extra}" for name in species]
+    return [options.xc_query or DEFAULT_XC_QUERY]
+
+
+def mark_vanished(
+    recordings: dict[str, Recording], fresh: dict[str, Recording], listed: dict[str, set[str]]
+) -> dict[str, Recording]:
+    """Known recordings that a complete listing by the query that found them no longer has are
+    marked vanished (kept, with their last_seen); `listed` maps a source to its complete queries."""
+    result = {}
+    for key, recording in recordings.items():
+        gone = key not in fresh and recording.found_by in listed.get(recording.source, set())
+        result[key] = recording.model_copy(update={"vanished": True}) if gone else recording
+    return result
 
 
 def merge_recordings(
@@ -228,17 +245,25 @@ def _class_of(species: dict[str, Species]) -> dict[str, str]:
     }
 
 
-async def _search_source(source: Source, settings: Settings, options: CatalogOptions, species_list, seen_at):
-    if source == "xeno-canto":
-        async with XenoCanto(settings) as xc:
+async def _search_source(
+    source: Source,
+    settings: Settings,
+    options: CatalogOptions,
+    species_list: list[str] | None,
+    seen_at: datetime,
+    report: CatalogReport,
+) -> CatalogBatch:
+    archive = XenoCanto(settings) if source == "xeno-canto" else Europeana(settings)
+    try:
+        if isinstance(archive, XenoCanto):
             batch = CatalogBatch()
             for query in xc_queries(options, species_list):
-                await xc.search(query, seen_at=seen_at, batch=batch)
+                await archive.search(query, seen_at=seen_at, since=options.since, batch=batch)
             return batch
-    async with Europeana(settings) as europeana:
-        return await europeana.search(
-            options.europeana_query, seen_at=seen_at, reusability=options.reusability
-        )
+        return await archive.search(options.europeana_query, seen_at=seen_at, reusability=options.reusability)
+    finally:
+        report.requests += archive.client.requests_made
+        await archive.client.aclose()
 
 
 async def _check_birds(
@@ -265,7 +290,10 @@ async def _check_birds(
             s.bird_checked_at = now
             report.bird_checks += 1
 
-        await asyncio.gather(*(check(s) for s in open_species))
+        try:
+            await asyncio.gather(*(check(s) for s in open_species))
+        finally:
+            report.requests += xc.client.requests_made
 
 
 async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions) -> CatalogReport:
@@ -279,10 +307,12 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
     report = CatalogReport()
 
     outcomes = await asyncio.gather(
-        *(_search_source(s, settings, options, species_list, now) for s in sources), return_exceptions=True
+        *(_search_source(s, settings, options, species_list, now, report) for s in sources),
+        return_exceptions=True,
     )
     fresh: dict[str, Recording] = {}
     skipped: list[SkippedItem] = []
+    listed: dict[str, set[str]] = {}  # source -> queries listed completely this run
     unreachable = 0
     for source, outcome in zip(sources, outcomes, strict=True):
         if isinstance(outcome, ServiceUnreachable):
@@ -295,12 +325,22 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
             fresh.update(outcome.recordings)
             skipped.extend(outcome.skipped)
             report.per_source[source] = len(outcome.recordings)
+            if source == "europeana":
+                listed[source] = {options.europeana_query}
+            elif options.since is None:  # an incremental listing says nothing about what vanished
+                listed[source] = set(xc_queries(options, species_list))
     if unreachable == len(sources):
         raise ServiceUnreachable(", ".join(sources), "no source reachable; nothing was changed")
 
     recordings, report.added, report.updated = merge_recordings(
         known_recordings.recordings if known_recordings else {}, fresh
     )
+    recordings = mark_vanished(recordings, fresh, listed)
+    report.vanished = sum(r.vanished for r in recordings.values())
+    if options.prune:
+        recordings = {k: r for k, r in recordings.items() if not r.vanished}
+        report.pruned = report.vanished
+        report.vanished = 0
     previous_species = known_species.species if known_species else {}
     species = await _resolve_species(settings, recordings, previous_species, options, now, report)
     await _check_birds(settings, species, now, report)
@@ -322,9 +362,11 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
     }
     report.skipped = len(skipped)
     report.species = len(species)
+    report.species_added = len(set(species) - set(previous_species))
 
     parameters = {
         "sources": sources,
+        "xc_query": options.xc_query,
         "xc_queries": xc_queries(options, species_list) if "xeno-canto" in sources else [],
         "europeana_query": options.europeana_query if "europeana" in sources else None,
         "reusability": options.reusability,
@@ -368,8 +410,12 @@ async def _resolve_species(
     report: CatalogReport,
 ) -> dict[str, Species]:
     lang = options.wiki_lang
+    stale_before = now - timedelta(days=options.wiki_max_age_days) if options.wiki_max_age_days else None
     known_names = {
-        member for s in previous.values() if lang in s.wiki for member in [s.scientific_name, *s.synonyms]
+        member
+        for s in previous.values()
+        if lang in s.wiki and (stale_before is None or s.wiki[lang].checked_at >= stale_before)
+        for member in [s.scientific_name, *s.synonyms]
     }
     names = {r.scientific_name for r in recordings.values()}
     to_ask = sorted(names if options.refresh_wiki else names - known_names)
@@ -381,6 +427,7 @@ async def _resolve_species(
                     lookups = await wiki.resolve(to_ask, checked_at=now)
                 finally:
                     report.wiki_requests = wiki.client.requests_made
+                    report.requests += wiki.client.requests_made
         except (ServiceUnreachable, ServiceError) as exc:
             report.failures.append(f"{exc} (species stay unresolved and are asked again next run)")
             log.error("%s", exc, extra={"event": "catalog.wiki.failed"})

@@ -458,6 +458,151 @@ def chunk(
     _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file, locks=(manifests, out))
 
 
+@app.command(
+    epilog="Example (crontab): 17 3 * * * cd /data/birds && birdgrab refresh --quiet --log-file refresh.log"
+)
+def refresh(
+    source: Annotated[
+        list[SourceName] | None, typer.Option("--source", help="Archives (default: as last catalog).")
+    ] = None,
+    xc_query: Annotated[
+        str | None, typer.Option("--xc-query", help="Override the last catalog's query.")
+    ] = None,
+    europeana_query: Annotated[
+        str | None, typer.Option("--europeana-query", help="Override the last query.")
+    ] = None,
+    species_file: Annotated[
+        Path | None, typer.Option("--species-file", help="Override the species file.")
+    ] = None,
+    wiki_lang: Annotated[
+        str | None, typer.Option("--wiki-lang", help="Wikipedia language (catalog and filter).")
+    ] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option("--since", formats=["%Y-%m-%d"], help="xeno-canto uploads since this date."),
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="List everything, not just what is new since the last refresh.")
+    ] = False,
+    wiki_max_age: Annotated[
+        int, typer.Option("--wiki-max-age", min=0, help="Re-check articles older than N days.")
+    ] = 90,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Remove recordings that vanished upstream, and their chunks.")
+    ] = False,
+    min_files: Annotated[
+        int | None, typer.Option("--min-files", help="Override the last filter's value.")
+    ] = None,
+    max_files: Annotated[
+        int | None, typer.Option("--max-files", help="Override the last filter's value.")
+    ] = None,
+    no_wiki: Annotated[bool, typer.Option("--no-wiki", help="Keep species without an article.")] = False,
+    licence: Annotated[
+        list[str] | None, typer.Option("--licence", help="Override the licence allow-list.")
+    ] = None,
+    no_nd: Annotated[bool, typer.Option("--no-nd", help="Drop no-derivatives licences.")] = False,
+    no_nc: Annotated[bool, typer.Option("--no-nc", help="Drop non-commercial licences.")] = False,
+    min_quality: Annotated[
+        str | None, typer.Option("--min-quality", help="Override the quality floor.")
+    ] = None,
+    min_length: Annotated[float | None, typer.Option("--min-length", help="Override, seconds.")] = None,
+    max_length: Annotated[float | None, typer.Option("--max-length", help="Override, seconds.")] = None,
+    type_: Annotated[TypeName | None, typer.Option("--type", help="Only songs or only calls.")] = None,
+    no_background: Annotated[
+        bool, typer.Option("--no-background", help="Drop recordings with background species.")
+    ] = False,
+    any_group: Annotated[
+        bool, typer.Option("--any-group", help="Keep species not confirmed as birds.")
+    ] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Concurrent downloads.")] = 4,
+    max_file_mb: Annotated[
+        float, typer.Option("--max-file-mb", help="Refuse any single file larger than this.")
+    ] = 2048,
+    no_chunk: Annotated[bool, typer.Option("--no-chunk", help="Do not rebuild the dataset.")] = False,
+    chunk_seconds: ChunkSeconds = 10.0,
+    min_chunk_seconds: MinChunkSeconds = 3.0,
+    sample_rate: SampleRate = 32000,
+    gate_db: GateDb = 25.0,
+    no_gate: NoGate = False,
+    split: SplitOpt = "80/10/10",
+    manifests: ManifestsDir = Path("manifests"),
+    cache: CacheDir = Path("cache"),
+    out: OutDir = Path("dataset"),
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    log_format: LogFormatOpt = LogFormat.text,
+    log_file: LogFile = None,
+) -> None:
+    """Catalog (incremental) -> filter (last options) -> fetch -> chunk, touching only what changed. Safe from cron."""
+    from birdgrab import render
+    from birdgrab.download import FetchOptions
+    from birdgrab.refresh import RefreshOptions, run_refresh
+
+    def work() -> int:
+        settings = load_settings()
+        if wiki_lang is not None:
+            _validate_lang(wiki_lang)
+        options = RefreshOptions(
+            catalog={
+                "sources": [s.value for s in source] if source else None,
+                "xc_query": xc_query,
+                "europeana_query": europeana_query,
+                "species_file": species_file,
+                "wiki_lang": wiki_lang,
+                "since": since.date() if since else None,
+            },
+            filter={
+                "min_files": min_files,
+                "max_files": max_files,
+                "wiki_lang": wiki_lang,
+                "no_wiki": no_wiki or None,
+                "licences": tuple(licence) if licence else None,
+                "no_nd": no_nd or None,
+                "no_nc": no_nc or None,
+                "min_quality": min_quality,
+                "min_length": min_length,
+                "max_length": max_length,
+                "type": type_.value if type_ else None,
+                "no_background": no_background or None,
+                "any_group": any_group or None,
+            },
+            fetch=FetchOptions(jobs=jobs, per_host=jobs, max_file_mb=max_file_mb).validated(),
+            chunk=None
+            if no_chunk
+            else _chunk_options(jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split),
+            full=full,
+            wiki_max_age_days=wiki_max_age,
+            prune=prune,
+        )
+        rich_output = not quiet and log_format == LogFormat.text
+        with render.TransferProgress("fetch", rich=rich_output) as fetch_progress:
+            report = asyncio.run(
+                run_refresh(settings, manifests, cache, out, options, fetch_progress, fetch_progress.start)
+            )
+        for failure in report.failures:
+            log.warning("failed: %s", failure, extra={"event": "refresh.failed"})
+        if report.stopped:
+            log.error("%s", report.stopped, extra={"event": "refresh.stopped"})
+        summary = report.summary()
+        # One line at the end, also under --quiet: what cron mails when something went wrong.
+        log.log(
+            logging.WARNING if report.failures or report.stopped else logging.INFO,
+            "refresh: %d new recordings, %d species added, %d files downloaded, %d chunks written, "
+            "%d failures, %.1f s",
+            report.new_recordings,
+            report.species_added,
+            report.downloaded,
+            report.chunks_written,
+            len(report.failures),
+            report.duration_s,
+            extra={"event": "refresh.done", **summary},
+        )
+        return 1 if report.failures or report.stopped else 0
+
+    locks = (manifests, cache) if no_chunk else (manifests, cache, out)
+    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file, locks=locks)
+
+
 @app.command(epilog="Example: birdgrab stats --wiki-lang de")
 def stats(
     wiki_lang: Annotated[str, typer.Option("--wiki-lang", help="Which Wikipedia's articles to show.")] = "de",

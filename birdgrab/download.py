@@ -116,6 +116,7 @@ class FetchReport:
     downloaded: int = 0
     skipped: int = 0
     duplicates: int = 0
+    vanished: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # key -> reason
     bytes: int = 0
     requests: int = 0
@@ -343,6 +344,8 @@ async def run_downloads(
             report.skipped += 1
         elif key not in recordings.recordings:
             report.failed[key] = "not in recordings.json (run catalog again)"
+        elif recordings.recordings[key].vanished:
+            report.vanished += 1  # gone upstream before we got it: nothing to retry
         else:
             todo.append(recordings.recordings[key])
     if on_start:

@@ -66,6 +66,8 @@ class Recording(Model):
     not_downloadable_reason: str | None = None
     first_seen: datetime
     last_seen: datetime
+    found_by: str | None = Field(None, description="the archive query that lists this recording")
+    vanished: bool = Field(False, description="a full listing by found_by no longer has it; last_seen says when it was")
 
 
 class SkippedItem(Model):
@@ -210,3 +212,9 @@ class ChunksManifest(ManifestHeader):
     near_duplicate_checks: dict[str, float] = Field(
         default_factory=dict, description="'keyA|keyB|shaA|shaB' -> fingerprint similarity, computed once"
     )
+
+
+class RefreshManifest(ManifestHeader):
+    kind: Literal["refresh"] = "refresh"
+    last_success_at: datetime | None = Field(None, description="start of the last refresh whose catalog completed")
+    last_summary: dict[str, Any] = Field(default_factory=dict)

@@ -69,6 +69,8 @@ def fetch_table(report) -> Table:
     table.add_row("downloaded", f"{report.downloaded} ({report.bytes / 2**20:.1f} MB)")
     table.add_row("already in the cache", str(report.skipped))
     table.add_row("duplicates (same bytes as another key)", str(report.duplicates))
+    if report.vanished:
+        table.add_row("vanished upstream before download", str(report.vanished))
     for reason, count in sorted(report.failures_by_reason().items(), key=lambda kv: (-kv[1], kv[0])):
         table.add_row(f"failed: {reason}", str(count), style="red")
     return table

@@ -185,7 +185,11 @@ class Europeana:
             items = body.get("items") or []
             if not items:
                 break
-            parsed = [r for item in items if (r := self._parse(batch, item, seen_at)) is not None]
+            parsed = [
+                r.model_copy(update={"found_by": query})
+                for item in items
+                if (r := self._parse(batch, item, seen_at)) is not None
+            ]
             # Items without edmIsShownBy: ask the Record API, concurrently within the service limits.
             for recording in await gather_failfast(self._with_media(r) for r in parsed):
                 batch.add(recording)

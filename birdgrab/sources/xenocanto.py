@@ -194,7 +194,7 @@ class XenoCanto:
         params = {"query": query, "page": page, "per_page": per_page, "key": self._key}
         return await self.client.get_json(self._settings.xc_api, params)
 
-    def _collect(self, batch: CatalogBatch, page: dict[str, Any], seen_at: datetime) -> int:
+    def _collect(self, batch: CatalogBatch, page: dict[str, Any], seen_at: datetime, found_by: str) -> int:
         records = page.get("recordings") or []
         if not isinstance(records, list):
             return 0
@@ -202,7 +202,8 @@ class XenoCanto:
             if not isinstance(raw, dict):
                 continue
             try:
-                batch.add(parse_recording(raw, seen_at=seen_at, scheme=self._scheme))
+                recording = parse_recording(raw, seen_at=seen_at, scheme=self._scheme)
+                batch.add(recording.model_copy(update={"found_by": found_by}))
             except NameError_ as exc:
                 rid = clean_text(raw.get("id")) or "?"
                 batch.skip(
@@ -215,28 +216,29 @@ class XenoCanto:
         return len(records)
 
     async def search(
-        self, query: str, *, seen_at: datetime, batch: CatalogBatch | None = None
+        self, query: str, *, seen_at: datetime, since: date | None = None, batch: CatalogBatch | None = None
     ) -> CatalogBatch:
-        """All recordings matching a tag query. Pages after the first are fetched concurrently;
-        the service's rate limiter spaces them out."""
+        """All recordings matching a tag query (uploaded since `since`, if given). Pages after the
+        first are fetched concurrently; the service's rate limiter spaces them out."""
         batch = batch if batch is not None else CatalogBatch()
-        first = await self._page(query, 1)
-        if self._collect(batch, first, seen_at) == 0:
+        full_query = f"{query} since:{since.isoformat()}" if since else query
+        first = await self._page(full_query, 1)
+        if self._collect(batch, first, seen_at, query) == 0:
             return batch
         try:
             num_pages = int(first.get("numPages") or 1)
         except (TypeError, ValueError):
             num_pages = 1
-        pages = await gather_failfast(self._page(query, n) for n in range(2, num_pages + 1))
+        pages = await gather_failfast(self._page(full_query, n) for n in range(2, num_pages + 1))
         for page in pages:
             # numPages may overcount: an empty page is the end.
-            if self._collect(batch, page, seen_at) == 0:
+            if self._collect(batch, page, seen_at, query) == 0:
                 break
         log.info(
             "xeno-canto: %d recordings for %s",
             len(batch.recordings),
-            query,
-            extra={"event": "catalog.xc.query", "query": query, "pages": num_pages},
+            full_query,
+            extra={"event": "catalog.xc.query", "query": full_query, "pages": num_pages},
         )
         return batch
 

@@ -1,0 +1,159 @@
+"""`birdgrab refresh`: catalog (incremental) -> filter (last options) -> fetch -> chunk, for cron.
+
+Incremental: xeno-canto is asked only for uploads since the last successful refresh minus a
+safety margin (uploads can appear late); Europeana's cursor is walked and its ids diffed;
+Wikipedia is asked only about new species and articles older than `wiki_max_age_days`. Every
+step is itself idempotent and crash-safe, so a refresh killed at any moment and run again ends
+exactly where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from birdgrab import manifests
+from birdgrab.catalog import CatalogOptions, run_catalog
+from birdgrab.dataset import ChunkOptions, run_chunk
+from birdgrab.download import FetchOptions, run_downloads
+from birdgrab.models import RefreshManifest
+from birdgrab.selection import FilterOptions, run_filter, saved_options
+from birdgrab.settings import Settings
+
+REFRESH = "refresh.json"
+
+
+@dataclass
+class RefreshOptions:
+    catalog: dict[str, Any] = field(default_factory=dict)  # CatalogOptions fields given on the command line
+    filter: dict[str, Any] = field(default_factory=dict)  # FilterOptions fields given on the command line
+    fetch: FetchOptions = field(default_factory=FetchOptions)
+    chunk: ChunkOptions | None = field(default_factory=ChunkOptions)  # None: --no-chunk
+    full: bool = False  # ignore the last refresh date: list everything
+    margin_days: int = 3
+    wiki_max_age_days: int = 90
+    prune: bool = False
+
+
+@dataclass
+class RefreshReport:
+    new_recordings: int = 0
+    species_added: int = 0
+    vanished: int = 0
+    pruned: int = 0
+    downloaded: int = 0
+    chunks_written: int = 0
+    failures: list[str] = field(default_factory=list)
+    since: date | None = None
+    requests: int = 0
+    duration_s: float = 0.0
+    stopped: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "new_recordings": self.new_recordings,
+            "species_added": self.species_added,
+            "files_downloaded": self.downloaded,
+            "chunks_written": self.chunks_written,
+            "failures": len(self.failures),
+            "vanished": self.vanished,
+            "pruned": self.pruned,
+            "since": self.since.isoformat() if self.since else None,
+            "duration_s": round(self.duration_s, 1),
+        }
+
+
+def catalog_options(
+    folder: Path, given: dict[str, Any], since: date | None, options: RefreshOptions
+) -> CatalogOptions:
+    """The last catalog's query parameters, overridden by what was given on the command line."""
+    previous = manifests.load_recordings(folder)
+    saved: dict[str, Any] = {}
+    if previous is not None:
+        params = previous.parameters
+        saved = {
+            "sources": params.get("sources") or None,
+            "xc_query": params.get("xc_query"),
+            "europeana_query": params.get("europeana_query") or CatalogOptions.europeana_query,
+            "species_file": Path(params["species_file"]["path"]) if params.get("species_file") else None,
+            "wiki_lang": params.get("wiki_lang") or "de",
+        }
+    merged = {**saved, **{k: v for k, v in given.items() if v is not None}}
+    return CatalogOptions(
+        **merged, since=since, wiki_max_age_days=options.wiki_max_age_days, prune=options.prune
+    )
+
+
+def filter_options(folder: Path, given: dict[str, Any]) -> FilterOptions:
+    """The last filter's options, overridden by the values given (None: not given). `no_wiki`
+    stands for `wiki_lang=None`, which None cannot say here."""
+    base = saved_options(folder) or FilterOptions()
+    changes = {k: v for k, v in given.items() if v is not None and k != "no_wiki"}
+    if given.get("no_wiki"):
+        changes["wiki_lang"] = None
+    return replace(base, **changes).validated()
+
+
+async def run_refresh(
+    settings: Settings,
+    folder: Path,
+    cache: Path,
+    out: Path,
+    options: RefreshOptions,
+    on_fetch_progress=None,
+    on_fetch_start=None,
+    on_chunk_progress=None,
+) -> RefreshReport:
+    started = time.monotonic()
+    started_at = manifests.utc_now()
+    folder = Path(folder)
+    report = RefreshReport()
+    state = manifests.load(folder / REFRESH, RefreshManifest)
+    last = state.last_success_at if state else None
+    explicit_since = options.catalog.get("since")
+    if explicit_since is not None:
+        report.since = explicit_since
+    elif last is not None and not options.full:
+        report.since = last.date() - timedelta(days=options.margin_days)
+    catalog = catalog_options(
+        folder, {k: v for k, v in options.catalog.items() if k != "since"}, report.since, options
+    )
+    filters = filter_options(folder, options.filter)  # checked before any request
+
+    catalog_report = await run_catalog(settings, folder, catalog)
+    report.new_recordings = catalog_report.added
+    report.species_added = catalog_report.species_added
+    report.vanished = catalog_report.vanished
+    report.pruned = catalog_report.pruned
+    report.failures += catalog_report.failures
+    report.requests += catalog_report.requests
+
+    run_filter(folder, filters)
+    fetch_report = await run_downloads(
+        settings, folder, cache, options.fetch, on_fetch_progress, on_fetch_start
+    )
+    report.downloaded = fetch_report.downloaded + fetch_report.duplicates
+    report.requests += fetch_report.requests
+    report.failures += [f"{key}: {reason}" for key, reason in sorted(fetch_report.failed.items())]
+    report.stopped = fetch_report.stopped
+    if options.chunk is not None and report.stopped is None:
+        chunk_report = run_chunk(folder, cache, out, options.chunk, on_chunk_progress)
+        report.chunks_written = chunk_report.chunks_written
+        report.failures += [f"{key}: {reason}" for key, reason in sorted(chunk_report.failed.items())]
+        report.stopped = chunk_report.stopped
+
+    report.duration_s = time.monotonic() - started
+    catalog_complete = not catalog_report.failures
+    manifests.save(
+        folder / REFRESH,
+        manifests.new_manifest(
+            RefreshManifest,
+            {"margin_days": options.margin_days, "wiki_max_age_days": options.wiki_max_age_days},
+            last_success_at=started_at if catalog_complete else last,
+            last_summary=report.summary(),
+        ),
+    )
+    return report
