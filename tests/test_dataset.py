@@ -169,12 +169,12 @@ class World:
 def world(tmp_path) -> World:
     w = World(tmp_path)
     for i in range(3):
-        w.add("Turdus philomelos", str(100 + i), bird_song(25, 44100, seed=i, pitch_hz=3000), 44100)
-    w.add("Erithacus rubecula", "200", bird_song(21, 48000, seed=10, pitch_hz=5000), 48000, "FLAC")
+        w.add("Turdus philomelos", str(100 + i), bird_song(25, 44100, seed=i), 44100)
+    w.add("Erithacus rubecula", "200", bird_song(21, 48000, seed=10), 48000, "FLAC")
     w.add(
         "Erithacus rubecula",
         "201",
-        np.stack([bird_song(12, 22050, seed=11, pitch_hz=5000)] * 2, axis=1),
+        np.stack([bird_song(12, 22050, seed=11)] * 2, axis=1),
         22050,
         "MP3",
     )
@@ -247,7 +247,7 @@ def test_deselected_recording_takes_its_chunks_and_rows_along(world):
 def test_class_ids_are_stable_when_a_species_is_added(world):
     world.chunk()
     before = {c["label"]: cid for cid, c in world.classes().items()}
-    world.add("Accipiter gentilis", "300", bird_song(11, 32000, seed=30, pitch_hz=1800), 32000)
+    world.add("Accipiter gentilis", "300", bird_song(11, 32000, seed=30), 32000)
     world.chunk()
     after = {c["label"]: cid for cid, c in world.classes().items()}
     assert {k: after[k] for k in before} == before  # nothing renumbered
@@ -258,7 +258,7 @@ def test_class_ids_are_stable_when_a_species_is_added(world):
 def test_splits_are_per_recording_stratified_and_stable(tmp_path):
     w = World(tmp_path)
     for i in range(10):
-        w.add("Turdus philomelos", str(i), bird_song(14, 16000, seed=i, pitch_hz=3000), 16000)
+        w.add("Turdus philomelos", str(i), bird_song(14, 16000, seed=i), 16000)
     w.chunk()
     splits = {}
     for row in w.metadata():
@@ -267,7 +267,7 @@ def test_splits_are_per_recording_stratified_and_stable(tmp_path):
     first = {k: next(iter(v)) for k, v in splits.items()}
     assert sorted(first.values()).count("train") == 8 and sorted(first.values()).count("val") == 1
     for i in range(10, 15):
-        w.add("Turdus philomelos", str(i), bird_song(14, 16000, seed=i, pitch_hz=3000), 16000)
+        w.add("Turdus philomelos", str(i), bird_song(14, 16000, seed=i), 16000)
     w.chunk()
     again = {r["recording_key"]: r["split"] for r in w.metadata()}
     assert {k: again[k] for k in first} == first
@@ -275,7 +275,7 @@ def test_splits_are_per_recording_stratified_and_stable(tmp_path):
 
 def test_near_duplicate_on_the_other_archive_is_chunked_once(tmp_path):
     w = World(tmp_path)
-    song = bird_song(24, 44100, seed=7, pitch_hz=3500)
+    song = bird_song(24, 44100, seed=7)
     original = w.add("Turdus philomelos", "500", song, 44100, "WAV", quality="A")
     import soxr
 
@@ -286,7 +286,7 @@ def test_near_duplicate_on_the_other_archive_is_chunked_once(tmp_path):
     other = w.add(
         "Turdus philomelos",
         "/11622/TSA_other",
-        bird_song(24, 44100, seed=8, pitch_hz=3500),
+        bird_song(24, 44100, seed=8),
         44100,
         "MP3",
         source="europeana",

@@ -1,0 +1,226 @@
+"""The sandbox's archive: what xeno-canto, Europeana and Wikipedia "hold", plus the truths tests check.
+
+Records are immutable; the archive changes only through `add` and `remove`, which swap in new
+dictionaries (copy on write), so request threads read a consistent state without locking.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any, Literal
+
+from birdgrab.sandbox.audio import AudioSpec
+
+WikiStatus = Literal["article", "genus", "section", "disambiguation", "missing"]
+
+XC_LICENCES: dict[str, str] = {
+    "BY": "https://creativecommons.org/licenses/by/4.0/",
+    "BY-SA": "https://creativecommons.org/licenses/by-sa/4.0/",
+    "BY-NC": "https://creativecommons.org/licenses/by-nc/4.0/",
+    "BY-NC-SA": "https://creativecommons.org/licenses/by-nc-sa/4.0/",
+    "BY-NC-ND": "https://creativecommons.org/licenses/by-nc-nd/4.0/",
+    "CC0": "https://creativecommons.org/publicdomain/zero/1.0/",
+}
+
+
+@dataclass(frozen=True)
+class Species:
+    """One species as the archive knows it (the truth behind the three services' answers)."""
+
+    name: str  # the binomial xeno-canto uses; Europeana may use a synonym
+    english: str
+    group: str = "birds"  # xeno-canto's grp
+    german: str | None = None  # the German Wikipedia title its name leads to (None: no article)
+    wiki_de: WikiStatus = "missing"  # what that title is: the species article, or a trap
+    english_article: str | None = None
+    synonyms: tuple[str, ...] = ()
+    restricted: bool = False  # xeno-canto hides its audio
+
+    @property
+    def is_bird(self) -> bool:
+        return self.group == "birds"
+
+
+@functools.cache
+def recordist_code(recordist: str) -> str:
+    """The folder xeno-canto files a recordist's uploads under (ten capitals, stable per name)."""
+    value = int.from_bytes(hashlib.sha256(recordist.encode()).digest()[:8], "big")
+    return "".join(chr(65 + (value >> (5 * i)) % 26) for i in range(10))
+
+
+@dataclass(frozen=True)
+class XcRecording:
+    id: int
+    genus: str
+    epithet: str
+    subspecies: str
+    group: str
+    english: str
+    recordist: str
+    country: str
+    types: str  # as served: "call, song"
+    quality: str  # "A".."E" or "no score"
+    licence: str  # a key of XC_LICENCES
+    length_s: float  # the declared length; the audio's true duration when there is audio
+    uploaded: date
+    file_name: str  # "" for restricted species
+    audio: AudioSpec | None  # None: restricted species, or a metadata-only (bulk) record
+    # The remaining v3 fields exactly as served (loc, lat, lon, alt, sex, stage, method, time, date,
+    # also, rmk, animal-seen, playback-used, temp, regnr, auto, dvc, mic, annotation-set).
+    details: dict[str, Any] = field(compare=False)
+    sono: tuple[str, ...] | None = ("small", "med", "large", "full")  # sizes with a URL; None: null
+    protocol_relative: bool = False  # old payloads: `//host/...` URLs
+
+    @property
+    def key(self) -> str:
+        return f"xc:{self.id}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.genus} {self.epithet}"
+
+    @property
+    def recordist_code(self) -> str:
+        return recordist_code(self.recordist)
+
+    @property
+    def licence_url(self) -> str:
+        return XC_LICENCES[self.licence]
+
+
+@dataclass(frozen=True)
+class EuropeanaItem:
+    id: str  # "/11622/_TIERSTIMMENARCHIV_..."
+    title: str
+    species: str | None  # truth: the species the item is of (xeno-canto's name), None when none is named
+    description: str
+    creator: str | None
+    year: str | None
+    rights: str  # licence URL
+    media_name: str  # file name under /tierstimmenarchiv/recordings/
+    audio: AudioSpec
+    landing_id: str  # unique_id of its Tierstimmenarchiv page
+    media_in_search: bool = True  # False: edmIsShownBy only in the Record API
+
+    @property
+    def key(self) -> str:
+        return f"europeana:{self.id}"
+
+    @property
+    def open(self) -> bool:
+        """Europeana's `reusability=open`: CC0, PDM, BY, BY-SA (no NC or ND)."""
+        return "-nc" not in self.rights and "-nd" not in self.rights
+
+
+@dataclass(frozen=True)
+class WikiPage:
+    title: str
+    pageid: int
+    intro: str = ""  # the lead section, plain text
+    body: str = ""  # the rest of the article, plain text
+    wikidata_id: str | None = None
+    disambiguation: bool = False
+    redirect_to: str | None = None  # set on redirect pages
+    fragment: str | None = None  # the section a redirect points at
+
+
+@dataclass
+class Truths:
+    """Facts about the planted traps, for tests (keys are `xc:<id>` / `europeana:<id>`)."""
+
+    exact_duplicates: list[tuple[str, str]] = field(default_factory=list)  # identical bytes
+    near_duplicates: list[tuple[str, str]] = field(default_factory=list)  # same sound, re-encoded
+    vbr_no_xing: str | None = None  # soundfile reads it short; its `length` is the truth
+    id3_cover: str | None = None  # ~200 KB ID3v2 tag; soundfile's frame count overestimates
+    hour_long: str | None = None
+    short: list[str] = field(default_factory=list)  # under 3 s
+    silent_tail: list[str] = field(default_factory=list)
+    restricted_species: list[str] = field(default_factory=list)
+    europeana_only_species: list[str] = field(default_factory=list)  # on xeno-canto only outside Germany
+    non_birds: list[str] = field(default_factory=list)
+    synonyms: dict[str, str] = field(default_factory=dict)  # Europeana's name -> xeno-canto's name
+    unnamed_items: list[str] = field(default_factory=list)  # Europeana items whose title names no species
+    hostile: list[str] = field(default_factory=list)
+
+
+class Archive:
+    """Everything the sandbox serves. Read freely; change only through `add` and `remove`."""
+
+    def __init__(self) -> None:
+        self.species: dict[str, Species] = {}
+        self.xc: dict[int, XcRecording] = {}
+        self.europeana: dict[str, EuropeanaItem] = {}
+        self.wiki: dict[str, dict[str, WikiPage]] = {"de": {}, "en": {}}
+        self.truths = Truths()
+        self.grown = 0  # how many `grow` calls shaped it: the seed of the next one
+        self._lock = threading.Lock()
+        self._reindex()
+
+    # -- reading -------------------------------------------------------------------------------
+    def xc_sorted(self) -> list[XcRecording]:
+        """xeno-canto recordings ordered by id (the order the API pages them in)."""
+        return self._xc_sorted
+
+    def xc_file(self, recordist_code: str, file_name: str) -> XcRecording | None:
+        return self._xc_files.get((recordist_code, file_name))
+
+    def europeana_media(self, media_name: str) -> EuropeanaItem | None:
+        return self._media.get(media_name)
+
+    def recording(self, key: str) -> XcRecording | EuropeanaItem:
+        """The record behind a key; KeyError when there is none (or it was removed)."""
+        source, _, ident = key.partition(":")
+        if source == "xc" and ident.isdigit() and int(ident) in self.xc:
+            return self.xc[int(ident)]
+        if source == "europeana" and ident in self.europeana:
+            return self.europeana[ident]
+        raise KeyError(key)
+
+    def keys_of(self, species: str) -> list[str]:
+        """Every recording key of a species (by xeno-canto's name), both sources."""
+        return [r.key for r in self._xc_sorted if r.name == species] + [
+            i.key for i in self.europeana.values() if i.species == species
+        ]
+
+    # -- changing ------------------------------------------------------------------------------
+    def add(
+        self,
+        *,
+        species: Iterable[Species] = (),
+        xc: Iterable[XcRecording] = (),
+        europeana: Iterable[EuropeanaItem] = (),
+        wiki: dict[str, list[WikiPage]] | None = None,
+    ) -> None:
+        with self._lock:
+            self.species = {**self.species, **{s.name: s for s in species}}
+            self.xc = {**self.xc, **{r.id: r for r in xc}}
+            self.europeana = {**self.europeana, **{i.id: i for i in europeana}}
+            for lang, pages in (wiki or {}).items():
+                self.wiki = {**self.wiki, lang: {**self.wiki.get(lang, {}), **{p.title: p for p in pages}}}
+            self._reindex()
+
+    def remove(self, keys: list[str]) -> list[str]:
+        """Make recordings vanish upstream; returns the keys that existed."""
+        with self._lock:
+            gone = [key for key in keys if self._exists(key)]
+            self.xc = {i: r for i, r in self.xc.items() if r.key not in gone}
+            self.europeana = {i: item for i, item in self.europeana.items() if item.key not in gone}
+            self._reindex()
+        return gone
+
+    def _exists(self, key: str) -> bool:
+        try:
+            self.recording(key)
+        except KeyError:
+            return False
+        return True
+
+    def _reindex(self) -> None:
+        self._xc_sorted = sorted(self.xc.values(), key=lambda r: r.id)
+        self._xc_files = {(r.recordist_code, r.file_name): r for r in self._xc_sorted if r.file_name}
+        self._media = {item.media_name: item for item in self.europeana.values()}

@@ -1,0 +1,44 @@
+"""What archive a sandbox serves, and with which keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Profile = Literal["demo", "scale"]
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """The sandbox's archive and keys; the same config (and seed) always gives the same archive.
+
+    `profile="demo"` is the hand-made archive of about 25 species with every planted trap;
+    `"scale"` starts empty. In both, the knobs add generated content on top:
+    `extra_species` x `recordings_per_species` xeno-canto recordings of short audio (WAV files of
+    about `audio_bytes` when set) and `xc_bulk_recordings` metadata-only records (their audio 404s).
+
+    >>> SandboxConfig(profile="scale", extra_species=50, recordings_per_species=20)  # doctest: +ELLIPSIS
+    SandboxConfig(...)
+    """
+
+    data_dir: Path | None = None  # rendered audio; None: a per-user cache folder
+    xc_key: str = "sandbox-xc-key"
+    europeana_key: str = "sandbox-europeana-key"
+    profile: Profile = "demo"
+    extra_species: int = 0
+    recordings_per_species: int = 0
+    xc_bulk_recordings: int = 0
+    audio_bytes: int | None = None
+    hour_long: bool = True  # the demo's hour-long WAV (115 MB once rendered)
+    hostile: bool = False  # names made to break paths, terminals and Unicode handling
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.profile not in ("demo", "scale"):
+            raise ValueError(f"unknown sandbox profile {self.profile!r}: use 'demo' or 'scale'")
+        for name in ("extra_species", "recordings_per_species", "xc_bulk_recordings"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.audio_bytes is not None and self.audio_bytes < 1000:
+            raise ValueError("audio_bytes must be at least 1000")
