@@ -485,15 +485,22 @@ def pcm_sha256(path: Path | str) -> str:
 
 _FINGERPRINT_RATE = 16000  # birdsong sits at 1-8 kHz, above chromaprint's 11 kHz analysis rate
 _FINGERPRINT_WINDOW = 2048  # 128 ms
-_FINGERPRINT_HOP = 512  # 32 ms: windows overlap by 3/4, so a sub-hop misalignment changes few bits
-_FINGERPRINT_BANDS_HZ = np.geomspace(500.0, 7500.0, 34)  # 33 bands -> 32 bits a frame
+_FINGERPRINT_HOP = 512  # 32 ms: windows overlap by 3/4, so a sub-hop misalignment changes little
+_FINGERPRINT_BANDS_HZ = np.geomspace(500.0, 7500.0, 34)  # 33 log-spaced bands
+_FINGERPRINT_MAX_S = 600.0  # two copies of one recording agree from the start; bounds memory
+# `similarity` at or above which two files are one recording. Measured: re-encodes (mp3/wav/flac,
+# 16-48 kHz, stereo/mono) score 0.98-1.0; different recordings of one species, even the sandbox's
+# periodic synthetic songs, at most 0.75 (BENCHMARKS.md).
+SAME_RECORDING_SIMILARITY = 0.9
 
 
 @dataclass(frozen=True, eq=False)
 class Fingerprint:
-    """A compact acoustic fingerprint: one 32-bit code per `frame_s` of audio (Haitsma-Kalker style)."""
+    """The band-amplitude envelope of (the first ten minutes of) a recording: when each part of the
+    spectrum sounds. Codecs, sample rates and channel counts barely change it; a different
+    recording, even of the same species singing the same way, has its notes at other times."""
 
-    codes: np.ndarray  # uint32, one per frame
+    envelope: np.ndarray  # float32, (frames, bands)
     frame_s: float
     duration_s: float
 
@@ -523,45 +530,41 @@ def _band_matrix() -> np.ndarray:
 def pcm_fingerprint(path: Path | str) -> Fingerprint:
     """Fingerprint the recording at `path`: robust to re-encoding, resampling and stereo/mono.
 
-    Bit m of frame n is the sign of the band-energy difference (band m minus band m+1) minus the
-    same difference one frame earlier, so it follows the shape of the sound over time and frequency,
-    not its level or the codec. Compare two with `similarity`.
+    Compare two with `similarity`.
     """
     decoder = open_decoder(path)
     window = np.hanning(_FINGERPRINT_WINDOW).astype(np.float32)
     bands = _band_matrix()
-    energies = [
-        (np.abs(np.fft.rfft(frames * window, axis=1)) ** 2) @ bands
-        for frames in _windows(
-            _mono_blocks(decoder, _FINGERPRINT_RATE), _FINGERPRINT_WINDOW, _FINGERPRINT_HOP
-        )
-    ]
-    energy = np.concatenate(energies) if energies else np.zeros((0, bands.shape[1]), dtype=np.float32)
-    across_bands = energy[:, :-1] - energy[:, 1:]
-    bits = (across_bands[1:] - across_bands[:-1]) > 0
-    codes = (bits.astype(np.uint32) << np.arange(bits.shape[1], dtype=np.uint32)).sum(axis=1, dtype=np.uint32)
+    max_frames = int(_FINGERPRINT_MAX_S * _FINGERPRINT_RATE / _FINGERPRINT_HOP)
+    envelopes: list[np.ndarray] = []
+    frames_seen = 0
+    for frames in _windows(_mono_blocks(decoder, _FINGERPRINT_RATE), _FINGERPRINT_WINDOW, _FINGERPRINT_HOP):
+        if frames_seen < max_frames:
+            power = (np.abs(np.fft.rfft(frames[: max_frames - frames_seen] * window, axis=1)) ** 2) @ bands
+            envelopes.append(np.sqrt(power, dtype=np.float32))
+            frames_seen += len(power)
+    envelope = np.concatenate(envelopes) if envelopes else np.zeros((0, bands.shape[1]), dtype=np.float32)
     return Fingerprint(
-        codes=codes,
+        envelope=envelope,
         frame_s=_FINGERPRINT_HOP / _FINGERPRINT_RATE,
         duration_s=decoder.frames_decoded / decoder.sample_rate,
     )
 
 
-def _bit_errors(a: np.ndarray, b: np.ndarray) -> int:
-    return int(np.unpackbits(np.bitwise_xor(a, b).view(np.uint8)).sum())
-
-
 def similarity(a: Fingerprint, b: Fingerprint, max_shift_s: float = 0.25) -> float:
-    """How alike two fingerprints are, 0..1: one minus the bit error rate at the best alignment.
-
-    Shifts of up to `max_shift_s` are tried, which absorbs codec delays. The same sound re-encoded
-    scores about 0.9 or more; unrelated audio about 0.5.
-    """
+    """How alike two fingerprints are: the correlation of their envelopes at the best alignment
+    (shifts up to `max_shift_s` absorb codec delays), clipped to 0..1. The same sound re-encoded
+    scores about 0.95 or more; different recordings of one species well below 0.9."""
     max_shift = round(max_shift_s / a.frame_s)
     best = 0.0
     for shift in range(-max_shift, max_shift + 1):
-        x, y = (a.codes[shift:], b.codes) if shift >= 0 else (a.codes, b.codes[-shift:])
+        x = a.envelope[shift:] if shift >= 0 else a.envelope
+        y = b.envelope if shift >= 0 else b.envelope[-shift:]
         overlap = min(len(x), len(y))
-        if overlap:
-            best = max(best, 1.0 - _bit_errors(x[:overlap], y[:overlap]) / (32 * overlap))
+        if overlap < 2:
+            continue
+        x, y = x[:overlap].ravel(), y[:overlap].ravel()
+        if x.std() == 0 or y.std() == 0:
+            continue
+        best = max(best, float(np.corrcoef(x, y)[0, 1]))
     return best

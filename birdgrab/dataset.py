@@ -29,7 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from birdgrab import manifests
-from birdgrab.audio import AudioError, ChunkResult, chunk_recording, pcm_fingerprint, similarity
+from birdgrab.audio import (
+    SAME_RECORDING_SIMILARITY,
+    AudioError,
+    ChunkResult,
+    chunk_recording,
+    pcm_fingerprint,
+    similarity,
+)
 from birdgrab.download import DownloadLedger, cached_file
 from birdgrab.errors import UsageError
 from birdgrab.files import atomic_write_bytes, remove_stale_temps, safe_child
@@ -53,9 +60,6 @@ METADATA = "metadata.csv"
 CLASSES = "classes.json"
 ATTRIBUTION = "ATTRIBUTION.md"
 CREDITS = "CREDITS.csv"
-# Re-encodes (another codec, rate or bitrate) score about 0.84-0.95; different recordings of one
-# species about 0.5 (measured on the sandbox, see BENCHMARKS.md).
-NEAR_DUPLICATE_SIMILARITY = 0.75
 METADATA_COLUMNS = [
     "file_name", "label", "class_id", "split", "recording_key", "source", "source_id", "chunk_index",
     "offset_s", "duration_s", "padded_s", "licence", "recordist", "page_url", "scientific_name",
@@ -301,7 +305,7 @@ class DatasetBuilder:
                             continue  # chunking will report the broken file
                         self.checks[check] = round(similarity(*prints), 4)  # type: ignore[arg-type]
                     score = self.checks[check]
-                    if score >= NEAR_DUPLICATE_SIMILARITY:
+                    if score >= SAME_RECORDING_SIMILARITY:
                         better, worse = sorted(
                             (a, b), key=lambda u: better_copy_rank(u.recording, u.duration_s)
                         )

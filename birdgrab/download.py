@@ -125,12 +125,14 @@ class FetchReport:
     def add(self, entry: DownloadEntry) -> None:
         if entry.status == "failed":
             self.failed[entry.key] = entry.reason or "failed"
-            return
-        self.bytes += entry.bytes or 0
-        if entry.status == "duplicate":
-            self.duplicates += 1
         else:
-            self.downloaded += 1
+            self.bytes += entry.bytes or 0
+
+    def count_outcomes(self, ledger: DownloadLedger, keys: list[str]) -> None:
+        """Downloaded vs duplicate from the ledger's final word: a later download can make an
+        earlier one of this run the duplicate (the xeno-canto key owns shared bytes)."""
+        statuses = Counter(ledger.entries[k].status for k in keys if k in ledger.entries)
+        self.downloaded, self.duplicates = statuses["ok"], statuses["duplicate"]
 
     def failures_by_reason(self) -> Counter:
         return Counter(self.failed.values())
@@ -367,13 +369,16 @@ async def run_downloads(
                 )
                 return
             report.add(await downloader.download(recording))
+            processed.append(recording.key)
             if on_progress:
                 on_progress("file", 1)
 
+    processed: list[str] = []
     try:
         await asyncio.gather(*(worker() for _ in range(options.jobs)))
     finally:
         await downloader.aclose()
         report.requests = downloader.client.requests_made
         ledger.compact({"cache": str(cache), "jobs": options.jobs})
+    report.count_outcomes(ledger, processed)
     return report
