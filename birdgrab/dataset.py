@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import logging
+import multiprocessing
 import re
 import shutil
 from collections import Counter, defaultdict
@@ -394,7 +395,10 @@ class DatasetBuilder:
         if not todo:
             return
         signature = self.options.signature()
-        with ProcessPoolExecutor(max_workers=min(self.options.jobs, len(todo))) as pool:
+        # forkserver: forking a process that runs threads (httpx, a sandbox in tests) can deadlock.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["birdgrab.audio"])  # workers start with numpy & co. imported
+        with ProcessPoolExecutor(max_workers=min(self.options.jobs, len(todo)), mp_context=context) as pool:
             pending: dict[Future, _Usable] = {}
             queue = list(reversed(todo))
             while queue or pending:

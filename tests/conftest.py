@@ -1,0 +1,69 @@
+"""Shared fixtures: a sandbox archive on 127.0.0.1 and a `birdgrab` runner pointed at it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from birdgrab.cli import app
+from birdgrab.sandbox import Sandbox, SandboxConfig
+
+# Retries without the production back-off, so fault tests take milliseconds, not minutes.
+FAST_RETRIES = {
+    "BIRDGRAB_BACKOFF_BASE": "0.01",
+    "BIRDGRAB_BACKOFF_MAX": "0.1",
+    "BIRDGRAB_RETRY_ATTEMPTS": "6",
+    "BIRDGRAB_XC_RATE": "500",
+    "BIRDGRAB_XC_TIMEOUT": "3",
+    "BIRDGRAB_EUROPEANA_TIMEOUT": "3",
+    "BIRDGRAB_WIKIPEDIA_TIMEOUT": "3",
+    "BIRDGRAB_DOWNLOAD_TIMEOUT": "3",
+}
+COMMON_COMMANDS = {"catalog", "filter", "fetch", "chunk", "refresh", "stats"}
+
+
+@pytest.fixture
+def sandbox():
+    with Sandbox(SandboxConfig(hour_long=False)) as running:
+        yield running
+
+
+@dataclass
+class Birdgrab:
+    """Runs the real CLI in-process (real sockets to the sandbox) with this test's folders."""
+
+    sandbox: Sandbox
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def manifests(self) -> Path:
+        return self.root / "manifests"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def out(self) -> Path:
+        return self.root / "dataset"
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        argv = list(args)
+        if argv and argv[0] in COMMON_COMMANDS:
+            argv += ["--manifests", str(self.manifests), "--cache", str(self.cache), "--out", str(self.out)]
+        result = CliRunner().invoke(app, argv, env={**self.env, **(env or {})}, catch_exceptions=False)
+        assert "Traceback" not in result.output, result.output
+        return result
+
+    def manifest(self, name: str) -> dict:
+        return json.loads((self.manifests / name).read_text())
+
+
+@pytest.fixture
+def birdgrab(sandbox, tmp_path) -> Birdgrab:
+    return Birdgrab(sandbox, tmp_path, {**sandbox.env(), **FAST_RETRIES})
