@@ -190,8 +190,14 @@ def assign_splits(
     return result
 
 
-def _chunk_job(src: str, out_dir: str, stem: str, options: ChunkOptions) -> ChunkResult | str:
-    """Runs in a worker process; returns the result, or the reason it failed."""
+@dataclass(frozen=True)
+class ChunkFailure:
+    reason: str
+    bad_source: bool  # the cached file itself does not decode (as opposed to, say, a full disk)
+
+
+def _chunk_job(src: str, out_dir: str, stem: str, options: ChunkOptions) -> ChunkResult | ChunkFailure:
+    """Runs in a worker process; returns the result, or why it failed."""
     try:
         return chunk_recording(
             src,
@@ -203,9 +209,9 @@ def _chunk_job(src: str, out_dir: str, stem: str, options: ChunkOptions) -> Chun
             gate_db=options.gate_db,
         )
     except AudioError as exc:
-        return exc.reason
+        return ChunkFailure(exc.reason, bad_source=True)
     except OSError as exc:
-        return f"cannot write chunks: {exc.strerror or exc}"
+        return ChunkFailure(f"cannot write chunks: {exc.strerror or exc}", bad_source=False)
 
 
 @dataclass
@@ -256,6 +262,7 @@ class DatasetBuilder:
         if loaded and tuple(loaded.parameters.get("split") or ()) != self.options.split:
             self.splits = {}  # new proportions asked for: reassign every recording, deterministically
         self.report = ChunkReport()
+        self._evicted = False
 
     # -- what should be in the dataset -----------------------------------------------------------
     def usable(self) -> dict[str, _Usable]:
@@ -381,6 +388,8 @@ class DatasetBuilder:
             on_progress("start", len(todo))
         self._run(todo, now, on_progress)
         self._write_outputs(wanted)
+        if self._evicted:
+            self.downloads.compact(self.downloads.loaded.parameters if self.downloads.loaded else {})
         self.ledger.compact(
             {"split": list(self.options.split), "options": self.options.signature()},
             splits=dict(sorted(self.splits.items())),
@@ -423,18 +432,22 @@ class DatasetBuilder:
                     if on_progress:
                         on_progress("file", 1)
 
-    def _settle(self, item: _Usable, result: ChunkResult | str, signature: str, now) -> None:
+    def _settle(self, item: _Usable, result: ChunkResult | ChunkFailure, signature: str, now) -> None:
         key = item.recording.key
         previous = self.ledger.entries.get(key)
-        if isinstance(result, str):
+        if isinstance(result, ChunkFailure):
             self._remove_chunks(previous)
-            self.report.failed[key] = result
+            reason = result.reason
+            if result.bad_source:
+                self._evict(item, reason, now)
+                reason += " (removed from the cache: the next fetch downloads it again)"
+            self.report.failed[key] = reason
             self.ledger.record(
                 ChunkedRecording(
                     key=key,
                     status="failed",
                     label=item.label,
-                    reason=result,
+                    reason=reason,
                     source_sha256=item.sha256,
                     updated_at=now,
                 )
@@ -470,6 +483,21 @@ class DatasetBuilder:
                 updated_at=now,
             )
         )
+
+    def _evict(self, item: _Usable, reason: str, now) -> None:
+        """A verified download that does not decode (a bad file can pass the header check) leaves the
+        cache and becomes a failed download, so the next fetch gets it again."""
+        with contextlib.suppress(FileNotFoundError):
+            item.source.unlink()
+        entry = self.downloads.entries[item.recording.key]
+        update = {
+            "status": "failed",
+            "reason": f"cached file does not decode: {reason}",
+            "path": None,
+            "updated_at": now,
+        }
+        self.downloads.record(entry.model_copy(update=update))
+        self._evicted = True
 
     # -- metadata, classes, attribution ----------------------------------------------------------
     def _class_ids(self, labels: set[str]) -> dict[str, int]:

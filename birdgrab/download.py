@@ -40,7 +40,6 @@ from birdgrab.settings import Settings, redact
 log = logging.getLogger(__name__)
 
 PARTIAL_DIR = ".partial"
-STREAM_CHUNK = 1 << 17
 DEFAULT_JOBS = 4
 DEFAULT_MAX_FILE_MB = 2048
 
@@ -174,12 +173,13 @@ class Downloader:
         meta_path = partial.with_suffix(".json")
         have = partial.stat().st_size if partial.exists() else 0
         headers = {}
+        known_validator = None
         if have:
             headers["Range"] = f"bytes={have}-"
             with contextlib.suppress(OSError, ValueError):
-                validator = json.loads(meta_path.read_text()).get("validator")
-                if validator:
-                    headers["If-Range"] = validator
+                known_validator = json.loads(meta_path.read_text()).get("validator")
+                if known_validator:
+                    headers["If-Range"] = known_validator
         async with (
             self._host_slot(url),
             self.client.slot(),
@@ -195,13 +195,19 @@ class Downloader:
             content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if content_type in ("text/html", "application/xhtml+xml"):
                 raise DownloadRejected("server sent an HTML page instead of audio")
-            resumed = response.status_code == 206 and have > 0
-            if resumed and not response.headers.get("Content-Range", "").startswith(f"bytes {have}-"):
-                resumed = False
+            validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
+            resumed = response.status_code == 206
+            if resumed and (
+                not have
+                or not response.headers.get("Content-Range", "").startswith(f"bytes {have}-")
+                # Not every server honours If-Range: a piece of another version must not be appended.
+                or (known_validator and validator and validator != known_validator)
+            ):
+                _remove(partial)
+                raise TransientError("the server answered another range or version; starting over", retry_after=0)
             expected = _expected_total(response, have if resumed else 0)
             if expected is not None and expected > self.max_bytes:
                 raise DownloadRejected(f"file of {expected / 2**20:.0f} MB exceeds --max-file-mb")
-            validator = response.headers.get("ETag") or response.headers.get("Last-Modified")
             atomic_write_bytes(meta_path, json.dumps({"url": redact(url), "validator": validator}).encode())
             hasher = hashlib.sha256()
             mode = "ab" if resumed else "wb"
@@ -213,7 +219,8 @@ class Downloader:
                 have = 0
             size = have
             with open(partial, mode) as out:
-                async for block in response.aiter_bytes(STREAM_CHUNK):
+                # No chunk_size: httpx would hold back up to that much, which a cut-off transfer then loses.
+                async for block in response.aiter_bytes():
                     size += len(block)
                     if size > self.max_bytes:
                         raise DownloadRejected(

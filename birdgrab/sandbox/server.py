@@ -15,6 +15,7 @@ import logging
 import signal
 import socket
 import struct
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
@@ -95,6 +96,13 @@ class _Server(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up mid-answer (it timed out, or a fault made it give up) is routine
+        here, not an error worth a traceback on stderr."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
     def opened(self, connection: socket.socket) -> None:
         with self._connections_lock:

@@ -1,0 +1,144 @@
+"""`birdgrab fetch` against the sandbox: faults, recovery, Range resume, dedupe, nothing partial."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from birdgrab.sandbox import FaultRule
+
+THREE_SPECIES = "Turdus philomelos\nTurdus merula\nFringilla coelebs\n"
+
+
+def catalog_and_filter(birdgrab, species: str = THREE_SPECIES, *filter_args: str) -> dict:
+    names = birdgrab.root / "species.txt"
+    names.write_text(species)
+    assert birdgrab("catalog", "--species-file", str(names)).exit_code == 0
+    assert birdgrab("filter", "--min-files", "1", *filter_args).exit_code == 0
+    return birdgrab.manifest("selection.json")
+
+
+def cached_files(cache: Path) -> list[Path]:
+    """Files at final cache paths: cache/<sha[:2]>/<sha>.<format>."""
+    return sorted(cache.glob("??/*"))
+
+
+def assert_cache_is_clean(cache: Path) -> None:
+    """Every file at a final path is complete and named by its own sha256; partial files live only in .partial."""
+    for path in cache.rglob("*"):
+        if path.is_file() and ".partial" not in path.parts and path.name != ".birdgrab.lock":
+            assert path.stem == hashlib.sha256(path.read_bytes()).hexdigest(), path
+            assert path.parent.name == path.stem[:2]
+
+
+def audio_requests(counts: dict) -> int:
+    return counts["xc-download"] + counts["xc-audio"] + counts["europeana-audio"]
+
+
+def test_fetch_verifies_dedupes_and_a_second_run_downloads_nothing(birdgrab, sandbox):
+    selection = catalog_and_filter(birdgrab)
+    result = birdgrab("fetch", "--no-chunk")
+    assert result.exit_code == 0, result.output
+    entries = birdgrab.manifest("downloads.json")["entries"]
+    assert set(entries) == set(k for s in selection["species"].values() for k in s["recordings"])
+    xc_key, europeana_key = sandbox.archive.truths.exact_duplicates[0]
+    assert entries[xc_key]["status"] == "ok"
+    assert entries[europeana_key]["status"] == "duplicate"
+    assert entries[europeana_key]["duplicate_of"] == xc_key
+    ok = [e for e in entries.values() if e["status"] == "ok"]
+    assert len({e["sha256"] for e in ok}) == len(ok)  # stored once
+    assert len(cached_files(birdgrab.cache)) == len(ok)
+    formats = {e["format"] for e in ok}
+    assert formats == {"mp3", "wav", "flac"}  # the real type, never assumed
+    assert all(e["duration_s"] > 0 and e["sample_rate"] and e["channels"] for e in ok)
+    assert_cache_is_clean(birdgrab.cache)
+
+    sandbox.reset_counts()
+    result = birdgrab("fetch", "--no-chunk")
+    assert result.exit_code == 0 and audio_requests(sandbox.counts()) == 0
+
+
+def test_faults_fail_items_with_reasons_and_a_clean_rerun_completes_them(birdgrab, sandbox):
+    selection = catalog_and_filter(birdgrab)
+    recordings = birdgrab.manifest("recordings.json")["recordings"]
+    europeana = sorted(
+        k for s in selection["species"].values() for k in s["recordings"] if k.startswith("europeana")
+    )
+    html_key, corrupt_key, slow_key = europeana[:3]
+    path_of = {k: urlsplit(recordings[k]["audio_url"]).path for k in (html_key, corrupt_key, slow_key)}
+    sandbox.set_faults(
+        [
+            # transient faults on xeno-canto's files, permanent ones on three Europeana files
+            FaultRule("reset", target="xc-audio", rate=0.3),
+            FaultRule("truncate", target="xc-audio", rate=0.3),
+            FaultRule("503", target="xc-audio", times=1, retry_after=0),
+            FaultRule("429", target="xc-audio", times=1, retry_after=0),
+            FaultRule("html", target="europeana-audio", match=path_of[html_key]),
+            FaultRule("corrupt", target="europeana-audio", match=path_of[corrupt_key]),
+            FaultRule("timeout", target="europeana-audio", match=path_of[slow_key], delay=4),
+        ]
+    )
+    result = birdgrab(
+        "fetch", "--no-chunk", env={"BIRDGRAB_DOWNLOAD_TIMEOUT": "1", "BIRDGRAB_RETRY_ATTEMPTS": "8"}
+    )
+    assert result.exit_code == 1, result.output
+    entries = birdgrab.manifest("downloads.json")["entries"]
+    failed = {k: e["reason"] for k, e in entries.items() if e["status"] == "failed"}
+    assert set(failed) == {html_key, corrupt_key, slow_key}, failed
+    assert "HTML" in failed[html_key] and "not audio" in failed[corrupt_key] and "timed out" in failed[slow_key]
+    assert f"failed: {html_key}: server sent an HTML page" in result.output  # listed for the user
+    assert_cache_is_clean(birdgrab.cache)
+
+    sandbox.clear_faults()
+    sandbox.reset_counts()
+    result = birdgrab("fetch", "--no-chunk")
+    assert result.exit_code == 0, result.output
+    entries = birdgrab.manifest("downloads.json")["entries"]
+    assert all(e["status"] in ("ok", "duplicate") for e in entries.values())
+    assert sandbox.counts()["europeana-audio"] == 3 and sandbox.counts()["xc-audio"] == 0  # only what failed
+    assert_cache_is_clean(birdgrab.cache)
+
+
+def one_xc_recording(birdgrab) -> tuple[str, dict]:
+    selection = catalog_and_filter(birdgrab, "Turdus merula\n", "--max-files", "1", "--source", "xeno-canto")
+    (key,) = selection["species"]["Turdus merula"]["recordings"]
+    return key, birdgrab.manifest("recordings.json")["recordings"][key]
+
+
+def test_interrupted_download_resumes_with_range(birdgrab, sandbox):
+    key, _ = one_xc_recording(birdgrab)
+    sandbox.set_faults([FaultRule("truncate", target="xc-audio", times=1)])
+    assert birdgrab("fetch", "--no-chunk").exit_code == 0
+    entry = birdgrab.manifest("downloads.json")["entries"][key]
+    counts = sandbox.counts()
+    assert counts["audio-range-requests"] == 1
+    assert counts["xc-audio-bytes"] == entry["bytes"]  # half, then exactly the other half
+    assert_cache_is_clean(birdgrab.cache)
+
+
+def test_server_without_range_support_restarts_the_file(birdgrab, sandbox):
+    key, _ = one_xc_recording(birdgrab)
+    sandbox.set_faults(
+        [FaultRule("truncate", target="xc-audio", times=1), FaultRule("no_range", target="xc-audio")]
+    )
+    assert birdgrab("fetch", "--no-chunk").exit_code == 0
+    entry = birdgrab.manifest("downloads.json")["entries"][key]
+    assert sandbox.counts()["xc-audio-bytes"] > entry["bytes"]  # the whole file came again
+    assert_cache_is_clean(birdgrab.cache)
+
+
+def test_file_over_the_size_limit_is_refused(birdgrab, sandbox):
+    key, _ = one_xc_recording(birdgrab)
+    result = birdgrab("fetch", "--no-chunk", "--max-file-mb", "0.01")
+    assert result.exit_code == 1
+    assert "--max-file-mb" in birdgrab.manifest("downloads.json")["entries"][key]["reason"]
+    assert cached_files(birdgrab.cache) == []
+
+
+@pytest.mark.parametrize("jobs", ["0", "100"])
+def test_nonsense_jobs_is_exit_2(birdgrab, jobs):
+    catalog_and_filter(birdgrab, "Turdus merula\n")
+    assert birdgrab("fetch", "--jobs", jobs).exit_code == 2
