@@ -186,6 +186,8 @@ class Downloader:
             self.client.stream(url, headers=headers) as response,
         ):
             if response.status_code == 416 and have:
+                if response.headers.get("Content-Range") == f"bytes */{have}":
+                    return _sha256_of(partial).hexdigest(), have  # complete already: the run died before filing it
                 partial.unlink()  # our partial is no prefix of the current file: start over
                 raise TransientError("server refused to resume (416)", retry_after=0)
             try:
@@ -209,13 +211,9 @@ class Downloader:
             if expected is not None and expected > self.max_bytes:
                 raise DownloadRejected(f"file of {expected / 2**20:.0f} MB exceeds --max-file-mb")
             atomic_write_bytes(meta_path, json.dumps({"url": redact(url), "validator": validator}).encode())
-            hasher = hashlib.sha256()
+            hasher = _sha256_of(partial) if resumed else hashlib.sha256()
             mode = "ab" if resumed else "wb"
-            if resumed:
-                with open(partial, "rb") as existing:
-                    while block := existing.read(1 << 20):
-                        hasher.update(block)
-            else:
+            if not resumed:
                 have = 0
             size = have
             with open(partial, mode) as out:
@@ -305,6 +303,15 @@ class Downloader:
         )
         self.ledger.record(entry)
         return entry
+
+
+def _sha256_of(path: Path):
+    """A sha256 object fed with the file's bytes (call .hexdigest(), or keep updating it)."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            hasher.update(block)
+    return hasher
 
 
 def _expected_total(response: httpx.Response, offset: int) -> int | None:
