@@ -303,6 +303,12 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
     known_species = manifests.load_species(folder)
     species_list = read_species_file(options.species_file) if options.species_file else None
     sources = _choose_sources(settings, options.sources)
+    if not settings.contact:
+        log.warning(
+            "BIRDGRAB_CONTACT is not set: the archives ask every client to name a contact "
+            "(e-mail or URL) in its User-Agent",
+            extra={"event": "config.no_contact"},
+        )
     now = manifests.utc_now()
     report = CatalogReport()
 

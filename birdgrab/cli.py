@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer._click import exceptions as click_errors  # typer's own copy of click
 
 from birdgrab import __version__
 from birdgrab.errors import BirdgrabError, UsageError
@@ -146,12 +147,6 @@ def catalog(
             refresh_wiki=refresh_wiki,
         )
         _validate_lang(wiki_lang)
-        if not settings.contact:
-            log.warning(
-                "BIRDGRAB_CONTACT is not set: the archives ask every client to name a contact "
-                "(e-mail or URL) in its User-Agent",
-                extra={"event": "config.no_contact"},
-            )
         report = asyncio.run(run_catalog(settings, manifests, options))
         log.info(
             "catalog: %d new, %d updated recordings (%s); %d species; %d items skipped; "
@@ -192,9 +187,13 @@ GateDb = Annotated[
 ]
 NoGate = Annotated[bool, typer.Option("--no-gate", help="Keep silent chunks too.")]
 SplitOpt = Annotated[str, typer.Option("--split", help="train/val/test percentages, assigned per recording.")]
+MinFreeMb = Annotated[
+    float,
+    typer.Option("--min-free-mb", min=0, help="Stop cleanly (exit 1) when free disk space falls below this."),
+]
 
 
-def _chunk_options(jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split):
+def _chunk_options(jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split, min_free_mb):
     from birdgrab.dataset import ChunkOptions, parse_split
 
     return ChunkOptions(
@@ -204,6 +203,7 @@ def _chunk_options(jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db,
         gate_db=None if no_gate else gate_db,
         split=parse_split(split),
         jobs=max(1, min(jobs, os.cpu_count() or 1)),
+        min_free_mb=min_free_mb,
     ).validated()
 
 
@@ -372,6 +372,7 @@ def fetch(
     gate_db: GateDb = 25.0,
     no_gate: NoGate = False,
     split: SplitOpt = "80/10/10",
+    min_free_mb: MinFreeMb = 200,
     manifests: ManifestsDir = Path("manifests"),
     cache: CacheDir = Path("cache"),
     out: OutDir = Path("dataset"),
@@ -386,9 +387,11 @@ def fetch(
 
     def work() -> int:
         settings = load_settings()
-        options = FetchOptions(jobs=jobs, per_host=jobs, max_file_mb=max_file_mb).validated()
+        options = FetchOptions(
+            jobs=jobs, per_host=jobs, max_file_mb=max_file_mb, min_free_mb=min_free_mb
+        ).validated()
         chunk_options = _chunk_options(
-            jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split
+            jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split, min_free_mb
         )
         rich_output = not quiet and log_format == LogFormat.text
         with render.TransferProgress("fetch", rich=rich_output) as progress:
@@ -441,6 +444,7 @@ def chunk(
     gate_db: GateDb = 25.0,
     no_gate: NoGate = False,
     split: SplitOpt = "80/10/10",
+    min_free_mb: MinFreeMb = 200,
     manifests: ManifestsDir = Path("manifests"),
     cache: CacheDir = Path("cache"),
     out: OutDir = Path("dataset"),
@@ -452,7 +456,9 @@ def chunk(
     """(Re)build dataset/ from the local audio cache: 10 s mono 16-bit WAV class folders, metadata, splits. No network."""
 
     def work() -> int:
-        options = _chunk_options(jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split)
+        options = _chunk_options(
+            jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split, min_free_mb
+        )
         return _chunk_and_report(manifests, cache, out, options, not quiet and log_format == LogFormat.text)
 
     _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file, locks=(manifests, out))
@@ -525,6 +531,7 @@ def refresh(
     gate_db: GateDb = 25.0,
     no_gate: NoGate = False,
     split: SplitOpt = "80/10/10",
+    min_free_mb: MinFreeMb = 200,
     manifests: ManifestsDir = Path("manifests"),
     cache: CacheDir = Path("cache"),
     out: OutDir = Path("dataset"),
@@ -566,10 +573,14 @@ def refresh(
                 "no_background": no_background or None,
                 "any_group": any_group or None,
             },
-            fetch=FetchOptions(jobs=jobs, per_host=jobs, max_file_mb=max_file_mb).validated(),
+            fetch=FetchOptions(
+                jobs=jobs, per_host=jobs, max_file_mb=max_file_mb, min_free_mb=min_free_mb
+            ).validated(),
             chunk=None
             if no_chunk
-            else _chunk_options(jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split),
+            else _chunk_options(
+                jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split, min_free_mb
+            ),
             full=full,
             wiki_max_age_days=wiki_max_age,
             prune=prune,
@@ -680,4 +691,20 @@ def _main(
 
 
 def main() -> None:
-    app()
+    """The console script. Usage errors become one line (`birdgrab: error: ...`) and exit 2."""
+    try:
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:
+        sys.stdout.write(exc.format_message() + "\n")
+        raise SystemExit(2) from None
+    except click_errors.UsageError as exc:
+        command = f" {exc.ctx.info_name}" if exc.ctx is not None and exc.ctx.parent is not None else ""
+        sys.stderr.write(f"birdgrab: error: {exc.format_message()} (see birdgrab{command} --help)\n")
+        raise SystemExit(2) from None
+    except click_errors.ClickException as exc:
+        sys.stderr.write(f"birdgrab: error: {exc.format_message()}\n")
+        raise SystemExit(exc.exit_code) from None
+    except click_errors.Abort:
+        sys.stderr.write("birdgrab: interrupted\n")
+        raise SystemExit(130) from None
+    raise SystemExit(code if isinstance(code, int) else 0)

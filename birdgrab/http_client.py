@@ -15,6 +15,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -22,7 +23,6 @@ from typing import Any, TypeVar
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_exponential_jitter
 
 from birdgrab.errors import ServiceError, ServiceUnreachable
 from birdgrab.settings import ServicePolicy, Settings, redact
@@ -172,12 +172,10 @@ class ServiceClient:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, TransientError) and exc.retry_after is not None:
             return exc.retry_after
-        backoff = wait_exponential_jitter(
-            multiplier=self.policy.backoff_base_s,
-            max=self.policy.backoff_max_s,
-            jitter=self.policy.backoff_base_s,
-        )
-        return backoff(state)
+        # Exponential backoff with full jitter (written out: tenacity's helper changed signature
+        # between 9.1 and 9.2, and wikipedia-api pins 9.1.4).
+        ceiling = min(self.policy.backoff_max_s, self.policy.backoff_base_s * 2 ** (state.attempt_number - 1))
+        return random.uniform(ceiling / 2, ceiling)
 
     def _before_sleep(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

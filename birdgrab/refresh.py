@@ -19,11 +19,25 @@ from birdgrab import manifests
 from birdgrab.catalog import CatalogOptions, run_catalog
 from birdgrab.dataset import ChunkOptions, run_chunk
 from birdgrab.download import FetchOptions, run_downloads
-from birdgrab.models import RefreshManifest
+from birdgrab.models import (
+    ChunksManifest,
+    DownloadsManifest,
+    RecordingsManifest,
+    RefreshManifest,
+    SelectionManifest,
+    SpeciesManifest,
+)
 from birdgrab.selection import FilterOptions, run_filter, saved_options
 from birdgrab.settings import Settings
 
 REFRESH = "refresh.json"
+MANIFESTS = [
+    (manifests.RECORDINGS, RecordingsManifest),
+    (manifests.SPECIES, SpeciesManifest),
+    (manifests.SELECTION, SelectionManifest),
+    (manifests.DOWNLOADS, DownloadsManifest),
+    (manifests.CHUNKS, ChunksManifest),
+]
 
 
 @dataclass
@@ -111,6 +125,9 @@ async def run_refresh(
     started_at = manifests.utc_now()
     folder = Path(folder)
     report = RefreshReport()
+    # Every manifest is checked before the first request: a bad one stops the run untouched.
+    for name, model in MANIFESTS:
+        manifests.load(folder / name, model)
     state = manifests.load(folder / REFRESH, RefreshManifest)
     last = state.last_success_at if state else None
     explicit_since = options.catalog.get("since")

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "xeno-canto"
 PER_PAGE = 500
+_WORD = re.compile(r"[A-Za-z][A-Za-z-]*")
 RESTRICTED_REASON = "restricted species: xeno-canto does not publish its audio"
 
 
@@ -90,7 +91,11 @@ def parse_recording(raw: dict[str, Any], *, seen_at: datetime, scheme: str = "ht
     source_id = clean_text(raw.get("id"))
     if source_id is None or not re.fullmatch(r"\d{1,12}", source_id):
         raise ValueError(f"recording without a valid id: {str(raw.get('id'))[:40]!r}")
-    genus, epithet = clean_text(raw.get("gen")) or "", clean_text(raw.get("sp")) or ""
+    genus, epithet = raw.get("gen"), raw.get("sp")
+    # Each is one word: "nul\x00byte" must not become the species "Turdus nul".
+    if not all(isinstance(w, str) and _WORD.fullmatch(w.strip()) for w in (genus, epithet)):
+        raise NameError_(f"not a Latin binomial: {str(genus)[:40]!r} {str(epithet)[:40]!r}")
+    genus, epithet = genus.strip(), epithet.strip()
     subspecies = clean_text(raw.get("ssp"))
     original = " ".join(p for p in (genus, epithet, subspecies or "") if p)
     name = parse_scientific_name(f"{genus} {epithet}")
