@@ -371,11 +371,16 @@ class DatasetBuilder:
                 )
             )
 
-        by_label: dict[str, list[str]] = defaultdict(list)
-        for key, item in wanted.items():
-            by_label[item.label].append(key)
+        # Splits are dealt over the whole selection, downloaded yet or not: which files happen to be
+        # in the cache (a failed download, a duplicate found later) must not move anyone's split.
+        selected = {
+            class_folder(name): list(chosen.recordings)
+            for name, chosen in self.selection.species.items()
+            if _valid(name)
+        }
+        in_selection = {key for keys in selected.values() for key in keys}
         self.splits = assign_splits(
-            by_label, {k: v for k, v in self.splits.items() if k in wanted}, self.options.split
+            selected, {k: v for k, v in self.splits.items() if k in in_selection}, self.options.split
         )
 
         todo = [item for key, item in sorted(wanted.items()) if not self._up_to_date(item)]
