@@ -7,12 +7,15 @@ Exit codes (CONTRACT.md) are decided here and only here: 0 done, 1 some items fa
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import json
 import logging
 import os
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -58,18 +61,65 @@ LogFormatOpt = Annotated[LogFormat, typer.Option("--log-format", help="text, or 
 LogFile = Annotated[Path | None, typer.Option("--log-file", help="Also append the log to this file.")]
 
 
-def _run(
-    work: Callable[[], int | None],
-    *,
-    quiet: bool,
-    verbose: bool,
-    log_format: LogFormat,
-    log_file: Path | None,
-    locks: tuple[Path, ...] = (),
-) -> None:
+@dataclass(frozen=True)
+class Common:
+    """The options every command takes (CONTRACT.md), handed to the command as one value."""
+
+    manifests: Path
+    cache: Path
+    out: Path
+    quiet: bool
+    verbose: bool
+    log_format: LogFormat
+    log_file: Path | None
+
+    @property
+    def rich(self) -> bool:
+        """Tables and bars for a person at a terminal; plain lines otherwise."""
+        return not self.quiet and self.log_format == LogFormat.text
+
+
+_COMMON_PARAMETERS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+    for name, annotation, default in [
+        ("manifests", ManifestsDir, Path("manifests")),
+        ("cache", CacheDir, Path("cache")),
+        ("out", OutDir, Path("dataset")),
+        ("quiet", Quiet, False),
+        ("verbose", Verbose, False),
+        ("log_format", LogFormatOpt, LogFormat.text),
+        ("log_file", LogFile, None),
+    ]
+]
+
+
+def common_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command the common options; it receives them as its first argument, a `Common`.
+
+    typer reads a command's options from its signature, so the wrapper shows the command's own
+    parameters followed by the common ones.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for name, p in signature.parameters.items() if name != "common"]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs: object) -> None:
+        common = Common(**{p.name: kwargs.pop(p.name) for p in _COMMON_PARAMETERS})  # type: ignore[arg-type]
+        command(common, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=[*own, *_COMMON_PARAMETERS])  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _run(work: Callable[[], int | None], common: Common, *, locks: tuple[Path, ...] = ()) -> None:
     """Run one command body, holding the locks of the folders it writes, and turn its outcome into
     the contract's exit code."""
-    setup_logging(quiet=quiet, verbose=verbose, log_format=log_format.value, log_file=log_file)
+    setup_logging(
+        quiet=common.quiet,
+        verbose=common.verbose,
+        log_format=common.log_format.value,
+        log_file=common.log_file,
+    )
     try:
         with folder_locks(*locks):
             code = work() or 0
@@ -84,7 +134,7 @@ def _run(
             "internal error: %s: %s (run with --verbose for details)",
             type(exc).__name__,
             redact(str(exc)),
-            exc_info=verbose,
+            exc_info=common.verbose,
             extra={"event": "internal_error"},
         )
         raise typer.Exit(1) from None
@@ -94,7 +144,9 @@ def _run(
 @app.command(
     epilog="Example: birdgrab catalog --species-file manifests/presets/jibjib-194.txt --wiki-lang de",
 )
+@common_options
 def catalog(
+    common: Common,
     source: Annotated[
         list[SourceName] | None,
         typer.Option("--source", help="Archive to query (repeatable; default: both, each needs its key)."),
@@ -124,13 +176,6 @@ def catalog(
     refresh_wiki: Annotated[
         bool, typer.Option("--refresh-wiki", help="Ask Wikipedia again about species already known.")
     ] = False,
-    manifests: ManifestsDir = Path("manifests"),
-    cache: CacheDir = Path("cache"),
-    out: OutDir = Path("dataset"),
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    log_format: LogFormatOpt = LogFormat.text,
-    log_file: LogFile = None,
 ) -> None:
     """Query the archives and resolve species on Wikipedia into manifests/recordings.json and species.json."""
     from birdgrab.catalog import CatalogOptions, run_catalog
@@ -147,7 +192,7 @@ def catalog(
             refresh_wiki=refresh_wiki,
         )
         _validate_lang(wiki_lang)
-        report = asyncio.run(run_catalog(settings, manifests, options))
+        report = asyncio.run(run_catalog(settings, common.manifests, options))
         log.info(
             "catalog: %d new, %d updated recordings (%s); %d species; %d items skipped; "
             "Wikipedia: %d names in %d requests; bird checks: %d",
@@ -165,7 +210,7 @@ def catalog(
             log.warning("failed: %s", failure, extra={"event": "catalog.failure"})
         return 1 if report.failures else 0
 
-    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file, locks=(manifests,))
+    _run(work, common, locks=(common.manifests,))
 
 
 def _validate_lang(lang: str) -> None:
@@ -264,7 +309,9 @@ class TypeName(StrEnum):
     name="filter",
     epilog="Example: birdgrab filter --min-files 50 --no-nd --min-quality C --max-files 400",
 )
+@common_options
 def filter_(
+    common: Common,
     min_files: Annotated[
         int, typer.Option("--min-files", help="Drop species with fewer usable, downloadable recordings.")
     ] = 50,
@@ -306,13 +353,6 @@ def filter_(
         bool, typer.Option("--any-group", help="Keep species not confirmed as birds (frogs, insects...).")
     ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the result, write nothing.")] = False,
-    manifests: ManifestsDir = Path("manifests"),
-    cache: CacheDir = Path("cache"),
-    out: OutDir = Path("dataset"),
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    log_format: LogFormatOpt = LogFormat.text,
-    log_file: LogFile = None,
 ) -> None:
     """Choose species and recordings from the catalog into manifests/selection.json."""
     from birdgrab import render
@@ -334,8 +374,8 @@ def filter_(
             sources=tuple(s.value for s in source or ()),
             any_group=any_group,
         )
-        selection = run_filter(manifests, options, dry_run=dry_run)
-        if not quiet and log_format == LogFormat.text:
+        selection = run_filter(common.manifests, options, dry_run=dry_run)
+        if common.rich:
             render.console().print(render.selection_table(selection, options.wiki_lang))
         kept = sum(len(s.recordings) for s in selection.species.values())
         log.info(
@@ -353,12 +393,14 @@ def filter_(
         )
         return 0
 
-    locks = () if dry_run else (manifests,)
-    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file, locks=locks)
+    locks = () if dry_run else (common.manifests,)
+    _run(work, common, locks=locks)
 
 
 @app.command(epilog="Example: birdgrab fetch --jobs 4")
+@common_options
 def fetch(
+    common: Common,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Concurrent downloads.")] = 4,
     max_file_mb: Annotated[
         float, typer.Option("--max-file-mb", help="Refuse any single file larger than this.")
@@ -373,13 +415,6 @@ def fetch(
     no_gate: NoGate = False,
     split: SplitOpt = "80/10/10",
     min_free_mb: MinFreeMb = 200,
-    manifests: ManifestsDir = Path("manifests"),
-    cache: CacheDir = Path("cache"),
-    out: OutDir = Path("dataset"),
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    log_format: LogFormatOpt = LogFormat.text,
-    log_file: LogFile = None,
 ) -> None:
     """Download the selection into the cache (concurrent, resumable, verified, deduplicated), then chunk it."""
     from birdgrab import render
@@ -393,11 +428,16 @@ def fetch(
         chunk_options = _chunk_options(
             jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split, min_free_mb
         )
-        rich_output = not quiet and log_format == LogFormat.text
+        rich_output = common.rich
         with render.TransferProgress("fetch", rich=rich_output) as progress:
             report = asyncio.run(
                 run_downloads(
-                    settings, manifests, cache, options, on_progress=progress, on_start=progress.start
+                    settings,
+                    common.manifests,
+                    common.cache,
+                    options,
+                    on_progress=progress,
+                    on_start=progress.start,
                 )
             )
         if rich_output:
@@ -428,15 +468,20 @@ def fetch(
             return 1
         code = 1 if report.failed else 0
         if not no_chunk:
-            code = max(code, _chunk_and_report(manifests, cache, out, chunk_options, rich_output))
+            code = max(
+                code,
+                _chunk_and_report(common.manifests, common.cache, common.out, chunk_options, rich_output),
+            )
         return code
 
-    locks = (manifests, cache) if no_chunk else (manifests, cache, out)
-    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file, locks=locks)
+    locks = (common.manifests, common.cache) if no_chunk else (common.manifests, common.cache, common.out)
+    _run(work, common, locks=locks)
 
 
 @app.command(epilog="Example: birdgrab chunk --sample-rate 16000 --chunk-seconds 10 --split 80/10/10")
+@common_options
 def chunk(
+    common: Common,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = os.cpu_count() or 1,
     chunk_seconds: ChunkSeconds = 10.0,
     min_chunk_seconds: MinChunkSeconds = 3.0,
@@ -445,13 +490,6 @@ def chunk(
     no_gate: NoGate = False,
     split: SplitOpt = "80/10/10",
     min_free_mb: MinFreeMb = 200,
-    manifests: ManifestsDir = Path("manifests"),
-    cache: CacheDir = Path("cache"),
-    out: OutDir = Path("dataset"),
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    log_format: LogFormatOpt = LogFormat.text,
-    log_file: LogFile = None,
 ) -> None:
     """(Re)build dataset/ from the local audio cache: 10 s mono 16-bit WAV class folders, metadata, splits. No network."""
 
@@ -459,15 +497,17 @@ def chunk(
         options = _chunk_options(
             jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split, min_free_mb
         )
-        return _chunk_and_report(manifests, cache, out, options, not quiet and log_format == LogFormat.text)
+        return _chunk_and_report(common.manifests, common.cache, common.out, options, common.rich)
 
-    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file, locks=(manifests, out))
+    _run(work, common, locks=(common.manifests, common.out))
 
 
 @app.command(
     epilog="Example (crontab): 17 3 * * * cd /data/birds && birdgrab refresh --quiet --log-file refresh.log"
 )
+@common_options
 def refresh(
+    common: Common,
     source: Annotated[
         list[SourceName] | None, typer.Option("--source", help="Archives (default: as last catalog).")
     ] = None,
@@ -532,13 +572,6 @@ def refresh(
     no_gate: NoGate = False,
     split: SplitOpt = "80/10/10",
     min_free_mb: MinFreeMb = 200,
-    manifests: ManifestsDir = Path("manifests"),
-    cache: CacheDir = Path("cache"),
-    out: OutDir = Path("dataset"),
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    log_format: LogFormatOpt = LogFormat.text,
-    log_file: LogFile = None,
 ) -> None:
     """Catalog (incremental) -> filter (last options) -> fetch -> chunk, touching only what changed. Safe from cron."""
     from birdgrab import render
@@ -585,10 +618,18 @@ def refresh(
             wiki_max_age_days=wiki_max_age,
             prune=prune,
         )
-        rich_output = not quiet and log_format == LogFormat.text
+        rich_output = common.rich
         with render.TransferProgress("fetch", rich=rich_output) as fetch_progress:
             report = asyncio.run(
-                run_refresh(settings, manifests, cache, out, options, fetch_progress, fetch_progress.start)
+                run_refresh(
+                    settings,
+                    common.manifests,
+                    common.cache,
+                    common.out,
+                    options,
+                    fetch_progress,
+                    fetch_progress.start,
+                )
             )
         for failure in report.failures:
             log.warning("failed: %s", failure, extra={"event": "refresh.failed"})
@@ -610,23 +651,18 @@ def refresh(
         )
         return 1 if report.failures or report.stopped else 0
 
-    locks = (manifests, cache) if no_chunk else (manifests, cache, out)
-    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file, locks=locks)
+    locks = (common.manifests, common.cache) if no_chunk else (common.manifests, common.cache, common.out)
+    _run(work, common, locks=locks)
 
 
 @app.command(epilog="Example: birdgrab stats --wiki-lang de")
+@common_options
 def stats(
+    common: Common,
     wiki_lang: Annotated[str, typer.Option("--wiki-lang", help="Which Wikipedia's articles to show.")] = "de",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the numbers as JSON instead of tables.")
     ] = False,
-    manifests: ManifestsDir = Path("manifests"),
-    cache: CacheDir = Path("cache"),
-    out: OutDir = Path("dataset"),
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    log_format: LogFormatOpt = LogFormat.text,
-    log_file: LogFile = None,
 ) -> None:
     """Show what is in the manifests: species, recordings per archive, article yes/no, bird yes/no."""
     from birdgrab import render
@@ -634,18 +670,20 @@ def stats(
 
     def work() -> int:
         _validate_lang(wiki_lang)
-        result = stats_module.collect(manifests, wiki_lang)
+        result = stats_module.collect(common.manifests, wiki_lang)
         if as_json:
             sys.stdout.write(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n")
         else:
             render.print_stats(result, render.console())
         return 0
 
-    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file)
+    _run(work, common)
 
 
 @app.command(epilog="Example: birdgrab sandbox --port 8765 --env-file sandbox.env")
+@common_options
 def sandbox(
+    common: Common,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one.")] = 0,
     env_file: Annotated[
@@ -658,10 +696,6 @@ def sandbox(
     hour_long: Annotated[
         bool, typer.Option("--hour-long/--no-hour-long", help="Include the hour-long recording.")
     ] = True,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
-    log_format: LogFormatOpt = LogFormat.text,
-    log_file: LogFile = None,
 ) -> None:
     """Serve the bundled synthetic archive on loopback, speaking the xeno-canto, Europeana and MediaWiki APIs."""
     from birdgrab.sandbox import SandboxConfig, serve
@@ -672,7 +706,7 @@ def sandbox(
         serve(SandboxConfig(data_dir=data_dir, seed=seed, hour_long=hour_long), host, port, env_file)
         return 0
 
-    _run(work, quiet=quiet, verbose=verbose, log_format=log_format, log_file=log_file)
+    _run(work, common)
 
 
 def _version(value: bool) -> None:
