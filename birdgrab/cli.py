@@ -670,7 +670,7 @@ def stats(
 
     def work() -> int:
         _validate_lang(wiki_lang)
-        result = stats_module.collect(common.manifests, wiki_lang)
+        result = stats_module.collect(common.manifests, wiki_lang, common.out)
         if as_json:
             sys.stdout.write(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n")
         else:

@@ -116,6 +116,20 @@ def print_stats(stats: Stats, out: Console) -> None:
         f"recordings: {stats.recordings} ({sources}); downloadable: {stats.downloadable}; "
         f"archive items skipped: {stats.skipped}"
     )
+    if stats.dataset is None:
+        out.print("dataset: not built yet (birdgrab fetch, or birdgrab chunk)")
+        return
+    data = stats.dataset
+    table = Table(
+        title=f"dataset: {data.classes} classes, {data.recordings} recordings, {data.chunks} chunks ({data.hours} h)",
+        title_justify="left",
+    )
+    table.add_column("class", style="italic")
+    for split in ("train", "val", "test"):
+        table.add_column(split, justify="right")
+    for label, splits in data.chunks_by_class.items():
+        table.add_row(label, *(str(splits.get(split, 0)) for split in ("train", "val", "test")))
+    out.print(table)
 
 
 class TransferProgress:

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from birdgrab import manifests
 from birdgrab.errors import UsageError
+from birdgrab.models import SPLITS
 
 
 @dataclass
@@ -19,6 +22,15 @@ class SpeciesRow:
 
 
 @dataclass
+class DatasetStats:
+    classes: int
+    recordings: int
+    chunks: int
+    hours: float
+    chunks_by_class: dict[str, dict[str, int]]  # label -> split -> chunks
+
+
+@dataclass
 class Stats:
     wiki_lang: str
     recordings: int = 0
@@ -26,12 +38,36 @@ class Stats:
     downloadable: int = 0
     skipped: int = 0
     rows: list[SpeciesRow] = field(default_factory=list)
+    dataset: DatasetStats | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def collect(folder: Path, wiki_lang: str = "de") -> Stats:
+def dataset_stats(out: Path) -> DatasetStats | None:
+    """Chunks per class and split, from dataset/metadata.csv (None before the first chunk run)."""
+    try:
+        metadata = pd.read_csv(
+            Path(out) / "metadata.csv", usecols=["label", "split", "recording_key", "duration_s"]
+        )
+    except FileNotFoundError:
+        return None
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise UsageError(f"{out}/metadata.csv is not a birdgrab metadata file ({exc})") from None
+    table = metadata.pivot_table(
+        index="label", columns="split", values="duration_s", aggfunc="count", fill_value=0
+    )
+    table = table.reindex(columns=list(SPLITS), fill_value=0)
+    return DatasetStats(
+        classes=int(metadata["label"].nunique()),
+        recordings=int(metadata["recording_key"].nunique()),
+        chunks=len(metadata),
+        hours=round(float(metadata["duration_s"].sum()) / 3600, 2),
+        chunks_by_class={label: {k: int(v) for k, v in row.items()} for label, row in table.iterrows()},
+    )
+
+
+def collect(folder: Path, wiki_lang: str = "de", out: Path | None = None) -> Stats:
     recordings = manifests.load_recordings(folder)
     species = manifests.load_species(folder)
     if recordings is None or species is None:
@@ -61,4 +97,5 @@ def collect(folder: Path, wiki_lang: str = "de") -> Stats:
                 is_bird=s.is_bird,
             )
         )
+    stats.dataset = dataset_stats(out) if out is not None else None
     return stats

@@ -341,3 +341,17 @@ def test_unusable_species_name_never_becomes_a_path(world, tmp_path):
     )
     assert not (tmp_path / "etc").exists() and not (world.root.parent / "etc").exists()
     assert {p.name for p in world.out.iterdir() if p.is_dir()} == {"Turdus_philomelos"}
+
+
+def test_stats_summarise_the_dataset_per_class_and_split(world):
+    from birdgrab.stats import dataset_stats
+
+    assert dataset_stats(world.out) is None  # before the first build
+    world.chunk()
+    summary = dataset_stats(world.out)
+    rows = world.metadata()
+    assert summary.chunks == len(rows) and summary.classes == 2 and summary.recordings == 5
+    for label, splits in summary.chunks_by_class.items():
+        for split, count in splits.items():
+            assert count == sum(1 for r in rows if r["label"] == label and r["split"] == split)
+    assert summary.hours == round(len(rows) * 10 / 3600, 2)
