@@ -187,7 +187,9 @@ class Downloader:
         ):
             if response.status_code == 416 and have:
                 if response.headers.get("Content-Range") == f"bytes */{have}":
-                    return _sha256_of(partial).hexdigest(), have  # complete already: the run died before filing it
+                    return _sha256_of(
+                        partial
+                    ).hexdigest(), have  # complete already: the run died before filing it
                 partial.unlink()  # our partial is no prefix of the current file: start over
                 raise TransientError("server refused to resume (416)", retry_after=0)
             try:
@@ -206,7 +208,9 @@ class Downloader:
                 or (known_validator and validator and validator != known_validator)
             ):
                 _remove(partial)
-                raise TransientError("the server answered another range or version; starting over", retry_after=0)
+                raise TransientError(
+                    "the server answered another range or version; starting over", retry_after=0
+                )
             expected = _expected_total(response, have if resumed else 0)
             if expected is not None and expected > self.max_bytes:
                 raise DownloadRejected(f"file of {expected / 2**20:.0f} MB exceeds --max-file-mb")

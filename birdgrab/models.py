@@ -67,7 +67,9 @@ class Recording(Model):
     first_seen: datetime
     last_seen: datetime
     found_by: str | None = Field(None, description="the archive query that lists this recording")
-    vanished: bool = Field(False, description="a full listing by found_by no longer has it; last_seen says when it was")
+    vanished: bool = Field(
+        False, description="a full listing by found_by no longer has it; last_seen says when it was"
+    )
 
 
 class SkippedItem(Model):
@@ -181,7 +183,9 @@ SPLITS: tuple[Split, ...] = ("train", "val", "test")
 
 
 class ChunkRow(Model):
-    file_name: str = Field(description="relative to the dataset folder, e.g. 'Turdus_philomelos/xc-1_0000.wav'")
+    file_name: str = Field(
+        description="relative to the dataset folder, e.g. 'Turdus_philomelos/xc-1_0000.wav'"
+    )
     chunk_index: int
     offset_s: float
     duration_s: float
@@ -216,5 +220,7 @@ class ChunksManifest(ManifestHeader):
 
 class RefreshManifest(ManifestHeader):
     kind: Literal["refresh"] = "refresh"
-    last_success_at: datetime | None = Field(None, description="start of the last refresh whose catalog completed")
+    last_success_at: datetime | None = Field(
+        None, description="start of the last refresh whose catalog completed"
+    )
     last_summary: dict[str, Any] = Field(default_factory=dict)

@@ -88,7 +88,9 @@ def test_faults_fail_items_with_reasons_and_a_clean_rerun_completes_them(birdgra
     entries = birdgrab.manifest("downloads.json")["entries"]
     failed = {k: e["reason"] for k, e in entries.items() if e["status"] == "failed"}
     assert set(failed) == {html_key, corrupt_key, slow_key}, failed
-    assert "HTML" in failed[html_key] and "not audio" in failed[corrupt_key] and "timed out" in failed[slow_key]
+    assert (
+        "HTML" in failed[html_key] and "not audio" in failed[corrupt_key] and "timed out" in failed[slow_key]
+    )
     assert f"failed: {html_key}: server sent an HTML page" in result.output  # listed for the user
     assert_cache_is_clean(birdgrab.cache)
 
