@@ -32,7 +32,7 @@ import httpx
 from birdgrab import manifests
 from birdgrab.audio import AudioError, probe
 from birdgrab.errors import ServiceError, UsageError
-from birdgrab.files import TEMP_SUFFIX, atomic_write_bytes
+from birdgrab.files import TEMP_SUFFIX
 from birdgrab.http_client import RETRYABLE, ServiceClient, TransientError, describe_transport_error
 from birdgrab.models import DownloadEntry, DownloadsManifest, Recording, SelectionManifest
 from birdgrab.settings import Settings, redact
@@ -187,10 +187,9 @@ class Downloader:
         ):
             if response.status_code == 416 and have:
                 if response.headers.get("Content-Range") == f"bytes */{have}":
-                    return _sha256_of(
-                        partial
-                    ).hexdigest(), have  # complete already: the run died before filing it
-                partial.unlink()  # our partial is no prefix of the current file: start over
+                    # Complete already: the run that fetched it died before filing it.
+                    return _sha256_of(partial).hexdigest(), have
+                _discard(partial)  # our partial is no prefix of the current file: start over
                 raise TransientError("server refused to resume (416)", retry_after=0)
             try:
                 self.client.raise_for_status(response)
@@ -207,14 +206,15 @@ class Downloader:
                 # Not every server honours If-Range: a piece of another version must not be appended.
                 or (known_validator and validator and validator != known_validator)
             ):
-                _remove(partial)
+                _discard(partial)
                 raise TransientError(
                     "the server answered another range or version; starting over", retry_after=0
                 )
             expected = _expected_total(response, have if resumed else 0)
             if expected is not None and expected > self.max_bytes:
                 raise DownloadRejected(f"file of {expected / 2**20:.0f} MB exceeds --max-file-mb")
-            atomic_write_bytes(meta_path, json.dumps({"url": redact(url), "validator": validator}).encode())
+            # Only a hint for resuming (If-Range): no fsync; a torn file just means no validator.
+            meta_path.write_text(json.dumps({"url": redact(url), "validator": validator}))
             hasher = _sha256_of(partial) if resumed else hashlib.sha256()
             mode = "ab" if resumed else "wb"
             if not resumed:
@@ -251,7 +251,7 @@ class Downloader:
                     attempts += 1
                     sha, size = await self._transfer(url, partial)
         except DownloadRejected as exc:
-            _remove(partial)
+            _discard(partial)
             return self._failed(key, url, str(exc), attempts)
         except RETRYABLE as exc:
             # The partial file stays: the next run resumes it.
@@ -259,7 +259,7 @@ class Downloader:
         try:
             info = probe(partial)
         except AudioError as exc:
-            _remove(partial)
+            _discard(partial)
             return self._failed(key, url, exc.reason, attempts)
         final_rel = f"{sha[:2]}/{sha}.{info.format}"
         owner = self.ledger.owner_of(sha)
@@ -327,6 +327,12 @@ def _expected_total(response: httpx.Response, offset: int) -> int | None:
         return offset + int(length)
     except ValueError:
         return None
+
+
+def _discard(partial: Path) -> None:
+    """Remove a partial download and its resume hint."""
+    _remove(partial)
+    _remove(partial.with_suffix(".json"))
 
 
 def _remove(path: Path) -> None:
