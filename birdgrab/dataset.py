@@ -21,8 +21,11 @@ import io
 import json
 import logging
 import multiprocessing
+import os
 import re
 import shutil
+import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -188,6 +191,24 @@ def assign_splits(
             counts[split] += 1
             result[key] = split
     return result
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Pool worker initializer: leave when the birdgrab process that started the pool is gone.
+
+    A SIGKILLed parent cannot stop its pool, and a worker waiting for work never sees the queue
+    close (it holds both ends itself): without this, every killed run would leave workers behind.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 @dataclass(frozen=True)
@@ -412,7 +433,12 @@ class DatasetBuilder:
         # forkserver: forking a process that runs threads (httpx, a sandbox in tests) can deadlock.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["birdgrab.audio"])  # workers start with numpy & co. imported
-        with ProcessPoolExecutor(max_workers=min(self.options.jobs, len(todo)), mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(self.options.jobs, len(todo)),
+            mp_context=context,
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             pending: dict[Future, _Usable] = {}
             queue = list(reversed(todo))
             while queue or pending:
