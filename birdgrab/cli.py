@@ -25,7 +25,7 @@ import typer
 from typer._click import exceptions as click_errors  # typer's own copy of click
 
 from birdgrab import __version__
-from birdgrab.errors import BirdgrabError, UsageError
+from birdgrab.errors import BirdgrabError, ServiceUnreachable, UsageError
 from birdgrab.lock import folder_locks
 from birdgrab.log import setup_logging
 from birdgrab.settings import load_settings, redact
@@ -466,6 +466,11 @@ def fetch(
         if report.stopped:
             log.error("%s", report.stopped, extra={"event": "fetch.stopped"})
             return 1
+        if report.nothing_reachable:
+            hosts = ", ".join(report.unreachable_hosts)
+            raise ServiceUnreachable(
+                "audio download", f"no download host reachable ({hosts}); nothing was fetched"
+            )
         code = 1 if report.failed else 0
         if not no_chunk:
             code = max(

@@ -30,11 +30,11 @@ from urllib.parse import urlsplit
 import httpx
 
 from birdgrab import manifests
-from birdgrab.audio import AudioError, probe
 from birdgrab.errors import ServiceError, UsageError
 from birdgrab.files import TEMP_SUFFIX
 from birdgrab.http_client import RETRYABLE, ServiceClient, TransientError, describe_transport_error
 from birdgrab.models import DownloadEntry, DownloadsManifest, Recording, SelectionManifest
+from birdgrab.probe import AudioError, probe
 from birdgrab.settings import Settings, redact
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,12 @@ class FetchReport:
     bytes: int = 0
     requests: int = 0
     stopped: str | None = None  # why the run stopped early (low disk space)
+    unreachable_hosts: list[str] = field(default_factory=list)
+
+    @property
+    def nothing_reachable(self) -> bool:
+        """Every download failed because its host could not be reached (exit 4)."""
+        return bool(self.unreachable_hosts) and not (self.downloaded or self.duplicates or self.skipped)
 
     def add(self, entry: DownloadEntry) -> None:
         if entry.status == "failed":
@@ -156,6 +162,9 @@ class Downloader:
         self.max_bytes = int(options.max_file_mb * 1024 * 1024)
         self.client = ServiceClient(replace(settings.audio, max_concurrency=options.jobs), settings)
         self._hosts: dict[str, asyncio.Semaphore] = {}
+        # Hosts that refused connections through a whole retry cycle: the other files on them fail
+        # at once this run (and are retried next run) instead of each waiting through its retries.
+        self.unreachable_hosts: set[str] = set()
         self._progress = on_progress or (lambda event, amount: None)
 
     async def aclose(self) -> None:
@@ -243,6 +252,11 @@ class Downloader:
         now = manifests.utc_now()
         if not url:
             return self._failed(key, None, "no audio URL", attempts)
+        host = urlsplit(url).netloc
+        if host in self.unreachable_hosts:
+            return self._failed(
+                key, url, f"could not connect to {host} (gave up on it for this run)", attempts
+            )
         partial = self._partial(key)
         partial.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -254,6 +268,8 @@ class Downloader:
             _discard(partial)
             return self._failed(key, url, str(exc), attempts)
         except RETRYABLE as exc:
+            if isinstance(exc, httpx.ConnectError):
+                self.unreachable_hosts.add(host)
             # The partial file stays: the next run resumes it.
             return self._failed(key, url, describe_transport_error(exc), attempts)
         try:
@@ -403,6 +419,7 @@ async def run_downloads(
     finally:
         await downloader.aclose()
         report.requests = downloader.client.requests_made
+        report.unreachable_hosts = sorted(downloader.unreachable_hosts)
         ledger.compact({"cache": str(cache), "jobs": options.jobs})
     report.count_outcomes(ledger, processed)
     return report

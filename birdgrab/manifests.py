@@ -7,13 +7,12 @@ A manifest that is malformed, of the wrong kind, or from a newer schema is a `Ma
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from birdgrab import __version__
 from birdgrab.errors import ManifestError
@@ -50,8 +49,20 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {err['msg']}"
 
 
+class _Envelope(BaseModel):
+    """Just what decides whether a file is ours to read; everything else is ignored here."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    schema_version: int
+    kind: str | None = None
+
+
 def load(path: Path, model: type[M]) -> M | None:
-    """Load a manifest, or None if the file does not exist. Raises ManifestError otherwise."""
+    """Load a manifest, or None if the file does not exist. Raises ManifestError otherwise.
+
+    Parsing and validation happen in pydantic's Rust core (`model_validate_json`): several times
+    faster than `json.loads` plus `model_validate` on catalogues of tens of thousands of recordings.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -60,34 +71,31 @@ def load(path: Path, model: type[M]) -> M | None:
     except OSError as exc:
         raise ManifestError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        envelope = _Envelope.model_validate_json(raw)
+    except ValidationError as exc:
+        if exc.errors()[0]["type"] == "json_invalid":
+            raise ManifestError(
+                f"{path} is not valid JSON; fix or remove it (it was left untouched)"
+            ) from None
+        raise ManifestError(f"{path} has no valid schema_version; it is not a birdgrab manifest") from None
+    if envelope.schema_version > SCHEMA_VERSION:
         raise ManifestError(
-            f"{path} is not valid JSON ({exc.__class__.__name__}); fix or remove it (it was left untouched)"
-        ) from None
-    if not isinstance(data, dict):
-        raise ManifestError(f"{path} is not a birdgrab manifest (expected a JSON object)")
-    version = data.get("schema_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ManifestError(f"{path} has no valid schema_version; it is not a birdgrab manifest")
-    if version > SCHEMA_VERSION:
-        raise ManifestError(
-            f"{path} has schema_version {version}, newer than this birdgrab ({__version__}) understands "
-            f"({SCHEMA_VERSION}); upgrade birdgrab"
+            f"{path} has schema_version {envelope.schema_version}, newer than this birdgrab ({__version__}) "
+            f"understands ({SCHEMA_VERSION}); upgrade birdgrab"
         )
     expected_kind = model.model_fields["kind"].default
-    if data.get("kind") != expected_kind:
-        raise ManifestError(f"{path} is a {data.get('kind')!r} manifest, expected {expected_kind!r}")
+    if envelope.kind != expected_kind:
+        raise ManifestError(f"{path} is a {envelope.kind!r} manifest, expected {expected_kind!r}")
     try:
-        return model.model_validate(data)
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         raise ManifestError(f"{path} has invalid content at {_first_error(exc)}") from None
 
 
 def dump_bytes(manifest: ManifestHeader) -> bytes:
-    """Deterministic JSON: sorted keys, two-space indent, UTF-8, trailing newline."""
-    data = manifest.model_dump(mode="json")
-    return (json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    """Deterministic JSON: fields in model order, items in the (sorted) order they were built,
+    two-space indent, UTF-8, trailing newline."""
+    return manifest.model_dump_json(indent=2).encode("utf-8") + b"\n"
 
 
 def save(path: Path, manifest: ManifestHeader) -> None:

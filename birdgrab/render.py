@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -23,8 +24,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+if TYPE_CHECKING:  # stats needs pandas, which fetch and filter should not pay to import
+    from birdgrab.stats import Stats
+
 from birdgrab.models import SelectionManifest
-from birdgrab.stats import Stats
 
 log = logging.getLogger("birdgrab")
 PLAIN_PROGRESS_EVERY_S = 5.0

@@ -23,6 +23,7 @@ from birdgrab.audio import (
     similarity,
 )
 from birdgrab.errors import BirdgrabError
+from birdgrab.probe import AudioInfo, sniff_format
 from tests.audio_fixtures import (
     MP3_FRAME_SAMPLES,
     add_cover_art,
@@ -180,7 +181,7 @@ def test_the_file_type_comes_from_its_bytes_not_its_name(tmp_path):
     write_audio(flac_named_mp3, tone(5, 44100), 44100, "FLAC")
     true_s = write_vbr_mp3_without_xing(mp3_named_wav, vbr_trap_segments(30, 44100, seed=2), 44100)
 
-    assert probe(flac_named_mp3) == audio.AudioInfo("flac", 5.0, 44100, 1)
+    assert probe(flac_named_mp3) == AudioInfo("flac", 5.0, 44100, 1)
     assert probe(mp3_named_wav).format == "mp3"
     assert chunk_recording(flac_named_mp3, tmp_path / "out", "a").decoded_s == pytest.approx(5.0)
     assert chunk_recording(mp3_named_wav, tmp_path / "out", "b").decoded_s == pytest.approx(true_s, abs=0.1)
@@ -283,13 +284,13 @@ def test_probe_rejects_what_the_downloader_must_not_cache(tmp_path):
 
 
 def test_sniff_format_reads_magic_bytes():
-    assert audio.sniff_format(b"ID3\x04\x00") == "mp3"
-    assert audio.sniff_format(bytes.fromhex("fffb90c4")) == "mp3"
-    assert audio.sniff_format(b"RIFF\x24\x00\x00\x00WAVEfmt ") == "wav"
-    assert audio.sniff_format(b"fLaC\x00\x00\x00\x22") == "flac"
-    assert audio.sniff_format(b"OggS\x00\x02") == "ogg"
-    assert audio.sniff_format(bytes.fromhex("fff15080")) is None  # AAC in ADTS, not mp3
-    assert audio.sniff_format(b"<html>") is None
+    assert sniff_format(b"ID3\x04\x00") == "mp3"
+    assert sniff_format(bytes.fromhex("fffb90c4")) == "mp3"
+    assert sniff_format(b"RIFF\x24\x00\x00\x00WAVEfmt ") == "wav"
+    assert sniff_format(b"fLaC\x00\x00\x00\x22") == "flac"
+    assert sniff_format(b"OggS\x00\x02") == "ogg"
+    assert sniff_format(bytes.fromhex("fff15080")) is None  # AAC in ADTS, not mp3
+    assert sniff_format(b"<html>") is None
 
 
 # --------------------------------------------------------------------------- atomic output

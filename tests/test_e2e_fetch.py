@@ -144,3 +144,16 @@ def test_file_over_the_size_limit_is_refused(birdgrab, sandbox):
 def test_nonsense_jobs_is_exit_2(birdgrab, jobs):
     catalog_and_filter(birdgrab, "Turdus merula\n")
     assert birdgrab("fetch", "--jobs", jobs).exit_code == 2
+
+
+def test_unreachable_download_host_fails_fast_with_exit_4(birdgrab, sandbox):
+    catalog_and_filter(birdgrab, "Turdus merula\n", "--source", "xeno-canto")
+    recordings = birdgrab.manifests / "recordings.json"
+    base = sandbox.base_url
+    recordings.write_text(recordings.read_text().replace(base, "http://127.0.0.1:9"))
+    result = birdgrab("fetch", "--no-chunk", env={"BIRDGRAB_RETRY_ATTEMPTS": "3"})
+    assert result.exit_code == 4 and "no download host reachable" in result.output
+    entries = birdgrab.manifest("downloads.json")["entries"]
+    reasons = [e["reason"] for e in entries.values()]
+    assert len(reasons) > 3 and sum("gave up on it" in r for r in reasons) >= len(reasons) - 4
+    assert max(e["attempts"] for e in entries.values()) == 3

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -83,7 +84,9 @@ def _string_list(value: object) -> list[str]:
     return [text for item in value if (text := clean_text(item))]
 
 
-def parse_recording(raw: dict[str, Any], *, seen_at: datetime, scheme: str = "https") -> Recording:
+def parse_recording(
+    raw: dict[str, Any], *, seen_at: datetime, scheme: str = "https", found_by: str | None = None
+) -> Recording:
     """Turn one v3 recording object into a `Recording`.
 
     Raises `NameError_` when gen/sp do not form a species name, ValueError when there is no id.
@@ -139,7 +142,27 @@ def parse_recording(raw: dict[str, Any], *, seen_at: datetime, scheme: str = "ht
         not_downloadable_reason=None if audio_url else RESTRICTED_REASON,
         first_seen=seen_at,
         last_seen=seen_at,
+        found_by=found_by,
     )
+
+
+def page_count(first_page: dict[str, Any]) -> int:
+    """Pages to ask for: numPages, unless numRecordings shows it overcounts (its last page is empty)."""
+    try:
+        pages = max(1, int(first_page.get("numPages") or 1))
+    except (TypeError, ValueError):
+        pages = 1
+    try:
+        return min(pages, -(-int(first_page.get("numRecordings")) // PER_PAGE))
+    except (TypeError, ValueError):
+        return pages
+
+
+@dataclass
+class ParsedPage:
+    size: int  # records on the page, parsed or not: 0 is the end of the listing
+    recordings: list[Recording] = field(default_factory=list)
+    skipped: list[SkippedItem] = field(default_factory=list)
 
 
 def error_message(body: Any) -> str | None:
@@ -199,26 +222,29 @@ class XenoCanto:
         params = {"query": query, "page": page, "per_page": per_page, "key": self._key}
         return await self.client.get_json(self._settings.xc_api, params)
 
-    def _collect(self, batch: CatalogBatch, page: dict[str, Any], seen_at: datetime, found_by: str) -> int:
-        records = page.get("recordings") or []
-        if not isinstance(records, list):
-            return 0
-        for raw in records:
+    def _parse_page(self, page: dict[str, Any], seen_at: datetime, found_by: str) -> ParsedPage:
+        records = page.get("recordings")
+        parsed = ParsedPage(size=len(records) if isinstance(records, list) else 0)
+        for raw in records if isinstance(records, list) else []:
             if not isinstance(raw, dict):
                 continue
             try:
-                recording = parse_recording(raw, seen_at=seen_at, scheme=self._scheme)
-                batch.add(recording.model_copy(update={"found_by": found_by}))
+                parsed.recordings.append(
+                    parse_recording(raw, seen_at=seen_at, scheme=self._scheme, found_by=found_by)
+                )
             except NameError_ as exc:
                 rid = clean_text(raw.get("id")) or "?"
-                batch.skip(
-                    SkippedItem(
-                        key=f"xc:{rid}", name=f"{raw.get('gen')} {raw.get('sp')}"[:200], reason=exc.reason
-                    )
-                )
+                name = f"{raw.get('gen')} {raw.get('sp')}"[:200]
+                parsed.skipped.append(SkippedItem(key=f"xc:{rid}", name=name, reason=exc.reason))
             except ValueError as exc:
-                batch.skip(SkippedItem(key="xc:?", name=str(raw.get("gen"))[:200], reason=str(exc)))
-        return len(records)
+                parsed.skipped.append(
+                    SkippedItem(key="xc:?", name=str(raw.get("gen"))[:200], reason=str(exc))
+                )
+        return parsed
+
+    async def _fetch_page(self, query: str, number: int, seen_at: datetime, found_by: str) -> ParsedPage:
+        # Parsed as soon as it arrives, while later pages are still on their way.
+        return self._parse_page(await self._page(query, number), seen_at, found_by)
 
     async def search(
         self, query: str, *, seen_at: datetime, since: date | None = None, batch: CatalogBatch | None = None
@@ -228,22 +254,23 @@ class XenoCanto:
         batch = batch if batch is not None else CatalogBatch()
         full_query = f"{query} since:{since.isoformat()}" if since else query
         first = await self._page(full_query, 1)
-        if self._collect(batch, first, seen_at, query) == 0:
-            return batch
-        try:
-            num_pages = int(first.get("numPages") or 1)
-        except (TypeError, ValueError):
-            num_pages = 1
-        pages = await gather_failfast(self._page(full_query, n) for n in range(2, num_pages + 1))
+        pages = [self._parse_page(first, seen_at, query)]
+        if pages[0].size:
+            pages += await gather_failfast(
+                self._fetch_page(full_query, n, seen_at, query) for n in range(2, page_count(first) + 1)
+            )
         for page in pages:
-            # numPages may overcount: an empty page is the end.
-            if self._collect(batch, page, seen_at, query) == 0:
+            if page.size == 0:  # numPages may overcount: an empty page is the end
                 break
+            for recording in page.recordings:
+                batch.add(recording)
+            for item in page.skipped:
+                batch.skip(item)
         log.info(
             "xeno-canto: %d recordings for %s",
             len(batch.recordings),
             full_query,
-            extra={"event": "catalog.xc.query", "query": full_query, "pages": num_pages},
+            extra={"event": "catalog.xc.query", "query": full_query, "pages": len(pages)},
         )
         return batch
 
