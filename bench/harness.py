@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -147,19 +148,41 @@ class Run:
         return self
 
 
+def _peak_rss_mb(pid: int, done: threading.Event, peak: list[float]) -> None:
+    """Sample the child's VmHWM (its own high-water mark) until it exits.
+
+    `ru_maxrss` from wait4 cannot be used: Linux keeps the high-water mark across fork and exec, so
+    a child started from a large Python process reports the parent's size.
+    """
+    status = Path(f"/proc/{pid}/status")
+    while not done.is_set():
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak[0] = max(peak[0], int(line.split()[1]) / 1024)
+        except (OSError, ValueError):
+            return
+        done.wait(0.01)
+
+
 def run_process(argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> Run:
-    """Run `argv` and measure it with `os.wait4`: the child's own rusage, not this process's."""
+    """Run `argv`: its own CPU time from `os.wait4`, its own peak memory from /proc."""
     with tempfile.TemporaryFile() as output:
         start = time.perf_counter()
         process = subprocess.Popen(
             list(argv), env=dict(env), cwd=cwd, stdout=output, stderr=subprocess.STDOUT
         )
+        done, peak = threading.Event(), [0.0]
+        sampler = threading.Thread(target=_peak_rss_mb, args=(process.pid, done, peak), daemon=True)
+        sampler.start()
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
+        done.set()
+        sampler.join()
         process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         output.seek(0)
         text = output.read()[-4000:].decode(errors="replace")
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, process.returncode, text)
+    return Run(wall, usage.ru_utime + usage.ru_stime, peak[0], process.returncode, text)
 
 
 def run_birdgrab(

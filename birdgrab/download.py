@@ -230,8 +230,13 @@ class Downloader:
                 have = 0
             size = have
             with open(partial, mode) as out:
-                # No chunk_size: httpx would hold back up to that much, which a cut-off transfer then loses.
-                async for block in response.aiter_bytes():
+                # Raw bytes as they arrive (no chunk_size: httpx would hold back up to that much, which a
+                # cut-off transfer then loses); decoded only if the server encoded them, so that a gzip
+                # bomb is measured by what it inflates to.
+                blocks = (
+                    response.aiter_bytes() if "Content-Encoding" in response.headers else response.aiter_raw()
+                )
+                async for block in blocks:
                     size += len(block)
                     if size > self.max_bytes:
                         raise DownloadRejected(
