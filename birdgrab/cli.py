@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from typer._click import exceptions as click_errors  # typer's own copy of click
@@ -29,6 +29,9 @@ from birdgrab.errors import BirdgrabError, ServiceUnreachable, UsageError
 from birdgrab.lock import folder_locks
 from birdgrab.log import setup_logging
 from birdgrab.settings import load_settings, redact
+
+if TYPE_CHECKING:  # birdgrab.dataset imports the audio stack, which fetch-only runs need not load
+    from birdgrab.dataset import ChunkOptions
 
 log = logging.getLogger("birdgrab")
 
@@ -93,22 +96,29 @@ _COMMON_PARAMETERS = [
 ]
 
 
-def common_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Give a command the common options; it receives them as its first argument, a `Common`.
+def option_group(name: str, group: type, parameters: list[inspect.Parameter]) -> Callable:
+    """A decorator giving a command a group of options, handed to it as one value (keyword `name`).
 
     typer reads a command's options from its signature, so the wrapper shows the command's own
-    parameters followed by the common ones.
+    parameters followed by the group's: each group is declared once, not in every command.
     """
-    signature = inspect.signature(command, eval_str=True)
-    own = [p for name, p in signature.parameters.items() if name != "common"]
 
-    @functools.wraps(command)
-    def wrapper(**kwargs: object) -> None:
-        common = Common(**{p.name: kwargs.pop(p.name) for p in _COMMON_PARAMETERS})  # type: ignore[arg-type]
-        command(common, **kwargs)
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != name]
 
-    wrapper.__signature__ = signature.replace(parameters=[*own, *_COMMON_PARAMETERS])  # type: ignore[attr-defined]
-    return wrapper
+        @functools.wraps(command)
+        def wrapper(**kwargs: object) -> None:
+            value = group(**{p.name: kwargs.pop(p.name) for p in parameters})
+            command(**{name: value}, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=[*own, *parameters])  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+common_options = option_group("common", Common, _COMMON_PARAMETERS)
 
 
 def _run(work: Callable[[], int | None], common: Common, *, locks: tuple[Path, ...] = ()) -> None:
@@ -218,38 +228,90 @@ def _validate_lang(lang: str) -> None:
         raise UsageError(f"--wiki-lang {lang!r} is not a Wikipedia language code (e.g. de, en)")
 
 
-# Options of the chunk step, shared by `fetch` and `chunk` (CONTRACT.md).
-ChunkSeconds = Annotated[float, typer.Option("--chunk-seconds", help="Length of every WAV chunk.")]
-MinChunkSeconds = Annotated[
-    float,
-    typer.Option(
-        "--min-chunk-seconds", help="A last piece at least this long is zero-padded; shorter is dropped."
-    ),
-]
-SampleRate = Annotated[int, typer.Option("--sample-rate", help="Sample rate of the chunks, Hz.")]
-GateDb = Annotated[
-    float, typer.Option("--gate-db", help="Drop chunks this many dB below the recording's loudest.")
-]
-NoGate = Annotated[bool, typer.Option("--no-gate", help="Keep silent chunks too.")]
-SplitOpt = Annotated[str, typer.Option("--split", help="train/val/test percentages, assigned per recording.")]
-MinFreeMb = Annotated[
-    float,
-    typer.Option("--min-free-mb", min=0, help="Stop cleanly (exit 1) when free disk space falls below this."),
-]
+# Options of the chunk step, shared by `fetch`, `chunk` and `refresh` (CONTRACT.md).
+@dataclass(frozen=True)
+class ChunkArgs:
+    chunk_seconds: float
+    min_chunk_seconds: float
+    sample_rate: int
+    gate_db: float
+    no_gate: bool
+    split: str
+    min_free_mb: float
+
+    def options(self, jobs: int) -> ChunkOptions:
+        """Validated chunk options (a UsageError, exit 2, for nonsense); at most one process a core."""
+        from birdgrab.dataset import ChunkOptions, parse_split
+
+        return ChunkOptions(
+            sample_rate=self.sample_rate,
+            chunk_s=self.chunk_seconds,
+            min_chunk_s=self.min_chunk_seconds,
+            gate_db=None if self.no_gate else self.gate_db,
+            split=parse_split(self.split),
+            jobs=max(1, min(jobs, os.cpu_count() or 1)),
+            min_free_mb=self.min_free_mb,
+        ).validated()
 
 
-def _chunk_options(jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split, min_free_mb):
-    from birdgrab.dataset import ChunkOptions, parse_split
-
-    return ChunkOptions(
-        sample_rate=sample_rate,
-        chunk_s=chunk_seconds,
-        min_chunk_s=min_chunk_seconds,
-        gate_db=None if no_gate else gate_db,
-        split=parse_split(split),
-        jobs=max(1, min(jobs, os.cpu_count() or 1)),
-        min_free_mb=min_free_mb,
-    ).validated()
+chunk_options = option_group(
+    "chunking",
+    ChunkArgs,
+    [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, annotation, default in [
+            (
+                "chunk_seconds",
+                Annotated[float, typer.Option("--chunk-seconds", help="Length of every WAV chunk.")],
+                10.0,
+            ),
+            (
+                "min_chunk_seconds",
+                Annotated[
+                    float,
+                    typer.Option(
+                        "--min-chunk-seconds",
+                        help="A last piece at least this long is zero-padded; shorter is dropped.",
+                    ),
+                ],
+                3.0,
+            ),
+            (
+                "sample_rate",
+                Annotated[int, typer.Option("--sample-rate", help="Sample rate of the chunks, Hz.")],
+                32000,
+            ),
+            (
+                "gate_db",
+                Annotated[
+                    float,
+                    typer.Option("--gate-db", help="Drop chunks this many dB below the recording's loudest."),
+                ],
+                25.0,
+            ),
+            ("no_gate", Annotated[bool, typer.Option("--no-gate", help="Keep silent chunks too.")], False),
+            (
+                "split",
+                Annotated[
+                    str, typer.Option("--split", help="train/val/test percentages, assigned per recording.")
+                ],
+                "80/10/10",
+            ),
+            (
+                "min_free_mb",
+                Annotated[
+                    float,
+                    typer.Option(
+                        "--min-free-mb",
+                        min=0,
+                        help="Stop cleanly (exit 1) when free disk space falls below this.",
+                    ),
+                ],
+                200,
+            ),
+        ]
+    ],
+)
 
 
 def _chunk_and_report(manifests: Path, cache: Path, out: Path, options, rich_output: bool) -> int:
@@ -399,8 +461,10 @@ def filter_(
 
 @app.command(epilog="Example: birdgrab fetch --jobs 4")
 @common_options
+@chunk_options
 def fetch(
     common: Common,
+    chunking: ChunkArgs,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Concurrent downloads.")] = 4,
     max_file_mb: Annotated[
         float, typer.Option("--max-file-mb", help="Refuse any single file larger than this.")
@@ -408,13 +472,6 @@ def fetch(
     no_chunk: Annotated[
         bool, typer.Option("--no-chunk", help="Only download; do not build the dataset.")
     ] = False,
-    chunk_seconds: ChunkSeconds = 10.0,
-    min_chunk_seconds: MinChunkSeconds = 3.0,
-    sample_rate: SampleRate = 32000,
-    gate_db: GateDb = 25.0,
-    no_gate: NoGate = False,
-    split: SplitOpt = "80/10/10",
-    min_free_mb: MinFreeMb = 200,
 ) -> None:
     """Download the selection into the cache (concurrent, resumable, verified, deduplicated), then chunk it."""
     from birdgrab import render
@@ -423,11 +480,9 @@ def fetch(
     def work() -> int:
         settings = load_settings()
         options = FetchOptions(
-            jobs=jobs, per_host=jobs, max_file_mb=max_file_mb, min_free_mb=min_free_mb
+            jobs=jobs, per_host=jobs, max_file_mb=max_file_mb, min_free_mb=chunking.min_free_mb
         ).validated()
-        chunk_options = _chunk_options(
-            jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split, min_free_mb
-        )
+        chunk_options = chunking.options(jobs)
         rich_output = common.rich
         with render.TransferProgress("fetch", rich=rich_output) as progress:
             report = asyncio.run(
@@ -485,23 +540,16 @@ def fetch(
 
 @app.command(epilog="Example: birdgrab chunk --sample-rate 16000 --chunk-seconds 10 --split 80/10/10")
 @common_options
+@chunk_options
 def chunk(
     common: Common,
+    chunking: ChunkArgs,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = os.cpu_count() or 1,
-    chunk_seconds: ChunkSeconds = 10.0,
-    min_chunk_seconds: MinChunkSeconds = 3.0,
-    sample_rate: SampleRate = 32000,
-    gate_db: GateDb = 25.0,
-    no_gate: NoGate = False,
-    split: SplitOpt = "80/10/10",
-    min_free_mb: MinFreeMb = 200,
 ) -> None:
     """(Re)build dataset/ from the local audio cache: 10 s mono 16-bit WAV class folders, metadata, splits. No network."""
 
     def work() -> int:
-        options = _chunk_options(
-            jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split, min_free_mb
-        )
+        options = chunking.options(jobs)
         return _chunk_and_report(common.manifests, common.cache, common.out, options, common.rich)
 
     _run(work, common, locks=(common.manifests, common.out))
@@ -511,8 +559,10 @@ def chunk(
     epilog="Example (crontab): 17 3 * * * cd /data/birds && birdgrab refresh --quiet --log-file refresh.log"
 )
 @common_options
+@chunk_options
 def refresh(
     common: Common,
+    chunking: ChunkArgs,
     source: Annotated[
         list[SourceName] | None, typer.Option("--source", help="Archives (default: as last catalog).")
     ] = None,
@@ -570,13 +620,6 @@ def refresh(
         float, typer.Option("--max-file-mb", help="Refuse any single file larger than this.")
     ] = 2048,
     no_chunk: Annotated[bool, typer.Option("--no-chunk", help="Do not rebuild the dataset.")] = False,
-    chunk_seconds: ChunkSeconds = 10.0,
-    min_chunk_seconds: MinChunkSeconds = 3.0,
-    sample_rate: SampleRate = 32000,
-    gate_db: GateDb = 25.0,
-    no_gate: NoGate = False,
-    split: SplitOpt = "80/10/10",
-    min_free_mb: MinFreeMb = 200,
 ) -> None:
     """Catalog (incremental) -> filter (last options) -> fetch -> chunk, touching only what changed. Safe from cron."""
     from birdgrab import render
@@ -612,13 +655,9 @@ def refresh(
                 "any_group": any_group or None,
             },
             fetch=FetchOptions(
-                jobs=jobs, per_host=jobs, max_file_mb=max_file_mb, min_free_mb=min_free_mb
+                jobs=jobs, per_host=jobs, max_file_mb=max_file_mb, min_free_mb=chunking.min_free_mb
             ).validated(),
-            chunk=None
-            if no_chunk
-            else _chunk_options(
-                jobs, chunk_seconds, min_chunk_seconds, sample_rate, gate_db, no_gate, split, min_free_mb
-            ),
+            chunk=None if no_chunk else chunking.options(jobs),
             full=full,
             wiki_max_age_days=wiki_max_age,
             prune=prune,
