@@ -254,16 +254,18 @@ async def _search_source(
     report: CatalogReport,
 ) -> CatalogBatch:
     archive = XenoCanto(settings) if source == "xeno-canto" else Europeana(settings)
-    try:
-        if isinstance(archive, XenoCanto):
-            batch = CatalogBatch()
-            for query in xc_queries(options, species_list):
-                await archive.search(query, seen_at=seen_at, since=options.since, batch=batch)
-            return batch
-        return await archive.search(options.europeana_query, seen_at=seen_at, reusability=options.reusability)
-    finally:
-        report.requests += archive.client.requests_made
-        await archive.client.aclose()
+    async with archive:
+        try:
+            if isinstance(archive, XenoCanto):
+                batch = CatalogBatch()
+                for query in xc_queries(options, species_list):
+                    await archive.search(query, seen_at=seen_at, since=options.since, batch=batch)
+                return batch
+            return await archive.search(
+                options.europeana_query, seen_at=seen_at, reusability=options.reusability
+            )
+        finally:
+            report.requests += archive.client.requests_made
 
 
 async def _check_birds(
