@@ -316,7 +316,7 @@ _FINGERPRINT_RATE = 16000  # birdsong sits at 1-8 kHz, above chromaprint's 11 kH
 _FINGERPRINT_WINDOW = 2048  # 128 ms
 _FINGERPRINT_HOP = 512  # 32 ms: windows overlap by 3/4, so a sub-hop misalignment changes little
 _FINGERPRINT_BANDS_HZ = np.geomspace(500.0, 7500.0, 34)  # 33 log-spaced bands
-_FINGERPRINT_MAX_S = 600.0  # two copies of one recording agree from the start; bounds memory
+_FINGERPRINT_MAX_S = 120.0  # two copies of one recording agree from the start; bounds memory and time
 # `similarity` at or above which two files are one recording. Measured: re-encodes (mp3/wav/flac,
 # 16-48 kHz, stereo/mono) score 0.98-1.0; different recordings of one species, even the sandbox's
 # periodic synthetic songs, at most 0.75 (BENCHMARKS.md).
@@ -325,7 +325,7 @@ SAME_RECORDING_SIMILARITY = 0.9
 
 @dataclass(frozen=True, eq=False)
 class Fingerprint:
-    """The band-amplitude envelope of (the first ten minutes of) a recording: when each part of the
+    """The band-amplitude envelope of (the first two minutes of) a recording: when each part of the
     spectrum sounds. Codecs, sample rates and channel counts barely change it; a different
     recording, even of the same species singing the same way, has its notes at other times."""
 

@@ -313,9 +313,9 @@ class DatasetBuilder:
         by_label: dict[str, list[_Usable]] = defaultdict(list)
         for item in usable.values():
             by_label[item.label].append(item)
-        fingerprints: dict[str, object] = {}
         duplicates: dict[str, tuple[str, float]] = {}
         for items in by_label.values():
+            fingerprints: dict[str, object] = {}  # per class: a few hundred kB each, freed class by class
             for i, a in enumerate(items):
                 for b in items[i + 1 :]:
                     if a.recording.source == b.recording.source or not _similar_length(
