@@ -48,9 +48,3 @@ class LockHeld(BirdgrabError):
     """Another birdgrab run holds the lock on this folder (exit 3)."""
 
     exit_code = 3
-
-
-class PartialFailure(BirdgrabError):
-    """The run finished, but some items failed; they are listed and retried next run (exit 1)."""
-
-    exit_code = 1
