@@ -139,9 +139,6 @@ class FetchReport:
         statuses = Counter(ledger.entries[k].status for k in keys if k in ledger.entries)
         self.downloaded, self.duplicates = statuses["ok"], statuses["duplicate"]
 
-    def failures_by_reason(self) -> Counter:
-        return Counter(self.failed.values())
-
 
 ProgressHook = Callable[[str, int], None]  # (event, amount): "bytes", n / "file", 1
 

@@ -64,36 +64,42 @@ def selection_table(selection: SelectionManifest, wiki_lang: str | None) -> Tabl
     return table
 
 
-def fetch_table(report) -> Table:
-    table = Table(title="fetch", title_justify="left", show_header=False)
+def _counts_table(title: str, rows: list[tuple[str, object]], failed: dict[str, str]) -> Table:
+    """A two-column summary (what, count), then one red row per failure reason, commonest first."""
+    table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
-    table.add_row("selected", str(report.selected))
-    table.add_row("downloaded", f"{report.downloaded} ({report.bytes / 2**20:.1f} MB)")
-    table.add_row("already in the cache", str(report.skipped))
-    table.add_row("duplicates (same bytes as another key)", str(report.duplicates))
-    if report.vanished:
-        table.add_row("vanished upstream before download", str(report.vanished))
-    for reason, count in sorted(report.failures_by_reason().items(), key=lambda kv: (-kv[1], kv[0])):
+    for what, count in rows:
+        table.add_row(what, str(count))
+    for reason, count in sorted(Counter(failed.values()).items(), key=lambda kv: (-kv[1], kv[0])):
         table.add_row(f"failed: {reason}", str(count), style="red")
     return table
+
+
+def fetch_table(report) -> Table:
+    rows: list[tuple[str, object]] = [
+        ("selected", report.selected),
+        ("downloaded", f"{report.downloaded} ({report.bytes / 2**20:.1f} MB)"),
+        ("already in the cache", report.skipped),
+        ("duplicates (same bytes as another key)", report.duplicates),
+    ]
+    if report.vanished:
+        rows.append(("vanished upstream before download", report.vanished))
+    return _counts_table("fetch", rows, report.failed)
 
 
 def chunk_table(report) -> Table:
-    table = Table(title="chunk", title_justify="left", show_header=False)
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    table.add_row("recordings in the dataset", str(report.recordings))
-    table.add_row("rebuilt / unchanged / removed", f"{report.built} / {report.unchanged} / {report.removed}")
-    table.add_row("chunks written / in the dataset", f"{report.chunks_written} / {report.chunks_total}")
-    table.add_row("classes", str(report.classes))
-    table.add_row("silent chunks dropped (gate)", str(report.dropped_silent))
-    table.add_row("short last pieces dropped", str(report.dropped_short))
-    table.add_row("near-duplicates chunked once", str(report.near_duplicates))
-    table.add_row("not downloaded (yet)", str(report.not_downloaded))
-    for reason, count in Counter(report.failed.values()).most_common():
-        table.add_row(f"failed: {reason}", str(count), style="red")
-    return table
+    rows = [
+        ("recordings in the dataset", report.recordings),
+        ("rebuilt / unchanged / removed", f"{report.built} / {report.unchanged} / {report.removed}"),
+        ("chunks written / in the dataset", f"{report.chunks_written} / {report.chunks_total}"),
+        ("classes", report.classes),
+        ("silent chunks dropped (gate)", report.dropped_silent),
+        ("short last pieces dropped", report.dropped_short),
+        ("near-duplicates chunked once", report.near_duplicates),
+        ("not downloaded (yet)", report.not_downloaded),
+    ]
+    return _counts_table("chunk", rows, report.failed)
 
 
 def print_stats(stats: Stats, out: Console) -> None:
