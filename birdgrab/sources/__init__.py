@@ -22,8 +22,13 @@ class CatalogBatch:
         # Results can shift between pages: the same record may come twice; the first one wins.
         self.recordings.setdefault(recording.key, recording)
 
+    _skipped_seen: set[tuple[str, str, str]] = field(default_factory=set, repr=False)
+
     def skip(self, item: SkippedItem) -> None:
-        if all(s.key != item.key for s in self.skipped[-50:]):
+        # A repeated page repeats its skipped items too; different items may share the key "xc:?".
+        identity = (item.key, item.name, item.reason)
+        if identity not in self._skipped_seen:
+            self._skipped_seen.add(identity)
             self.skipped.append(item)
 
 
