@@ -20,8 +20,6 @@ from birdgrab import manifests
 from birdgrab.errors import ServiceError, ServiceUnreachable, UsageError
 from birdgrab.models import (
     SOURCES,
-    Recording,
-    RecordingsManifest,
     SkippedItem,
     Source,
     Species,
@@ -34,6 +32,7 @@ from birdgrab.sources import CatalogBatch
 from birdgrab.sources.europeana import Europeana
 from birdgrab.sources.wikipedia import Wikipedia
 from birdgrab.sources.xenocanto import XenoCanto, species_query
+from birdgrab.store import CatalogRun, NameSummary, RecordingStore
 
 log = logging.getLogger(__name__)
 
@@ -121,34 +120,6 @@ def xc_queries(options: CatalogOptions, species: list[str] | None) -> list[str]:
     return [options.xc_query or DEFAULT_XC_QUERY]
 
 
-def mark_vanished(
-    recordings: dict[str, Recording], fresh: dict[str, Recording], listed: dict[str, set[str]]
-) -> dict[str, Recording]:
-    """Known recordings that a complete listing by the query that found them no longer has are
-    marked vanished (kept, with their last_seen); `listed` maps a source to its complete queries."""
-    result = {}
-    for key, recording in recordings.items():
-        gone = key not in fresh and recording.found_by in listed.get(recording.source, set())
-        result[key] = recording.model_copy(update={"vanished": True}) if gone else recording
-    return result
-
-
-def merge_recordings(
-    known: dict[str, Recording], fresh: dict[str, Recording]
-) -> tuple[dict[str, Recording], int, int]:
-    """Known recordings updated from fresh ones (first_seen kept); nothing is dropped."""
-    merged = dict(known)
-    added = updated = 0
-    for key, recording in fresh.items():
-        if key in known:
-            recording = recording.model_copy(update={"first_seen": known[key].first_seen})
-            updated += 1
-        else:
-            added += 1
-        merged[key] = recording
-    return merged, added, updated
-
-
 class _UnionFind:
     def __init__(self) -> None:
         self.parent: dict[str, str] = {}
@@ -171,16 +142,14 @@ def _article_identity(article: WikiArticle | None) -> str | None:
 
 
 def group_species(
-    recordings: dict[str, Recording],
+    names: dict[str, NameSummary],
     previous: dict[str, Species],
     lookups: dict[str, WikiArticle],
     lang: str,
 ) -> dict[str, Species]:
     """Names -> species. Names whose article (Wikidata id or title) is the same are synonyms of one
-    species, named as xeno-canto names it; a species known only to Europeana keeps its binomial."""
-    by_name: dict[str, list[Recording]] = defaultdict(list)
-    for recording in recordings.values():
-        by_name[recording.scientific_name].append(recording)
+    species, named as xeno-canto names it; a species known only to Europeana keeps its binomial.
+    `names` summarises the recordings filed under each scientific name (`RecordingStore.name_summaries`)."""
     previous_of: dict[str, Species] = {}
     for species in previous.values():
         for member in [species.scientific_name, *species.synonyms]:
@@ -194,7 +163,7 @@ def group_species(
 
     groups = _UnionFind()
     identities: dict[str, str] = {}
-    for name in sorted(set(by_name) | set(previous_of)):
+    for name in sorted(set(names) | set(previous_of)):
         groups.find(name)
         if (known := previous_of.get(name)) is not None and name not in lookups:
             groups.union(name, known.scientific_name)  # keep earlier merges stable
@@ -207,26 +176,34 @@ def group_species(
     for name in sorted(groups.parent):
         members[groups.find(name)].append(name)
 
+    empty = NameSummary()
     result: dict[str, Species] = {}
-    for names in members.values():
-        xc_count = {n: sum(r.source == "xeno-canto" for r in by_name[n]) for n in names}
-        total = {n: len(by_name[n]) for n in names}
-        label = min(names, key=lambda n: (-xc_count[n], -total[n], n))
-        group_recordings = [r for n in names for r in by_name[n]]
-        before = next((previous_of[n] for n in names if n in previous_of), None)
+    for group_names in members.values():
+        summaries = [names.get(n, empty) for n in group_names]
+        xc_count = {n: s.per_source["xeno-canto"] for n, s in zip(group_names, summaries, strict=True)}
+        total = {n: s.per_source.total() for n, s in zip(group_names, summaries, strict=True)}
+        label = min(group_names, key=lambda n: (-xc_count[n], -total[n], n))
+        before = next((previous_of[n] for n in group_names if n in previous_of), None)
         wiki = dict(before.wiki) if before else {}
-        found = next((a for a in (article(label), *map(article, names)) if a and a.is_species_article), None)
+        found = next(
+            (a for a in (article(label), *map(article, group_names)) if a and a.is_species_article), None
+        )
         if found or article(label):
             wiki[lang] = found or article(label)  # type: ignore[assignment]
-        english = Counter(r.english_name for r in group_recordings if r.english_name).most_common(1)
+        english: Counter[str] = sum((s.english_names for s in summaries), Counter())
+        per_source: Counter[str] = sum((s.per_source for s in summaries), Counter())
         species = Species(
             scientific_name=label,
-            synonyms=sorted(n for n in names if n != label),
-            english_name=english[0][0] if english else (before.english_name if before else None),
+            synonyms=sorted(n for n in group_names if n != label),
+            english_name=(
+                min(english, key=lambda e: (-english[e], e))
+                if english
+                else (before.english_name if before else None)
+            ),
             wiki=dict(sorted(wiki.items())),
-            recordings=dict(sorted(Counter(r.source for r in group_recordings).items())),
+            recordings=dict(sorted((k, v) for k, v in per_source.items() if v)),
         )
-        xc_groups = {r.group for r in group_recordings if r.source == "xeno-canto" and r.group}
+        xc_groups = set().union(*(s.xc_groups for s in summaries))
         if xc_groups:
             species.is_bird = "birds" in xc_groups
             species.bird_check = f"xeno-canto files its recordings under {', '.join(sorted(xc_groups))}"
@@ -252,17 +229,17 @@ async def _search_source(
     species_list: list[str] | None,
     seen_at: datetime,
     report: CatalogReport,
+    batch: CatalogBatch,
 ) -> CatalogBatch:
     archive = XenoCanto(settings) if source == "xeno-canto" else Europeana(settings)
     async with archive:
         try:
             if isinstance(archive, XenoCanto):
-                batch = CatalogBatch()
                 for query in xc_queries(options, species_list):
                     await archive.search(query, seen_at=seen_at, since=options.since, batch=batch)
                 return batch
             return await archive.search(
-                options.europeana_query, seen_at=seen_at, reusability=options.reusability
+                options.europeana_query, seen_at=seen_at, reusability=options.reusability, batch=batch
             )
         finally:
             report.requests += archive.client.requests_made
@@ -299,10 +276,12 @@ async def _check_birds(
 
 
 async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions) -> CatalogReport:
-    """Catalog the archives into `folder`/recordings.json and species.json. See module doc."""
+    """Catalog the archives into `folder`'s recordings store and species.json. See module doc."""
     folder = Path(folder)
-    known_recordings = manifests.load_recordings(folder)  # bad manifests stop us before any request
-    known_species = manifests.load_species(folder)
+    known_species = manifests.load_species(folder)  # bad manifests stop us before any request
+    existed = RecordingStore.open(folder)
+    if existed is not None:
+        existed.close()
     species_list = read_species_file(options.species_file) if options.species_file else None
     sources = _choose_sources(settings, options.sources)
     if not settings.contact:
@@ -311,28 +290,51 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
             "(e-mail or URL) in its User-Agent",
             extra={"event": "config.no_contact"},
         )
+    store = RecordingStore.open(folder, create=True)
+    assert store is not None
+    run = store.catalog_run()
+    try:
+        report = await _catalog(settings, folder, options, store, run, sources, species_list, known_species)
+    except BaseException:
+        run.rollback()
+        if existed is None:
+            store.delete()  # a first run that failed leaves no catalogue behind
+        raise
+    finally:
+        store.close()
+    return report
+
+
+async def _catalog(
+    settings: Settings,
+    folder: Path,
+    options: CatalogOptions,
+    store: RecordingStore,
+    run: CatalogRun,
+    sources: list[Source],
+    species_list: list[str] | None,
+    known_species: SpeciesManifest | None,
+) -> CatalogReport:
     now = manifests.utc_now()
     report = CatalogReport()
-
     outcomes = await asyncio.gather(
-        *(_search_source(s, settings, options, species_list, now, report) for s in sources),
+        *(_search_source(s, settings, options, species_list, now, report, run.batch()) for s in sources),
         return_exceptions=True,
     )
-    fresh: dict[str, Recording] = {}
     skipped: list[SkippedItem] = []
     listed: dict[str, set[str]] = {}  # source -> queries listed completely this run
     unreachable = 0
     for source, outcome in zip(sources, outcomes, strict=True):
         if isinstance(outcome, ServiceUnreachable):
             unreachable += 1
+            run.discard(source)
             report.failures.append(str(outcome))
             log.error("%s", outcome, extra={"event": "catalog.source.failed", "source": source})
         elif isinstance(outcome, BaseException):
             raise outcome
         else:
-            fresh.update(outcome.recordings)
             skipped.extend(outcome.skipped)
-            report.per_source[source] = len(outcome.recordings)
+            report.per_source[source] = outcome.count
             if source == "europeana":
                 listed[source] = {options.europeana_query}
             elif options.since is None:  # an incremental listing says nothing about what vanished
@@ -340,34 +342,34 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
     if unreachable == len(sources):
         raise ServiceUnreachable(", ".join(sources), "no source reachable; nothing was changed")
 
-    recordings, report.added, report.updated = merge_recordings(
-        known_recordings.recordings if known_recordings else {}, fresh
-    )
-    recordings = mark_vanished(recordings, fresh, listed)
-    report.vanished = sum(r.vanished for r in recordings.values())
+    merged = run.merge()
+    report.added, report.updated = merged.added, merged.updated
+    newly_vanished = sum(run.mark_vanished(source, queries) for source, queries in listed.items())
     if options.prune:
-        recordings = {k: r for k, r in recordings.items() if not r.vanished}
-        report.pruned = report.vanished
-        report.vanished = 0
+        report.pruned = run.prune()
+    else:
+        report.vanished = store.vanished()
+    catalogue_changed = bool(merged.added or merged.changed or newly_vanished or report.pruned)
+
     previous_species = known_species.species if known_species else {}
-    species = await _resolve_species(settings, recordings, previous_species, options, now, report)
+    species = await _resolve_species(
+        settings, store, previous_species, options, now, report, catalogue_changed
+    )
     await _check_birds(settings, species, now, report)
 
     class_of = _class_of(species)
     if species_list is not None:
         wanted = {class_of.get(n, n) for n in species_list}
-        for key, recording in list(recordings.items()):
-            if key in fresh and class_of.get(recording.scientific_name) not in wanted:
-                del recordings[key]
-                skipped.append(
-                    SkippedItem(key=key, name=recording.scientific_name, reason=NOT_IN_SPECIES_FILE)
-                )
-        present = {class_of.get(r.scientific_name) for r in recordings.values()}
+        unwanted = [(key, name) for key, name in run.listed_keys() if class_of.get(name) not in wanted]
+        run.remove(key for key, _ in unwanted)
+        skipped += [SkippedItem(key=key, name=name, reason=NOT_IN_SPECIES_FILE) for key, name in unwanted]
+        present = {class_of.get(name) for name in store.name_summaries()}
         species = {k: v for k, v in species.items() if k in present}
-    recordings = {
-        key: r.model_copy(update={"species": class_of.get(r.scientific_name, r.scientific_name)})
-        for key, r in sorted(recordings.items())
-    }
+        catalogue_changed = catalogue_changed or bool(unwanted)
+    previous_class = _class_of(previous_species)
+    regrouped = run.assign_classes(
+        {n: c for n, c in class_of.items() if c != n or previous_class.get(n, n) != n}
+    )
     report.skipped = len(skipped)
     report.species = len(species)
     report.species_added = len(set(species) - set(previous_species))
@@ -387,18 +389,16 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
             "wikipedia": settings.wikipedia_api,
         },
     }
-    manifests.save(
-        folder / manifests.RECORDINGS,
-        manifests.new_manifest(
-            RecordingsManifest,
-            parameters,
-            counts=dict(sorted(Counter(r.source for r in recordings.values()).items())),
-            recordings=recordings,
-            skipped=sorted(skipped, key=lambda s: (s.key, s.reason)),
-        ),
-    )
-    manifests.save(
-        folder / manifests.SPECIES, manifests.new_manifest(SpeciesManifest, parameters, species=species)
+    species_changed = known_species is None or species != previous_species
+    if species_changed:
+        manifests.save(
+            folder / manifests.SPECIES,
+            manifests.new_manifest(SpeciesManifest, parameters, species=species),
+        )
+    run.commit(
+        parameters,
+        sorted(skipped, key=lambda s: (s.key, s.reason)),
+        changed=catalogue_changed or species_changed or bool(regrouped),
     )
     return report
 
@@ -411,12 +411,16 @@ def _describe_file(path: Path | None) -> dict[str, str] | None:
 
 async def _resolve_species(
     settings: Settings,
-    recordings: dict[str, Recording],
+    store: RecordingStore,
     previous: dict[str, Species],
     options: CatalogOptions,
     now: datetime,
     report: CatalogReport,
+    catalogue_changed: bool,
 ) -> dict[str, Species]:
+    """Ask Wikipedia about names not yet (or too long ago) looked up, then group names into species.
+    When the catalogue did not change and nothing new was learnt, the species stay as they were,
+    without reading the recordings at all (what keeps a no-change refresh cheap)."""
     lang = options.wiki_lang
     stale_before = now - timedelta(days=options.wiki_max_age_days) if options.wiki_max_age_days else None
     known_names = {
@@ -425,7 +429,8 @@ async def _resolve_species(
         if lang in s.wiki and (stale_before is None or s.wiki[lang].checked_at >= stale_before)
         for member in [s.scientific_name, *s.synonyms]
     }
-    names = {r.scientific_name for r in recordings.values()}
+    summaries = store.name_summaries() if catalogue_changed or not previous else None
+    names = set(summaries) if summaries is not None else set(_class_of(previous))
     to_ask = sorted(names if options.refresh_wiki else names - known_names)
     lookups: dict[str, WikiArticle] = {}
     if to_ask:
@@ -440,4 +445,8 @@ async def _resolve_species(
             report.failures.append(f"{exc} (species stay unresolved and are asked again next run)")
             log.error("%s", exc, extra={"event": "catalog.wiki.failed"})
     report.wiki_lookups = len(lookups)
-    return group_species(recordings, previous, lookups, lang)
+    if summaries is None and not lookups:
+        return {name: s.model_copy(deep=True) for name, s in previous.items()}
+    if summaries is None:
+        summaries = store.name_summaries()
+    return group_species(summaries, previous, lookups, lang)

@@ -57,6 +57,7 @@ from birdgrab.models import (
     Split,
 )
 from birdgrab.names import NameError_, class_folder
+from birdgrab.store import RecordingStore
 
 log = logging.getLogger(__name__)
 
@@ -266,17 +267,18 @@ class DatasetBuilder:
         self.folder, self.cache, self.out = Path(folder), Path(cache), Path(out)
         self.options = options.validated()
         selection = manifests.load(self.folder / manifests.SELECTION, SelectionManifest)
-        recordings = manifests.load_recordings(self.folder)
+        store = RecordingStore.open(self.folder)
         species = manifests.load_species(self.folder)
-        if selection is None or recordings is None:
+        if selection is None or store is None:
             raise UsageError(
                 f"no selection in {self.folder}: run `birdgrab catalog`, `filter` and `fetch` first"
             )
         self.selection = selection
-        self.recordings = recordings.recordings
         self.species: dict[str, Species] = species.species if species else {}
         self.downloads = DownloadLedger(self.folder)
         self.ledger = manifests.Ledger(self.folder, manifests.CHUNKS, ChunksManifest, ChunkedRecording)
+        with store:  # what the dataset is made of (the selection and what is in it), not the catalogue
+            self.recordings = store.get_many([*selection.selected_keys(), *self.ledger.entries])
         loaded = self.ledger.loaded
         self.splits: dict[str, Split] = dict(loaded.splits) if loaded else {}
         self.checks: dict[str, float] = dict(loaded.near_duplicate_checks) if loaded else {}

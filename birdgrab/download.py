@@ -36,6 +36,7 @@ from birdgrab.http_client import RETRYABLE, ServiceClient, TransientError, descr
 from birdgrab.models import DownloadEntry, DownloadsManifest, Recording, SelectionManifest
 from birdgrab.probe import AudioError, probe
 from birdgrab.settings import Settings, redact
+from birdgrab.store import RecordingStore
 
 log = logging.getLogger(__name__)
 
@@ -375,23 +376,25 @@ async def run_downloads(
     options = options.validated()
     folder, cache = Path(folder), Path(cache)
     selection = manifests.load(folder / manifests.SELECTION, SelectionManifest)
-    recordings = manifests.load_recordings(folder)
-    if selection is None or recordings is None:
+    store = RecordingStore.open(folder)
+    if selection is None or store is None:
         raise UsageError(f"no selection in {folder}: run `birdgrab catalog` and `birdgrab filter` first")
     ledger = DownloadLedger(folder)
     report = FetchReport()
     keys = selection.selected_keys()
     report.selected = len(keys)
+    missing = [key for key in keys if not is_done(cache, ledger, key)]
+    report.skipped = len(keys) - len(missing)
+    with store:
+        recordings = store.get_many(missing)  # only what is still to fetch is read from the catalogue
     todo: list[Recording] = []
-    for key in keys:
-        if is_done(cache, ledger, key):
-            report.skipped += 1
-        elif key not in recordings.recordings:
-            report.failed[key] = "not in recordings.json (run catalog again)"
-        elif recordings.recordings[key].vanished:
+    for key in missing:
+        if key not in recordings:
+            report.failed[key] = "not in the catalogue (run catalog again)"
+        elif recordings[key].vanished:
             report.vanished += 1  # gone upstream before we got it: nothing to retry
         else:
-            todo.append(recordings.recordings[key])
+            todo.append(recordings[key])
     if on_start:
         on_start(len(todo))
     downloader = Downloader(settings, cache, ledger, options, on_progress)

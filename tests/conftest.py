@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +64,18 @@ class Birdgrab:
 
     def manifest(self, name: str) -> dict:
         return json.loads((self.manifests / name).read_text())
+
+    def recordings(self) -> dict[str, dict]:
+        """The catalogue as a user reads it (README): every row of recordings.sqlite, by key."""
+        with contextlib.closing(sqlite3.connect(self.manifests / "recordings.sqlite")) as db:
+            db.row_factory = sqlite3.Row
+            return {row["key"]: dict(row) for row in db.execute("SELECT * FROM recordings")}
+
+    def skipped(self) -> list[dict]:
+        """What the last catalog run skipped, with the reasons (the store's `skipped` table)."""
+        with contextlib.closing(sqlite3.connect(self.manifests / "recordings.sqlite")) as db:
+            db.row_factory = sqlite3.Row
+            return [dict(row) for row in db.execute("SELECT * FROM skipped")]
 
 
 @pytest.fixture

@@ -5,24 +5,32 @@ extractors do). Nothing downstream branches on the source except for attribution
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from birdgrab.models import Recording, SkippedItem
 
 
-@dataclass
 class CatalogBatch:
-    """What one archive query produced: recordings (deduplicated by key) and the items it skipped."""
+    """What archive queries list, as they list it: recordings (the first copy of a key wins) and the
+    items they skipped. This one keeps them in memory; the catalog's (`store.StagedBatch`) writes
+    them to disk page by page."""
 
-    recordings: dict[str, Recording] = field(default_factory=dict)
-    skipped: list[SkippedItem] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.recordings: dict[str, Recording] = {}
+        self.skipped: list[SkippedItem] = []
+        self._skipped_seen: set[tuple[str, str, str]] = set()
 
     def add(self, recording: Recording) -> None:
         # Results can shift between pages: the same record may come twice; the first one wins.
         self.recordings.setdefault(recording.key, recording)
 
-    _skipped_seen: set[tuple[str, str, str]] = field(default_factory=set, repr=False)
+    def __contains__(self, key: object) -> bool:
+        return key in self.recordings
+
+    @property
+    def count(self) -> int:
+        """Recordings added (repeats counted once)."""
+        return len(self.recordings)
 
     def skip(self, item: SkippedItem) -> None:
         # A repeated page repeats its skipped items too; different items may share the key "xc:?".

@@ -196,7 +196,7 @@ class Europeana:
             cursor = clean_text(body.get("nextCursor"))
         log.info(
             "Europeana: %d items for %r (%d pages, %d skipped)",
-            len(batch.recordings),
+            batch.count,
             query,
             pages,
             len(batch.skipped),
@@ -221,7 +221,7 @@ class Europeana:
         except ValueError as exc:
             batch.skip(SkippedItem(key="europeana:?", name=title, reason=str(exc)))
             return None
-        return None if recording.key in batch.recordings else recording
+        return None if recording.key in batch else recording
 
     async def _with_media(self, recording: Recording) -> Recording:
         if recording.audio_url is not None:
