@@ -23,6 +23,7 @@ import functools
 import inspect
 import json
 import logging
+import operator
 import os
 import sqlite3
 import types
@@ -118,20 +119,22 @@ def _guarded(method: Callable) -> Callable:
     return wrapper
 
 
-def _to_row(recording: Recording) -> tuple:
+_DATES = tuple(i for i, name in enumerate(FIELDS) if _TYPES[name] in (date, datetime))
+_BOOLS = tuple(i for i, name in enumerate(FIELDS) if _TYPES[name] is bool)
+_FIELD_VALUES = operator.itemgetter(*FIELDS)
+
+
+def _to_row(recording: Recording) -> list:
     """A recording as column values: lists as JSON, dates as ISO text, booleans as 0/1."""
-    values = recording.__dict__
-    row = []
-    for name in FIELDS:
-        value = values[name]
-        if isinstance(value, list):
-            value = json.dumps(value, ensure_ascii=False)
-        elif isinstance(value, date | datetime):
-            value = value.isoformat()
-        elif isinstance(value, bool):
-            value = int(value)
-        row.append(value)
-    return tuple(row)
+    row = list(_FIELD_VALUES(recording.__dict__))
+    for index in _LISTS:
+        row[index] = json.dumps(row[index], ensure_ascii=False)
+    for index in _DATES:
+        if row[index] is not None:
+            row[index] = row[index].isoformat()
+    for index in _BOOLS:
+        row[index] = int(row[index])
+    return row
 
 
 def _from_row(row: Sequence[Any]) -> Recording:
@@ -435,16 +438,16 @@ class StagedBatch(CatalogBatch):
     def __init__(self, db: sqlite3.Connection):
         super().__init__()
         self._db = db
-        self._pending: dict[str, tuple] = {}
-        self._count = 0
+        self._pending: dict[str, list] = {}
+        self._sources: set[str] = set()
 
     def add(self, recording: Recording) -> None:
-        if recording.key in self:
-            return  # results shift between pages: the first copy of a record wins
-        self._pending[recording.key] = _to_row(recording)
-        self._count += 1
-        if len(self._pending) >= _ROWS_PER_STATEMENT:
-            self.flush()
+        # Results shift between pages: the first copy of a record wins (here and INSERT OR IGNORE).
+        if recording.key not in self._pending:
+            self._pending[recording.key] = _to_row(recording)
+            self._sources.add(recording.source)
+            if len(self._pending) >= _ROWS_PER_STATEMENT:
+                self.flush()
 
     def __contains__(self, key: object) -> bool:
         if key in self._pending:
@@ -453,7 +456,10 @@ class StagedBatch(CatalogBatch):
 
     @property
     def count(self) -> int:
-        return self._count
+        self.flush()
+        marks = ", ".join("?" * len(self._sources))
+        query = f"SELECT count(*) FROM temp.listed WHERE source IN ({marks})"
+        return self._db.execute(query, sorted(self._sources)).fetchone()[0]
 
     def flush(self) -> None:
         marks = ", ".join("?" * len(FIELDS))

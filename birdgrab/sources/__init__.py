@@ -40,11 +40,14 @@ class CatalogBatch:
             self.skipped.append(item)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def clean_text(value: object) -> str | None:
     """A trimmed string, or None for empty values, '?' placeholders, null and non-strings."""
     if value is None or isinstance(value, (dict, list, bool)):
         return None
-    text = re.sub(r"[\x00-\x1f\x7f]", " ", str(value)).strip()
+    text = _CONTROL.sub(" ", value if isinstance(value, str) else str(value)).strip()
     return None if text in ("", "?") else text
 
 
@@ -66,6 +69,9 @@ def absolute_url(value: object, scheme: str) -> str | None:
         return None
     if text.startswith("//"):
         text = f"{scheme}:{text}"
+    for prefix in ("https://", "http://"):  # the usual case, without urlsplit (a catalogue has millions)
+        if text.startswith(prefix):
+            return text if text[len(prefix) : len(prefix) + 1] not in ("", "/", "?", "#") else None
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
