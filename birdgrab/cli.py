@@ -466,6 +466,13 @@ def fetch(
     common: Common,
     chunking: ChunkArgs,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Concurrent downloads.")] = 4,
+    per_host: Annotated[
+        int | None,
+        typer.Option(
+            "--per-host",
+            help="At most this many concurrent downloads from one host [default: 6, or BIRDGRAB_DOWNLOAD_CONCURRENCY].",
+        ),
+    ] = None,
     max_file_mb: Annotated[
         float, typer.Option("--max-file-mb", help="Refuse any single file larger than this.")
     ] = 2048,
@@ -480,7 +487,7 @@ def fetch(
     def work() -> int:
         settings = load_settings()
         options = FetchOptions(
-            jobs=jobs, per_host=jobs, max_file_mb=max_file_mb, min_free_mb=chunking.min_free_mb
+            jobs=jobs, per_host=per_host, max_file_mb=max_file_mb, min_free_mb=chunking.min_free_mb
         ).validated()
         chunk_options = chunking.options(jobs)
         rich_output = common.rich
@@ -616,6 +623,13 @@ def refresh(
         bool, typer.Option("--any-group", help="Keep species not confirmed as birds.")
     ] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Concurrent downloads.")] = 4,
+    per_host: Annotated[
+        int | None,
+        typer.Option(
+            "--per-host",
+            help="At most this many concurrent downloads from one host [default: 6, or BIRDGRAB_DOWNLOAD_CONCURRENCY].",
+        ),
+    ] = None,
     max_file_mb: Annotated[
         float, typer.Option("--max-file-mb", help="Refuse any single file larger than this.")
     ] = 2048,
@@ -655,7 +669,7 @@ def refresh(
                 "any_group": any_group or None,
             },
             fetch=FetchOptions(
-                jobs=jobs, per_host=jobs, max_file_mb=max_file_mb, min_free_mb=chunking.min_free_mb
+                jobs=jobs, per_host=per_host, max_file_mb=max_file_mb, min_free_mb=chunking.min_free_mb
             ).validated(),
             chunk=None if no_chunk else chunking.options(jobs),
             full=full,

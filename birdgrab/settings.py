@@ -75,6 +75,7 @@ class Settings:
     xc: ServicePolicy = field(default_factory=lambda: ServicePolicy("xeno-canto", 4, 1.0))
     europeana: ServicePolicy = field(default_factory=lambda: ServicePolicy("Europeana", 4, None))
     wikipedia: ServicePolicy = field(default_factory=lambda: ServicePolicy("Wikipedia", 3, None))
+    # Downloads: at most 6 at a time from any one host (what browsers open over HTTP/1.1).
     audio: ServicePolicy = field(
         default_factory=lambda: ServicePolicy("audio download", 6, None, timeout_s=60.0)
     )
