@@ -6,15 +6,17 @@ from pathlib import Path
 
 from birdgrab import manifests
 from birdgrab.models import DownloadEntry, DownloadsManifest
+from birdgrab.sources.registry import registry
 
 
 def owner_rank(key: str) -> tuple[int, str]:
-    """Which of two keys with the same bytes owns the file: xeno-canto first, then the lower key.
+    """Which of two keys with the same bytes owns the file: the archive with the lower
+    `Archive.preference` (xeno-canto), then the lower key.
 
     >>> min(["europeana:/1/a", "xc:7"], key=owner_rank)
     'xc:7'
     """
-    return (0 if key.startswith("xc:") else 1, key)
+    return (registry.of_key(key).preference, key)
 
 
 class DownloadLedger(manifests.Ledger[DownloadsManifest, DownloadEntry]):

@@ -3,7 +3,7 @@
 Each recording goes transfer (`transfer.Transfer`: bytes -> sha256) -> probe (is it audio?) ->
 cache (`cache.Cache`: filed by content address) -> ledger (`ledger.DownloadLedger`: ok, duplicate
 or failed, with the reason). The same bytes under two keys are stored once; the second key is
-recorded as a duplicate of the owner (`ledger.owner_rank`).
+recorded as a duplicate of the owner (`ledger.owner_rank`: the registry's preferred archive).
 
 Progress is kept in downloads.json plus its journal: a crash loses only the files in flight, and
 bookkeeping stays O(1) per file however large the catalogue.
@@ -76,7 +76,7 @@ class FetchReport:
 
     def count_outcomes(self, ledger: DownloadLedger, keys: list[str]) -> None:
         """Downloaded vs duplicate from the ledger's final word: a later download can make an
-        earlier one of this run the duplicate (the xeno-canto key owns shared bytes)."""
+        earlier one of this run the duplicate (the preferred archive's key owns shared bytes)."""
         statuses = Counter(ledger.entries[k].status for k in keys if k in ledger.entries)
         self.downloaded, self.duplicates = statuses["ok"], statuses["duplicate"]
 
