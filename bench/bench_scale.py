@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 
 from bench.harness import Run, SandboxProcess, run_birdgrab
-from birdgrab.catalog import DEFAULT_XC_QUERY
 from birdgrab.sandbox import SandboxConfig
+from birdgrab.sources.xenocanto import DEFAULT_QUERY as DEFAULT_XC_QUERY
 
 SIZES = (10_000, 100_000, 1_000_000)
 UNTHROTTLED = {"BIRDGRAB_XC_RATE": "100000", "BIRDGRAB_XC_CONCURRENCY": "4"}

@@ -178,7 +178,9 @@ class NameSummary:
     """What the recordings filed under one scientific name say about its species."""
 
     per_source: Counter[str] = field(default_factory=Counter)
-    xc_groups: set[str] = field(default_factory=set)  # xeno-canto's grp values
+    groups: dict[str, set[str]] = field(
+        default_factory=dict
+    )  # archive name -> the groups it files them under
     english_names: Counter[str] = field(default_factory=Counter)
 
 
@@ -340,8 +342,8 @@ class RecordingStore:
         for name, source, group, english, count in self._db.execute(query):
             summary = summaries.setdefault(name, NameSummary())
             summary.per_source[source] += count
-            if source == "xeno-canto" and group:
-                summary.xc_groups.add(group)
+            if group:
+                summary.groups.setdefault(source, set()).add(group)
             if english:
                 summary.english_names[english] += count
         return summaries
