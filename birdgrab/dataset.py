@@ -41,7 +41,7 @@ from birdgrab.audio import (
     pcm_fingerprint,
     similarity,
 )
-from birdgrab.download import DownloadLedger, cached_file
+from birdgrab.download import Cache, DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.files import atomic_write_bytes, remove_stale_temps, safe_child
 from birdgrab.licences import licence_code
@@ -57,6 +57,7 @@ from birdgrab.models import (
     Split,
 )
 from birdgrab.names import NameError_, class_folder
+from birdgrab.sources.registry import registry
 
 log = logging.getLogger(__name__)
 
@@ -133,17 +134,8 @@ def parse_split(text: str) -> tuple[int, int, int]:
 
 
 def file_stem(recording: Recording) -> str:
-    """`<source>-<id>` made safe for a file name: 'xc-254462', 'europeana-11622_TIERSTIMMENARCHIV_...'.
-
-    Characters other than letters, digits, '_' and '-' become '_'; if that (or trimming a very long
-    id) changed more than the leading '/', a short hash of the real id keeps names unique.
-    """
-    prefix = "xc" if recording.source == "xeno-canto" else "europeana"
-    raw = recording.source_id.lstrip("/")
-    safe = re.sub(r"[^A-Za-z0-9_-]", "_", raw)[:120]
-    if safe != raw.replace("/", "_") or len(raw) > 120:
-        safe = f"{safe}-{hashlib.sha1(recording.source_id.encode()).hexdigest()[:8]}"
-    return f"{prefix}-{safe}"
+    """The chunk files' stem, as the recording's archive spells it (`Archive.file_stem`): 'xc-254462'."""
+    return registry.get(recording.source).file_stem(recording.source_id)
 
 
 def _quality_rank(recording: Recording) -> int:
@@ -156,12 +148,13 @@ def _licence_rank(recording: Recording) -> int:
 
 
 def better_copy_rank(recording: Recording, duration_s: float | None) -> tuple:
-    """Lower is better: quality, then length, then the freer licence, then xeno-canto, then key."""
+    """Lower is better: quality, then length, then the freer licence, then the preferred archive
+    (`Archive.preference`), then key."""
     return (
         _quality_rank(recording),
         -(duration_s or 0.0),
         _licence_rank(recording),
-        recording.source != "xeno-canto",
+        registry.get(recording.source).preference,
         recording.key,
     )
 
@@ -299,7 +292,7 @@ class DatasetBuilder:
             for key in chosen.recordings:
                 entry = self.downloads.entries.get(key)
                 recording = self.recordings.get(key)
-                path = cached_file(self.cache, entry)
+                path = Cache(self.cache).file_of(entry)
                 if entry is not None and entry.status == "duplicate":
                     continue  # the same bytes are chunked once, under the owning key
                 if path is None or recording is None or entry is None:
@@ -415,7 +408,7 @@ class DatasetBuilder:
         self._run(todo, now, on_progress)
         self._write_outputs(wanted)
         if self._evicted:
-            self.downloads.compact(self.downloads.loaded.parameters if self.downloads.loaded else {})
+            self.downloads.save()
         self.ledger.compact(
             {"split": list(self.options.split), "options": self.options.signature()},
             splits=dict(sorted(self.splits.items())),
@@ -470,8 +463,8 @@ class DatasetBuilder:
             self._remove_chunks(previous)
             reason = result.reason
             if result.bad_source:
-                self._evict(item, reason, now)
-                reason += " (removed from the cache: the next fetch downloads it again)"
+                reason += f" ({Cache(self.cache).evict(self.downloads, key, reason)})"
+                self._evicted = True
             self.report.failed[key] = reason
             self.ledger.record(
                 ChunkedRecording(
@@ -514,21 +507,6 @@ class DatasetBuilder:
                 updated_at=now,
             )
         )
-
-    def _evict(self, item: _Usable, reason: str, now) -> None:
-        """A verified download that does not decode (a bad file can pass the header check) leaves the
-        cache and becomes a failed download, so the next fetch gets it again."""
-        with contextlib.suppress(FileNotFoundError):
-            item.source.unlink()
-        entry = self.downloads.entries[item.recording.key]
-        update = {
-            "status": "failed",
-            "reason": f"cached file does not decode: {reason}",
-            "path": None,
-            "updated_at": now,
-        }
-        self.downloads.record(entry.model_copy(update=update))
-        self._evicted = True
 
     # -- metadata, classes, attribution ----------------------------------------------------------
     def _class_ids(self, labels: set[str]) -> dict[str, int]:
@@ -641,21 +619,23 @@ class DatasetBuilder:
         return rows
 
     def _attribution(self, entries: dict[str, ChunkedRecording]) -> str:
+        used = {self.recordings[key].source for key in entries}
+        credits = [a.credit() for a in registry if a.name in used] or ["the archives"]
+        archives = " and ".join(filter(None, [", ".join(credits[:-1]), credits[-1]]))
         lines = [
             "# Attribution",
             "",
-            "This dataset is cut from recordings published by their recordists through xeno-canto",
-            "(https://xeno-canto.org) and Europeana (https://www.europeana.eu), under the licences named",
-            "below. Chunks are derivatives of these recordings; keep this file with the dataset, credit",
-            "the recordists, and respect each licence (NC: no commercial use; SA: share alike).",
+            f"This dataset is cut from recordings published by their recordists through {archives},",
+            "under the licences named below. Chunks are derivatives of these recordings; keep this file with",
+            "the dataset, credit the recordists, and respect each licence (NC: no commercial use; SA: share alike).",
             "",
         ]
         by_species: dict[str, list[str]] = defaultdict(list)
         for key in sorted(entries):
             r = self.recordings[key]
-            source = "xeno-canto" if r.source == "xeno-canto" else "Europeana"
+            title = registry.get(r.source).title
             by_species[r.species or r.scientific_name].append(
-                f"- {key} — {r.recordist or 'unknown recordist'}, {source}, {r.licence or 'licence unknown'}"
+                f"- {key} — {r.recordist or 'unknown recordist'}, {title}, {r.licence or 'licence unknown'}"
                 f"{f' ({r.licence_url})' if r.licence_url else ''}: {r.page_url or 'no page'}"
             )
         for name in sorted(by_species):
