@@ -20,6 +20,7 @@ from birdgrab import manifests
 from birdgrab.errors import ServiceError, ServiceUnreachable, UsageError
 from birdgrab.models import (
     SOURCES,
+    IncompleteListing,
     Recording,
     RecordingsManifest,
     SkippedItem,
@@ -62,6 +63,7 @@ class CatalogReport:
     updated: int = 0
     per_source: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
+    skipped_by_kind: dict[str, int] = field(default_factory=dict)  # placeholder, unidentified, ...
     species: int = 0
     wiki_requests: int = 0
     wiki_lookups: int = 0
@@ -71,6 +73,11 @@ class CatalogReport:
     vanished: int = 0
     pruned: int = 0
     failures: list[str] = field(default_factory=list)
+
+    def describe_skipped(self) -> str:
+        """'5 items skipped (placeholder 3, unidentified 2)'."""
+        kinds = ", ".join(f"{kind} {count}" for kind, count in self.skipped_by_kind.items())
+        return f"{self.skipped} items skipped" + (f" ({kinds})" if kinds else "")
 
 
 def read_species_file(path: Path) -> list[str]:
@@ -131,6 +138,18 @@ def mark_vanished(
         gone = key not in fresh and recording.found_by in listed.get(recording.source, set())
         result[key] = recording.model_copy(update={"vanished": True}) if gone else recording
     return result
+
+
+def complete_listings(queries: set[str], incomplete: list[IncompleteListing]) -> set[str]:
+    """The queries whose listing arrived whole: only those can tell that a recording vanished."""
+    return queries - {listing.query for listing in incomplete}
+
+
+def describe_incomplete(listing: IncompleteListing) -> str:
+    return (
+        f"{listing.source} listed {listing.arrived} of the {listing.expected} records it counts for "
+        f"{listing.query!r}: incomplete, asked again next run"
+    )
 
 
 def merge_recordings(
@@ -320,6 +339,7 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
     )
     fresh: dict[str, Recording] = {}
     skipped: list[SkippedItem] = []
+    incomplete: list[IncompleteListing] = []
     listed: dict[str, set[str]] = {}  # source -> queries listed completely this run
     unreachable = 0
     for source, outcome in zip(sources, outcomes, strict=True):
@@ -337,6 +357,9 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
                 listed[source] = {options.europeana_query}
             elif options.since is None:  # an incremental listing says nothing about what vanished
                 listed[source] = set(xc_queries(options, species_list))
+            listed[source] = complete_listings(listed.get(source, set()), outcome.incomplete)
+            incomplete += outcome.incomplete
+            report.failures += [describe_incomplete(listing) for listing in outcome.incomplete]
     if unreachable == len(sources):
         raise ServiceUnreachable(", ".join(sources), "no source reachable; nothing was changed")
 
@@ -360,7 +383,12 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
             if key in fresh and class_of.get(recording.scientific_name) not in wanted:
                 del recordings[key]
                 skipped.append(
-                    SkippedItem(key=key, name=recording.scientific_name, reason=NOT_IN_SPECIES_FILE)
+                    SkippedItem(
+                        key=key,
+                        name=recording.scientific_name,
+                        reason=NOT_IN_SPECIES_FILE,
+                        kind="not in species file",
+                    )
                 )
         present = {class_of.get(r.scientific_name) for r in recordings.values()}
         species = {k: v for k, v in species.items() if k in present}
@@ -369,6 +397,7 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
         for key, r in sorted(recordings.items())
     }
     report.skipped = len(skipped)
+    report.skipped_by_kind = dict(sorted(Counter(s.kind or "other" for s in skipped).items()))
     report.species = len(species)
     report.species_added = len(set(species) - set(previous_species))
 
@@ -395,6 +424,7 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
             counts=dict(sorted(Counter(r.source for r in recordings.values()).items())),
             recordings=recordings,
             skipped=sorted(skipped, key=lambda s: (s.key, s.reason)),
+            incomplete_listings=incomplete,
         ),
     )
     manifests.save(

@@ -78,6 +78,19 @@ class SkippedItem(Model):
     key: str
     name: str
     reason: str
+    kind: str | None = Field(
+        None, description="the reason's group, counted in summaries: placeholder, unidentified, hybrid, ..."
+    )
+
+
+class IncompleteListing(Model):
+    """An archive listing that delivered fewer records than the archive said it holds: nothing is
+    marked vanished from it, and it is asked again next run."""
+
+    source: Source
+    query: str
+    expected: int
+    arrived: int
 
 
 WikiStatus = Literal["article", "missing", "genus", "section", "disambiguation"]
@@ -123,6 +136,9 @@ class RecordingsManifest(ManifestHeader):
     counts: dict[str, int] = Field(default_factory=dict)
     recordings: dict[str, Recording] = Field(default_factory=dict)
     skipped: list[SkippedItem] = Field(default_factory=list)
+    incomplete_listings: list[IncompleteListing] = Field(
+        default_factory=list, description="listings of the last run that came up short"
+    )
 
 
 class SpeciesManifest(ManifestHeader):

@@ -14,7 +14,12 @@ from birdgrab.sandbox import FaultRule
 
 
 def expected_xc_keys(sandbox, query_country="Germany") -> set[str]:
-    return {r.key for r in sandbox.archive.xc.values() if r.group == "birds" and r.country == query_country}
+    placeholders = set(sandbox.archive.truths.placeholders)
+    return {
+        r.key
+        for r in sandbox.archive.xc.values()
+        if r.group == "birds" and r.country == query_country and r.key not in placeholders
+    }
 
 
 def expected_europeana_keys(sandbox) -> set[str]:

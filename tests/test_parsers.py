@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from birdgrab.licences import is_no_derivatives, is_non_commercial, licence_code, licence_name
-from birdgrab.names import NameError_, class_folder, parse_scientific_name
+from birdgrab.names import NameError_, class_folder, parse_scientific_name, parse_title
 from birdgrab.sources import europeana, wikipedia, xenocanto
 
 FIXTURES = Path(__file__).parent / "fixtures" / "api"
@@ -186,6 +186,43 @@ def test_non_species_titles_are_refused_with_a_reason(title):
     with pytest.raises(NameError_) as caught:
         parse_scientific_name(title)
     assert caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("gen", "sp", "grp", "kind"),
+    [
+        ("Mystery", "mystery", "birds", "placeholder"),
+        ("Sonus", "naturalis", None, "placeholder"),
+        ("Sylvia", "sp.", "birds", "unidentified"),
+        ("Phylloscopus", "spp.", "birds", "unidentified"),
+        ("Turdus", "cf. merula", "birds", "unidentified"),
+        ("Acrocephalus", "aff. scirpaceus", "birds", "unidentified"),
+        ("Anas", "platyrhynchos x acuta", "birds", "hybrid"),
+    ],
+)
+def test_xeno_canto_placeholders_and_open_names_are_no_species(gen, sp, grp, kind):
+    raw = {**fixture("xeno-canto-v3-page.json")["recordings"][0], "gen": gen, "sp": sp, "grp": grp}
+    with pytest.raises(NameError_) as caught:
+        xenocanto.parse_recording(raw, seen_at=NOW)
+    assert caught.value.kind == kind and caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("title", "binomial"),
+    [
+        ("Waldkauz | Strix aluco - Lautfolge, Ruf", "Strix aluco"),
+        ("Kleiner Buntspecht | Dryobates minor - Trommeln", "Dryobates minor"),
+        ("Turdus philomelos C. L. Brehm, 1831", "Turdus philomelos"),
+    ],
+)
+def test_portal_titles_name_their_species(title, binomial):
+    assert parse_title(title).binomial == binomial
+
+
+def test_portal_title_keeps_the_telling_reason():
+    with pytest.raises(NameError_) as caught:
+        parse_title("Unbestimmt | Sylvia sp. - Gesang")
+    assert caught.value.kind == "unidentified"
 
 
 def test_class_folders_are_plain_ascii():

@@ -110,7 +110,11 @@ DEMO_SPECIES: tuple[DemoSpecies, ...] = (
     DemoSpecies("Gryllus campestris", "Field Cricket", xc=2, group="grasshoppers", types=("song",), europeana=2,
                 german="Feldgrille", family=("Echten Grillen", "Gryllidae"), kind="eine Langfühlerschrecke",
                 english_article="Field cricket"),
+    # xeno-canto's placeholders (shared/api/xeno-canto-v3.md): no species, whatever their group says.
+    DemoSpecies("Mystery mystery", "Identity unknown", xc=2),
+    DemoSpecies("Sonus naturalis", "Soundscape", xc=1, group="", types=("soundscape",)),
 )  # fmt: skip
+PLACEHOLDERS = ("Mystery mystery", "Sonus naturalis")
 
 # (title, lead, is a disambiguation page): where the genus and disambiguation redirects lead.
 _DE_TRAP_PAGES = (
@@ -449,7 +453,7 @@ def _build_demo(archive: Archive, config: SandboxConfig) -> None:
     slots = [(entry, index) for entry in DEMO_SPECIES for index in range(entry.xc)]
     ids = _fresh_ids(rng, FIRST_XC_ID, len(slots))
     rng.shuffle(ids)  # species interleave in id order, as on the real site
-    birds = tuple(e.name for e in DEMO_SPECIES if e.group == "birds")
+    birds = tuple(e.name for e in DEMO_SPECIES if e.group == "birds" and e.name not in PLACEHOLDERS)
     truths = archive.truths
     species = {entry.name: _demo_species(entry) for entry in DEMO_SPECIES}
     recordings: dict[tuple[str, int], XcRecording] = {}
@@ -518,7 +522,8 @@ def _build_demo(archive: Archive, config: SandboxConfig) -> None:
     truths.europeana_only_species = [
         e.name for e in DEMO_SPECIES if e.europeana and e.group == "birds" and "Germany" not in e.countries
     ]
-    truths.non_birds = [e.name for e in DEMO_SPECIES if e.group != "birds"]
+    truths.non_birds = [e.name for e in DEMO_SPECIES if e.group != "birds" and e.name not in PLACEHOLDERS]
+    truths.placeholders = [r.key for (name, _), r in recordings.items() if name in PLACEHOLDERS]
     truths.synonyms = {s: e.name for e in DEMO_SPECIES for s in e.synonyms}
 
 
@@ -648,7 +653,11 @@ def grow(archive: Archive, config: SandboxConfig, *, recordings: int = 0, specie
         {
             r.name
             for r in archive.xc_sorted()
-            if r.audio and r.group == "birds" and r.country == "Germany" and r.key not in hostile
+            if r.audio
+            and r.group == "birds"
+            and r.country == "Germany"
+            and r.key not in hostile
+            and r.name not in PLACEHOLDERS
         }
     )
     if recordings and not known:

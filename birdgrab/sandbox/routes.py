@@ -194,6 +194,7 @@ class Services:
         self.audio = audio
         self.counters = counters
         self.base = ""  # "http://host:port", set once the server listens
+        self.xc_page_size = xenocanto.PageSize(config.xc_page_size) if config.xc_page_size else None
 
     def answer(self, route: Route, request: Request) -> Response:
         return getattr(self, route.handler)(request)
@@ -207,6 +208,7 @@ class Services:
             base=self.base,
             today=date.today(),
             repeat_previous="repeat_page" in request.modes,
+            page_size=self.xc_page_size,
         )
         return json_response(status, body)
 

@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 
 from birdgrab.files import atomic_write_bytes
-from birdgrab.sandbox import catalogue, mediawiki
+from birdgrab.sandbox import catalogue, mediawiki, xenocanto
 from birdgrab.sandbox.audio import AudioCache, default_cache_dir
 from birdgrab.sandbox.config import SandboxConfig
 from birdgrab.sandbox.faults import Decision, FaultPlan, FaultRule
@@ -347,6 +347,13 @@ class Sandbox:
     def reset_counts(self) -> None:
         self._counters.reset()
 
+    def set_xc_page_size(self, records: int | None, *, pages_counted_as_asked: bool = False) -> None:
+        """Make xeno-canto serve at most `records` a page whatever `per_page` asks (None: as asked).
+        With `pages_counted_as_asked` its numPages counts pages of the asked size, so it undercounts."""
+        self._services.xc_page_size = (
+            xenocanto.PageSize(records, pages_counted_as_asked) if records is not None else None
+        )
+
     # -- the archive ------------------------------------------------------------------------------
     def grow(self, recordings: int = 0, species: int = 0) -> list[str]:
         """Upload new recordings "today" (and new species, with Wikipedia articles); returns their keys."""
@@ -387,6 +394,10 @@ class Sandbox:
             },
             ("POST", "remove"): lambda data: {"removed": self.remove([str(key) for key in data["keys"]])},
             ("GET", "archive"): lambda _: self.describe(),
+            ("PUT", "xc-page-size"): lambda data: self.set_xc_page_size(
+                None if data.get("records") is None else int(data["records"]),
+                pages_counted_as_asked=bool(data.get("pages_counted_as_asked", False)),
+            ),
         }
         action = actions.get((method, path.removeprefix("/_sandbox/")))
         if action is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -181,7 +182,7 @@ def recording_json(r: XcRecording, base: str) -> dict[str, Any]:
         "gen": r.genus,
         "sp": r.epithet,
         "ssp": r.subspecies,
-        "grp": r.group,
+        "grp": r.group or None,
         "en": r.english,
         "rec": r.recordist,
         "cnt": r.country,
@@ -238,6 +239,20 @@ def download_path(r: XcRecording) -> str:
     return f"/xeno-canto/sounds/uploaded/{r.recordist_code}/{quote(r.file_name, safe='')}"
 
 
+@dataclass(frozen=True)
+class PageSize:
+    """A server that decides its page size (shared/api/xeno-canto-v3.md): at most `records` a page
+    whatever `per_page` asks. `numPages` counts pages of that size, or, with
+    `pages_counted_as_asked`, pages of the size asked for (so it undercounts: a listing comes up short)."""
+
+    records: int
+    pages_counted_as_asked: bool = False
+
+    def __post_init__(self) -> None:
+        if self.records < 1:
+            raise ValueError("a page holds at least 1 record")
+
+
 def _int_param(params: Mapping[str, str], name: str, default: int) -> int:
     raw = params.get(name)
     if raw is None or raw == "":
@@ -256,8 +271,10 @@ def recordings(
     base: str,
     today: date,
     repeat_previous: bool = False,
+    page_size: PageSize | None = None,
 ) -> Answer:
-    """GET /api/3/recordings. `repeat_previous` (a fault) serves a few records of the previous page again."""
+    """GET /api/3/recordings. `repeat_previous` (a fault) serves a few records of the previous page
+    again; `page_size` makes the server decide how many records a page holds."""
     if params.get("key") != key:
         return 401, KEY_ERROR
     try:
@@ -273,14 +290,16 @@ def recordings(
     except QueryError as exc:
         return _error(exc.code, exc.message)
     found = [r for r in archive.xc_sorted() if all(p(r) for p in predicates)]
-    start = (page - 1) * per_page
-    shown = found[start : start + per_page]
+    served = min(per_page, page_size.records) if page_size else per_page
+    counted_in = per_page if page_size and page_size.pages_counted_as_asked else served
+    start = (page - 1) * served
+    shown = found[start : start + served]
     if repeat_previous and shown and start:
         shown = found[max(0, start - REPEATED_RECORDS) : start] + shown
     return 200, {
         "numRecordings": str(len(found)),
         "numSpecies": str(len({r.name.lower() for r in found})),
         "page": page,
-        "numPages": math.ceil(len(found) / per_page) + 1,
+        "numPages": math.ceil(len(found) / counted_in) + 1,
         "recordings": [recording_json(r, base) for r in shown],
     }

@@ -18,9 +18,9 @@ from birdgrab.errors import ServiceError, UsageError
 from birdgrab.http_client import ServiceClient, gather_failfast
 from birdgrab.licences import licence_name
 from birdgrab.models import Recording, SkippedItem, recording_key
-from birdgrab.names import NameError_, parse_scientific_name
+from birdgrab.names import NameError_, parse_title
 from birdgrab.settings import EUROPEANA_KEY_HELP, Settings
-from birdgrab.sources import CatalogBatch, absolute_url, clean_text
+from birdgrab.sources import CatalogBatch, absolute_url, clean_text, count_field
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def parse_item(item: dict[str, Any], *, seen_at: datetime) -> Recording:
     if item_id is None or not _ID.match(item_id):
         raise ValueError(f"item without a valid id: {str(item.get('id'))[:60]!r}")
     title = _first(item.get("title")) or ""
-    name = parse_scientific_name(title)
+    name = parse_title(title)
     types, sex, stage = parse_description(_first(item.get("dcDescription")))
     licence_url = absolute_url(_first(item.get("rights")), "http")
     audio_url = absolute_url(_first(item.get("edmIsShownBy")), "http")
@@ -169,6 +169,8 @@ class Europeana:
         batch = batch if batch is not None else CatalogBatch()
         cursor: str | None = "*"
         pages = 0
+        expected: int | None = None
+        arrived_before = batch.arrived
         while cursor:
             params: list[tuple[str, str | int]] = [
                 ("wskey", self._key),
@@ -182,6 +184,8 @@ class Europeana:
                 params.append(("reusability", reusability))
             body = await self.client.get_json(self._settings.europeana_api, params)
             pages += 1
+            if expected is None:
+                expected = count_field(body.get("totalResults"))
             items = body.get("items") or []
             if not items:
                 break
@@ -194,6 +198,7 @@ class Europeana:
             for recording in await gather_failfast(self._with_media(r) for r in parsed):
                 batch.add(recording)
             cursor = clean_text(body.get("nextCursor"))
+        batch.check_complete(SOURCE, query, expected, batch.arrived - arrived_before)
         log.info(
             "Europeana: %d items for %r (%d pages, %d skipped)",
             len(batch.recordings),
@@ -214,12 +219,15 @@ class Europeana:
         except NameError_ as exc:
             batch.skip(
                 SkippedItem(
-                    key=f"europeana:{clean_text(item.get('id')) or '?'}"[:300], name=title, reason=exc.reason
+                    key=f"europeana:{clean_text(item.get('id')) or '?'}"[:300],
+                    name=title,
+                    reason=exc.reason,
+                    kind=exc.kind,
                 )
             )
             return None
         except ValueError as exc:
-            batch.skip(SkippedItem(key="europeana:?", name=title, reason=str(exc)))
+            batch.skip(SkippedItem(key="europeana:?", name=title, reason=str(exc), kind="no id"))
             return None
         return None if recording.key in batch.recordings else recording
 
