@@ -35,6 +35,7 @@ from birdgrab.sources import CatalogBatch
 from birdgrab.sources.europeana import Europeana
 from birdgrab.sources.wikipedia import Wikipedia
 from birdgrab.sources.xenocanto import XenoCanto, species_query
+from birdgrab.taxonomy import WikidataUse, fetch_taxon_ids, vouch_for_genera
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class CatalogReport:
     species: int = 0
     wiki_requests: int = 0
     wiki_lookups: int = 0
+    wikidata_requests: int = 0
     bird_checks: int = 0
     species_added: int = 0
     requests: int = 0  # to every service, retries included
@@ -138,6 +140,27 @@ def mark_vanished(
         gone = key not in fresh and recording.found_by in listed.get(recording.source, set())
         result[key] = recording.model_copy(update={"vanished": True}) if gone else recording
     return result
+
+
+def forget_non_species(
+    known: dict[str, Recording], previous: dict[str, Species], skipped: list[SkippedItem]
+) -> tuple[dict[str, Recording], dict[str, Species]]:
+    """Recordings an earlier version took for species ("Mystery mystery", "Vogelstimmen am") are
+    skipped now: they leave the catalog, and so do the species only they named."""
+    rejected = {item.key for item in skipped if item.key in known}
+    if not rejected:
+        return known, previous
+    names = {known[key].scientific_name for key in rejected}
+    kept = {key: r for key, r in known.items() if key not in rejected}
+    still_named = {r.scientific_name for r in kept.values()}
+    gone = names - still_named
+    return kept, {name: s for name, s in previous.items() if name not in gone}
+
+
+def known_agent_names(recordings: dict[str, Recording]) -> dict[str, str]:
+    """Recordists earlier runs resolved from references (agent URI -> name or credited provider):
+    not asked about again."""
+    return {r.recordist_id: r.recordist or "" for r in recordings.values() if r.recordist_id}
 
 
 def complete_listings(queries: set[str], incomplete: list[IncompleteListing]) -> set[str]:
@@ -244,6 +267,7 @@ def group_species(
             english_name=english[0][0] if english else (before.english_name if before else None),
             wiki=dict(sorted(wiki.items())),
             recordings=dict(sorted(Counter(r.source for r in group_recordings).items())),
+            taxon_ids=before.taxon_ids if before else None,
         )
         xc_groups = {r.group for r in group_recordings if r.source == "xeno-canto" and r.group}
         if xc_groups:
@@ -271,6 +295,7 @@ async def _search_source(
     species_list: list[str] | None,
     seen_at: datetime,
     report: CatalogReport,
+    agent_names: dict[str, str],
 ) -> CatalogBatch:
     archive = XenoCanto(settings) if source == "xeno-canto" else Europeana(settings)
     async with archive:
@@ -281,7 +306,10 @@ async def _search_source(
                     await archive.search(query, seen_at=seen_at, since=options.since, batch=batch)
                 return batch
             return await archive.search(
-                options.europeana_query, seen_at=seen_at, reusability=options.reusability
+                options.europeana_query,
+                seen_at=seen_at,
+                reusability=options.reusability,
+                batch=CatalogBatch(agent_names=dict(agent_names)),
             )
         finally:
             report.requests += archive.client.requests_made
@@ -333,10 +361,15 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
     now = manifests.utc_now()
     report = CatalogReport()
 
+    agent_names = known_agent_names(known_recordings.recordings if known_recordings else {})
     outcomes = await asyncio.gather(
-        *(_search_source(s, settings, options, species_list, now, report) for s in sources),
+        *(_search_source(s, settings, options, species_list, now, report, agent_names) for s in sources),
         return_exceptions=True,
     )
+    batches = {s: o for s, o in zip(sources, outcomes, strict=True) if isinstance(o, CatalogBatch)}
+    wikidata = WikidataUse()
+    genera = dict(known_species.genera) if known_species else {}
+    await vouch_for_genera(settings, batches, genera, now, wikidata)
     fresh: dict[str, Recording] = {}
     skipped: list[SkippedItem] = []
     incomplete: list[IncompleteListing] = []
@@ -357,24 +390,33 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
                 listed[source] = {options.europeana_query}
             elif options.since is None:  # an incremental listing says nothing about what vanished
                 listed[source] = set(xc_queries(options, species_list))
+            if source in wikidata.held_back:  # items wait for their genus check: nothing vanished
+                listed[source] = set()
             listed[source] = complete_listings(listed.get(source, set()), outcome.incomplete)
             incomplete += outcome.incomplete
             report.failures += [describe_incomplete(listing) for listing in outcome.incomplete]
     if unreachable == len(sources):
         raise ServiceUnreachable(", ".join(sources), "no source reachable; nothing was changed")
 
-    recordings, report.added, report.updated = merge_recordings(
-        known_recordings.recordings if known_recordings else {}, fresh
+    known = known_recordings.recordings if known_recordings else {}
+    known, previous_species = forget_non_species(
+        known, known_species.species if known_species else {}, skipped
     )
+    recordings, report.added, report.updated = merge_recordings(known, fresh)
     recordings = mark_vanished(recordings, fresh, listed)
     report.vanished = sum(r.vanished for r in recordings.values())
     if options.prune:
         recordings = {k: r for k, r in recordings.items() if not r.vanished}
         report.pruned = report.vanished
         report.vanished = 0
-    previous_species = known_species.species if known_species else {}
     species = await _resolve_species(settings, recordings, previous_species, options, now, report)
     await _check_birds(settings, species, now, report)
+    await fetch_taxon_ids(
+        settings, species, options.wiki_lang, now, wikidata, stale_before=_stale_before(options, now)
+    )
+    report.wikidata_requests = wikidata.requests
+    report.requests += wikidata.requests
+    report.failures += wikidata.failures
 
     class_of = _class_of(species)
     if species_list is not None:
@@ -399,7 +441,7 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
     report.skipped = len(skipped)
     report.skipped_by_kind = dict(sorted(Counter(s.kind or "other" for s in skipped).items()))
     report.species = len(species)
-    report.species_added = len(set(species) - set(previous_species))
+    report.species_added = len(set(species) - set(known_species.species if known_species else {}))
 
     parameters = {
         "sources": sources,
@@ -414,6 +456,7 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
             "xeno-canto": settings.xc_api,
             "europeana": settings.europeana_api,
             "wikipedia": settings.wikipedia_api,
+            "wikidata": settings.wikidata_api,
         },
     }
     manifests.save(
@@ -428,9 +471,19 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
         ),
     )
     manifests.save(
-        folder / manifests.SPECIES, manifests.new_manifest(SpeciesManifest, parameters, species=species)
+        folder / manifests.SPECIES,
+        manifests.new_manifest(
+            SpeciesManifest, parameters, species=species, genera=dict(sorted(genera.items()))
+        ),
     )
     return report
+
+
+def _stale_before(options: CatalogOptions, now: datetime) -> datetime | None:
+    """Facts looked up before this are asked again (all of them with refresh_wiki)."""
+    if options.refresh_wiki:
+        return now
+    return now - timedelta(days=options.wiki_max_age_days) if options.wiki_max_age_days else None
 
 
 def _describe_file(path: Path | None) -> dict[str, str] | None:

@@ -19,6 +19,7 @@ from birdgrab.errors import UsageError
 DEFAULT_XC_API = "https://xeno-canto.org/api/3/recordings"
 DEFAULT_EUROPEANA_API = "https://api.europeana.eu/record/v2/search.json"
 DEFAULT_WIKIPEDIA_API = "https://{lang}.wikipedia.org/w/api.php"
+DEFAULT_WIKIDATA_API = "https://www.wikidata.org/w/api.php"
 
 XC_KEY_HELP = (
     "set BIRDGRAB_XC_KEY to your xeno-canto API key "
@@ -68,13 +69,16 @@ class Settings:
     xc_api: str = DEFAULT_XC_API
     europeana_api: str = DEFAULT_EUROPEANA_API
     wikipedia_api: str = DEFAULT_WIKIPEDIA_API
+    wikidata_api: str = DEFAULT_WIKIDATA_API
     xc_key: SecretStr | None = None
     europeana_key: SecretStr | None = None
     contact: str | None = None
-    # xeno-canto asks for about 1 API request/s; Wikimedia for at most 3 concurrent requests.
+    # xeno-canto asks for about 1 API request/s; Wikimedia (Wikipedia, Wikidata) for at most 3
+    # concurrent requests.
     xc: ServicePolicy = field(default_factory=lambda: ServicePolicy("xeno-canto", 4, 1.0))
     europeana: ServicePolicy = field(default_factory=lambda: ServicePolicy("Europeana", 4, None))
     wikipedia: ServicePolicy = field(default_factory=lambda: ServicePolicy("Wikipedia", 3, None))
+    wikidata: ServicePolicy = field(default_factory=lambda: ServicePolicy("Wikidata", 3, None))
     audio: ServicePolicy = field(
         default_factory=lambda: ServicePolicy("audio download", 6, None, timeout_s=60.0)
     )
@@ -144,11 +148,15 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             "BIRDGRAB_EUROPEANA_API", env.get("BIRDGRAB_EUROPEANA_API") or DEFAULT_EUROPEANA_API
         ),
         wikipedia_api=wikipedia_api,
+        wikidata_api=_check_url(
+            "BIRDGRAB_WIKIDATA_API", env.get("BIRDGRAB_WIKIDATA_API") or DEFAULT_WIKIDATA_API
+        ),
         xc_key=SecretStr(xc_key) if xc_key else None,
         europeana_key=SecretStr(europeana_key) if europeana_key else None,
         contact=(env.get("BIRDGRAB_CONTACT") or "").strip() or None,
         xc=_tune(defaults.xc, env, "XC"),
         europeana=_tune(defaults.europeana, env, "EUROPEANA"),
         wikipedia=_tune(defaults.wikipedia, env, "WIKIPEDIA"),
+        wikidata=_tune(defaults.wikidata, env, "WIKIDATA"),
         audio=_tune(defaults.audio, env, "DOWNLOAD"),
     )

@@ -61,3 +61,90 @@ def test_placeholders_are_skipped_with_a_reason_and_counted(birdgrab, sandbox):
     # and filter --no-wiki has no such class to select
     assert birdgrab("filter", "--no-wiki", "--min-files", "1").exit_code == 0
     assert not {"Mystery mystery", "Sonus naturalis"} & set(birdgrab.manifest("selection.json")["species"])
+
+
+def test_titles_are_species_only_when_their_genus_is_a_taxon(birdgrab, sandbox):
+    result = birdgrab("catalog")
+    assert result.exit_code == 0, result.output
+    recordings = birdgrab.manifest("recordings.json")
+    skipped = {s["key"]: s for s in recordings["skipped"]}
+    for key in sandbox.archive.truths.non_taxon_titles:
+        assert key not in recordings["recordings"]
+        assert skipped[key]["kind"] == "not a taxon" and "no genus" in skipped[key]["reason"]
+    species = birdgrab.manifest("species.json")
+    assert not {"Vogelstimmen am", "Portret van", "Gedenkteken voor"} & set(species["species"])
+    # the German portal form parses; Strix is listed on xeno-canto only outside Germany: Wikidata vouched
+    [owl] = [i.key for i in sandbox.archive.europeana.values() if i.title.startswith("Waldkauz |")]
+    assert recordings["recordings"][owl]["species"] == "Strix aluco"
+    assert species["genera"]["Strix"]["taxon"] is True and species["genera"]["Vogelstimmen"]["taxon"] is False
+    assert "Turdus" not in species["genera"]  # xeno-canto's own names vouch for their genera: never asked
+    assert "not a taxon 3" in result.output
+
+    sandbox.reset_counts()
+    assert birdgrab("catalog").exit_code == 0
+    assert sandbox.counts()["wikidata-api"] == 0  # genus verdicts and taxonomy ids are kept
+
+
+def test_taxonomy_ids_come_in_batches_of_50_once(birdgrab, tmp_path):
+    from birdgrab.sandbox import Sandbox, SandboxConfig
+
+    config = SandboxConfig(
+        data_dir=tmp_path / "audio", profile="scale", extra_species=120, recordings_per_species=1
+    )
+    with Sandbox(config) as sandbox:
+        env = sandbox.env()
+        result = birdgrab("catalog", "--source", "xeno-canto", env=env)
+        assert result.exit_code == 0, result.output
+        species = birdgrab.manifest("species.json")["species"]
+        assert len(species) == 120
+        assert sandbox.counts()["wikidata-api"] == 3 and sandbox.counts()["wikidata-entities"] == 120
+        for name, s in species.items():
+            ids = s["taxon_ids"]
+            assert ids["wikidata_id"] == s["wiki"]["de"]["wikidata_id"]
+            assert ids["ebird"].endswith("1") and ids["gbif"].isdigit(), name
+        sandbox.reset_counts()
+        assert birdgrab("catalog", "--source", "xeno-canto", env=env).exit_code == 0
+        assert sandbox.counts()["wikidata-api"] == 0
+
+
+def test_wikidata_down_is_a_failed_item_retried_next_run(birdgrab, sandbox):
+    result = birdgrab(
+        "catalog",
+        env={"BIRDGRAB_WIKIDATA_API": "http://127.0.0.1:9/w/api.php", "BIRDGRAB_RETRY_ATTEMPTS": "2"},
+    )
+    assert result.exit_code == 1 and "Wikidata" in result.output
+    recordings = birdgrab.manifest("recordings.json")
+    [owl] = [i.key for i in sandbox.archive.europeana.values() if i.title.startswith("Waldkauz |")]
+    assert owl not in recordings["recordings"]  # held back until its genus is checked
+    assert all(s.get("taxon_ids") is None for s in birdgrab.manifest("species.json")["species"].values())
+    assert birdgrab("catalog").exit_code == 0
+    assert owl in birdgrab.manifest("recordings.json")["recordings"]
+    species = birdgrab.manifest("species.json")["species"].values()
+    articles = [s for s in species if s["wiki"]["de"]["status"] == "article"]
+    assert articles and all(s["taxon_ids"] for s in articles)
+
+
+def test_creators_given_by_reference_are_named_or_credited_to_the_provider(birdgrab, sandbox):
+    from birdgrab.sandbox.europeana import AGENTS, DATA_PROVIDER, UNNAMED_AGENT
+
+    assert birdgrab("catalog", "--source", "europeana").exit_code == 0
+    recordings = birdgrab.manifest("recordings.json")["recordings"]
+    planted = [
+        sandbox.archive.europeana[key.split(":", 1)[1]] for key in sandbox.archive.truths.agent_creators
+    ]
+    for item in planted:
+        recording = recordings[item.key]
+        assert recording["recordist_id"] == item.creator
+        expected = DATA_PROVIDER if item.creator == UNNAMED_AGENT else AGENTS[item.creator]
+        assert recording["recordist"] == expected
+    assert not any(
+        "://" in (r["recordist"] or "") or (r["recordist"] or "").startswith("#") for r in recordings.values()
+    )
+    # one Record API request per agent (two items share one), plus the items without edmIsShownBy
+    no_media = sum(
+        1 for i in sandbox.archive.europeana.values() if i.key in recordings and not i.media_in_search
+    )
+    assert sandbox.counts()["europeana-record"] == no_media + len({i.creator for i in planted})
+    sandbox.reset_counts()
+    assert birdgrab("catalog", "--source", "europeana").exit_code == 0
+    assert sandbox.counts()["europeana-record"] == no_media  # agents are known now

@@ -113,10 +113,48 @@ def test_europeana_guid_never_keeps_the_key():
     )
 
 
-def test_europeana_record_api_media():
+def test_europeana_record_api_media_agents_and_web_resources():
     body = {"success": True, "object": {"aggregations": [{"edmIsShownBy": "http://x.test/a.mp3"}]}}
-    assert europeana.media_from_record(body) == "http://x.test/a.mp3"
-    assert europeana.media_from_record({"object": {}}) is None
+    assert europeana.web_resources_from_record(body) == ["http://x.test/a.mp3"]
+    assert europeana.web_resources_from_record({"object": {}}) == []
+    record = {
+        "object": {
+            "agents": [
+                {"about": "http://data.europeana.eu/agent/85541", "prefLabel": {"de": ["Tembrock, G."]}},
+                {"about": "#Pieter_Maes_Stecher_in", "prefLabel": {"en": ["Pieter Maes"], "de": ["P. Maes"]}},
+                {"about": "https://d-nb.info/gnd/11913506X", "prefLabel": {"def": ["https://d-nb.info/x"]}},
+            ],
+            "aggregations": [
+                {
+                    "edmIsShownBy": "http://x.test/dead.mp3",
+                    "webResources": [
+                        {"about": "http://x.test/dead.mp3"},
+                        {"about": "https://api.europeana.eu/thumbnail/v2/url.json?uri=x"},
+                        {"about": "http://x.test/alive.mp3"},
+                    ],
+                    "hasView": ["http://x.test/view.wav"],
+                }
+            ],
+        }
+    }
+    assert europeana.agents_from_record(record) == {
+        "http://data.europeana.eu/agent/85541": "Tembrock, G.",
+        "#Pieter_Maes_Stecher_in": "Pieter Maes",
+    }  # a label that is itself a URI names no one
+    assert europeana.web_resources_from_record(record) == [
+        "http://x.test/dead.mp3",
+        "http://x.test/alive.mp3",
+        "http://x.test/view.wav",
+    ]
+
+
+@pytest.mark.parametrize(
+    "creator", ["http://data.europeana.eu/agent/85541", "https://d-nb.info/gnd/11913506X", "#Pieter_Maes"]
+)
+def test_europeana_creator_references_are_no_names(creator):
+    item = {**fixture("europeana-search-page.json")["items"][0], "dcCreator": [creator]}
+    rec = europeana.parse_item(item, seen_at=NOW)
+    assert rec.recordist is None and rec.recordist_id == creator
 
 
 def test_mediawiki_v1_answer_maps_by_title():

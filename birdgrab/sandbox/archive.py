@@ -145,6 +145,8 @@ class Truths:
     non_birds: list[str] = field(default_factory=list)
     synonyms: dict[str, str] = field(default_factory=dict)  # Europeana's name -> xeno-canto's name
     unnamed_items: list[str] = field(default_factory=list)  # Europeana items whose title names no species
+    non_taxon_titles: list[str] = field(default_factory=list)  # parse as binomials, genus no taxon
+    agent_creators: list[str] = field(default_factory=list)  # Europeana items whose dcCreator is a reference
     placeholders: list[str] = field(default_factory=list)  # xeno-canto: "Mystery mystery", "Sonus naturalis"
     hostile: list[str] = field(default_factory=list)
 

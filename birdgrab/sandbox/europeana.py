@@ -50,6 +50,15 @@ def decode_cursor(cursor: str) -> int:
     return int.from_bytes(raw, "big")
 
 
+# Agents that records name: dcCreator gives only these references. Other references (a GND URI)
+# are named nowhere: clients credit the data provider.
+AGENTS = {
+    "http://data.europeana.eu/agent/85541": "Tembrock, Günter",
+    "#Frommolt_Karl-Heinz": "Frommolt, Karl-Heinz",
+}
+UNNAMED_AGENT = "https://d-nb.info/gnd/11913506X"
+
+
 def _last(params: Params, name: str) -> str | None:
     values = params.get(name)
     return values[-1] if values else None
@@ -71,7 +80,13 @@ def _bad_request(given: str | None, message: str) -> Answer:
 
 
 def media_url(item: EuropeanaItem, base: str) -> str:
+    """Where the item's audio is served."""
     return f"{base}/tierstimmenarchiv/recordings/{quote(item.media_name)}"
+
+
+def _web_resources(item: EuropeanaItem, base: str) -> list[dict[str, Any]]:
+    """The record's web resources: the media file and the landing page."""
+    return [{"about": url} for url in (media_url(item, base), _landing_url(item, base))]
 
 
 def _landing_url(item: EuropeanaItem, base: str) -> str:
@@ -223,8 +238,12 @@ def record(archive: Archive, item_id: str, params: Params, *, key: str, base: st
                 "edmIsShownAt": _landing_url(item, base),
                 "edmIsShownBy": media_url(item, base),
                 "edmRights": {"def": [item.rights]},
+                "webResources": _web_resources(item, base),
             }
         ],
+        "agents": [{"about": item.creator, "prefLabel": {"de": [AGENTS[item.creator]]}}]
+        if item.creator in AGENTS
+        else None,
         "proxies": [{name: value for name, value in proxy.items() if value is not None}],
         "year": {"def": [item.year]} if item.year else None,
     }

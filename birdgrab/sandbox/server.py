@@ -320,6 +320,7 @@ class Sandbox:
             "BIRDGRAB_XC_API": f"{base}/xeno-canto/api/3/recordings",
             "BIRDGRAB_EUROPEANA_API": f"{base}/europeana/record/v2/search.json",
             "BIRDGRAB_WIKIPEDIA_API": f"{base}/wikipedia/{{lang}}/w/api.php",
+            "BIRDGRAB_WIKIDATA_API": f"{base}/wikidata/w/api.php",
             "BIRDGRAB_XC_KEY": self.config.xc_key,
             "BIRDGRAB_EUROPEANA_KEY": self.config.europeana_key,
             "BIRDGRAB_CONTACT": CONTACT,

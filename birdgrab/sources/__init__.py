@@ -24,6 +24,11 @@ class CatalogBatch:
     incomplete: list[IncompleteListing] = field(default_factory=list)
     # Unique records that arrived, recordings and skipped items alike: compared with the archive's count.
     arrived: int = 0
+    # Names read from free-text titles: a species only if its genus is a real taxon (birdgrab.taxonomy).
+    free_text_names: bool = False
+    # Names of recordists an archive gave only by reference (agent URI -> name), known from earlier
+    # runs and filled as they are resolved: each is asked about once.
+    agent_names: dict[str, str] = field(default_factory=dict)
 
     def add(self, recording: Recording) -> None:
         # Results can shift between pages: the same record may come twice; the first one wins.
