@@ -12,7 +12,7 @@ def listed_by_default(sandbox) -> int:
 
 
 def test_a_server_that_serves_small_pages_is_listed_whole(birdgrab, sandbox):
-    sandbox.set_xc_page_size(4)  # whatever per_page asks
+    sandbox.set_page_size("xeno-canto", 4)  # whatever per_page asks
     result = birdgrab("catalog", "--source", "xeno-canto")
     assert result.exit_code == 0, result.output
     recordings = birdgrab.manifest("recordings.json")
@@ -28,7 +28,7 @@ def test_a_short_listing_is_incomplete_marks_nothing_vanished_and_is_retried(bir
     gone = sorted(expected_xc_keys(sandbox))[-1]
     sandbox.remove([gone])
     # numPages counted in the asked page size: the pages run out before the records do
-    sandbox.set_xc_page_size(4, pages_counted_as_asked=True)
+    sandbox.set_page_size("xeno-canto", 4, counted_as_asked=True)
     result = birdgrab("catalog", "--source", "xeno-canto")
     assert result.exit_code == 1
     assert "incomplete" in result.output and "asked again next run" in result.output
@@ -38,11 +38,28 @@ def test_a_short_listing_is_incomplete_marks_nothing_vanished_and_is_retried(bir
     assert listing["expected"] == expected and listing["arrived"] == 8 < expected
     assert not any(r["vanished"] for r in recordings["recordings"].values())
 
-    sandbox.set_xc_page_size(None)
+    sandbox.set_page_size("xeno-canto", None)
     assert birdgrab("catalog", "--source", "xeno-canto").exit_code == 0
     recordings = birdgrab.manifest("recordings.json")
     assert recordings["incomplete_listings"] == []
     assert [k for k, r in recordings["recordings"].items() if r["vanished"]] == [gone]
+
+
+def test_europeana_items_lost_between_cursor_pages_make_an_incomplete_listing(birdgrab, sandbox):
+    sandbox.set_page_size("europeana", 10)  # fewer than the 100 rows asked: cursor paging still gets all
+    assert birdgrab("catalog", "--source", "europeana").exit_code == 0
+    complete = set(birdgrab.manifest("recordings.json")["recordings"])
+    assert sandbox.counts()["europeana-search"] > 1
+    # a cursor that advances by the rows asked, not by the items served: items are lost
+    sandbox.set_page_size("europeana", 10, counted_as_asked=True)
+    result = birdgrab("catalog", "--source", "europeana")
+    assert result.exit_code == 1 and "incomplete" in result.output
+    recordings = birdgrab.manifest("recordings.json")
+    [listing] = recordings["incomplete_listings"]
+    assert listing["source"] == "europeana" and listing["arrived"] == 10 < listing["expected"]
+    assert set(recordings["recordings"]) == complete and not any(
+        r["vanished"] for r in recordings["recordings"].values()
+    )
 
 
 def test_placeholders_are_skipped_with_a_reason_and_counted(birdgrab, sandbox):

@@ -10,6 +10,20 @@ Profile = Literal["demo", "scale"]
 
 
 @dataclass(frozen=True)
+class PageSize:
+    """A server that decides its page size (shared/api/xeno-canto-v3.md): at most `records` a page
+    whatever `per_page` or `rows` asks. With `counted_as_asked` it pages as if it served what was
+    asked (xeno-canto's numPages, Europeana's next cursor), so records are lost between pages."""
+
+    records: int
+    counted_as_asked: bool = False
+
+    def __post_init__(self) -> None:
+        if self.records < 1:
+            raise ValueError("a page holds at least 1 record")
+
+
+@dataclass(frozen=True)
 class SandboxConfig:
     """The sandbox's archive and keys; the same config (and seed) always gives the same archive.
 
@@ -32,7 +46,6 @@ class SandboxConfig:
     audio_bytes: int | None = None
     hour_long: bool = True  # the demo's hour-long WAV (115 MB once rendered)
     hostile: bool = False  # names made to break paths, terminals and Unicode handling
-    xc_page_size: int | None = None  # xeno-canto serves at most this many records a page, whatever is asked
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -41,7 +54,5 @@ class SandboxConfig:
         for name in ("extra_species", "recordings_per_species", "xc_bulk_recordings"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
-        if self.xc_page_size is not None and self.xc_page_size < 1:
-            raise ValueError("xc_page_size must be at least 1")
         if self.audio_bytes is not None and self.audio_bytes < 1000:
             raise ValueError("audio_bytes must be at least 1000")

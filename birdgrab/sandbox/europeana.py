@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from birdgrab.sandbox.archive import Archive, EuropeanaItem
+from birdgrab.sandbox.config import PageSize
 
 Answer = tuple[int, dict[str, Any]]
 Params = Mapping[str, Sequence[str]]
@@ -156,8 +157,17 @@ def _int_param(params: Params, name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
-def search(archive: Archive, params: Params, *, key: str, base: str, repeat_previous: bool = False) -> Answer:
-    """GET /record/v2/search.json. `repeat_previous` (a fault) serves a few items of the previous page again."""
+def search(
+    archive: Archive,
+    params: Params,
+    *,
+    key: str,
+    base: str,
+    repeat_previous: bool = False,
+    page_size: PageSize | None = None,
+) -> Answer:
+    """GET /record/v2/search.json. `repeat_previous` (a fault) serves a few items of the previous page
+    again; `page_size` makes the server decide how many items a page holds."""
     given = _last(params, "wskey")
     if given != key:
         return _unauthorised(given)
@@ -196,7 +206,9 @@ def search(archive: Archive, params: Params, *, key: str, base: str, repeat_prev
         if _refinements_allow_sound(params.get("qf", ()))
         else []
     )
-    shown = found[offset : offset + rows]
+    served = min(rows, page_size.records) if page_size else rows
+    shown = found[offset : offset + served]
+    step = rows if page_size and page_size.counted_as_asked else served
     if repeat_previous and shown and offset:
         shown = found[max(0, offset - REPEATED_ITEMS) : offset] + shown
     body: dict[str, Any] = {
@@ -206,8 +218,8 @@ def search(archive: Archive, params: Params, *, key: str, base: str, repeat_prev
         "itemsCount": len(shown),
         "totalResults": len(found),
     }
-    if cursor is not None and rows and offset + rows < len(found):
-        body["nextCursor"] = encode_cursor(offset + rows)
+    if cursor is not None and step and offset + step < len(found):
+        body["nextCursor"] = encode_cursor(offset + step)
     body["items"] = [item_json(item, key, base) for item in shown]
     return 200, body
 

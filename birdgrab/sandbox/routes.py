@@ -21,7 +21,7 @@ from urllib.parse import unquote
 from birdgrab.sandbox import europeana, mediawiki, wikidata, xenocanto
 from birdgrab.sandbox.archive import Archive
 from birdgrab.sandbox.audio import AudioCache, AudioSpec
-from birdgrab.sandbox.config import SandboxConfig
+from birdgrab.sandbox.config import PageSize, SandboxConfig
 
 JSON_TYPE = "application/json; charset=utf-8"
 HTML_TYPE = "text/html; charset=utf-8"
@@ -196,7 +196,7 @@ class Services:
         self.counters = counters
         self.base = ""  # "http://host:port", set once the server listens
         self.wikidata = wikidata.WikidataIndex()
-        self.xc_page_size = xenocanto.PageSize(config.xc_page_size) if config.xc_page_size else None
+        self.page_sizes: dict[str, PageSize] = {}  # "xeno-canto", "europeana": the server decides
 
     def answer(self, route: Route, request: Request) -> Response:
         return getattr(self, route.handler)(request)
@@ -210,7 +210,7 @@ class Services:
             base=self.base,
             today=date.today(),
             repeat_previous="repeat_page" in request.modes,
-            page_size=self.xc_page_size,
+            page_size=self.page_sizes.get("xeno-canto"),
         )
         return json_response(status, body)
 
@@ -234,6 +234,7 @@ class Services:
             key=self.config.europeana_key,
             base=self.base,
             repeat_previous="repeat_page" in request.modes,
+            page_size=self.page_sizes.get("europeana"),
         )
         return json_response(status, body)
 

@@ -27,9 +27,9 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 
 from birdgrab.files import atomic_write_bytes
-from birdgrab.sandbox import catalogue, mediawiki, xenocanto
+from birdgrab.sandbox import catalogue, mediawiki
 from birdgrab.sandbox.audio import AudioCache, default_cache_dir
-from birdgrab.sandbox.config import SandboxConfig
+from birdgrab.sandbox.config import PageSize, SandboxConfig
 from birdgrab.sandbox.faults import Decision, FaultPlan, FaultRule
 from birdgrab.sandbox.routes import (
     Counters,
@@ -348,12 +348,16 @@ class Sandbox:
     def reset_counts(self) -> None:
         self._counters.reset()
 
-    def set_xc_page_size(self, records: int | None, *, pages_counted_as_asked: bool = False) -> None:
-        """Make xeno-canto serve at most `records` a page whatever `per_page` asks (None: as asked).
-        With `pages_counted_as_asked` its numPages counts pages of the asked size, so it undercounts."""
-        self._services.xc_page_size = (
-            xenocanto.PageSize(records, pages_counted_as_asked) if records is not None else None
-        )
+    def set_page_size(self, service: str, records: int | None, *, counted_as_asked: bool = False) -> None:
+        """Make `service` ("xeno-canto", "europeana") serve at most `records` a page whatever is asked
+        (None: as asked). With `counted_as_asked` it pages as if it served what was asked: xeno-canto's
+        numPages undercounts, Europeana's cursor skips items."""
+        if service not in ("xeno-canto", "europeana"):
+            raise ValueError(f"no paged service {service!r}: use xeno-canto or europeana")
+        if records is None:
+            self._services.page_sizes.pop(service, None)
+        else:
+            self._services.page_sizes[service] = PageSize(records, counted_as_asked)
 
     # -- the archive ------------------------------------------------------------------------------
     def grow(self, recordings: int = 0, species: int = 0) -> list[str]:
@@ -395,9 +399,10 @@ class Sandbox:
             },
             ("POST", "remove"): lambda data: {"removed": self.remove([str(key) for key in data["keys"]])},
             ("GET", "archive"): lambda _: self.describe(),
-            ("PUT", "xc-page-size"): lambda data: self.set_xc_page_size(
+            ("PUT", "page-size"): lambda data: self.set_page_size(
+                str(data["service"]),
                 None if data.get("records") is None else int(data["records"]),
-                pages_counted_as_asked=bool(data.get("pages_counted_as_asked", False)),
+                counted_as_asked=bool(data.get("counted_as_asked", False)),
             ),
         }
         action = actions.get((method, path.removeprefix("/_sandbox/")))

@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import quote
 
 from birdgrab.sandbox.archive import Archive, XcRecording
+from birdgrab.sandbox.config import PageSize
 
 Predicate = Callable[[XcRecording], bool]
 Answer = tuple[int, dict[str, Any]]
@@ -239,20 +239,6 @@ def download_path(r: XcRecording) -> str:
     return f"/xeno-canto/sounds/uploaded/{r.recordist_code}/{quote(r.file_name, safe='')}"
 
 
-@dataclass(frozen=True)
-class PageSize:
-    """A server that decides its page size (shared/api/xeno-canto-v3.md): at most `records` a page
-    whatever `per_page` asks. `numPages` counts pages of that size, or, with
-    `pages_counted_as_asked`, pages of the size asked for (so it undercounts: a listing comes up short)."""
-
-    records: int
-    pages_counted_as_asked: bool = False
-
-    def __post_init__(self) -> None:
-        if self.records < 1:
-            raise ValueError("a page holds at least 1 record")
-
-
 def _int_param(params: Mapping[str, str], name: str, default: int) -> int:
     raw = params.get(name)
     if raw is None or raw == "":
@@ -291,7 +277,7 @@ def recordings(
         return _error(exc.code, exc.message)
     found = [r for r in archive.xc_sorted() if all(p(r) for p in predicates)]
     served = min(per_page, page_size.records) if page_size else per_page
-    counted_in = per_page if page_size and page_size.pages_counted_as_asked else served
+    counted_in = per_page if page_size and page_size.counted_as_asked else served
     start = (page - 1) * served
     shown = found[start : start + served]
     if repeat_previous and shown and start:
