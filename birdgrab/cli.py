@@ -29,6 +29,7 @@ from birdgrab.errors import BirdgrabError, ServiceUnreachable, UsageError
 from birdgrab.lock import folder_locks
 from birdgrab.log import setup_logging
 from birdgrab.settings import load_settings, redact
+from birdgrab.sources.registry import registry
 
 if TYPE_CHECKING:  # birdgrab.dataset imports the audio stack, which fetch-only runs need not load
     from birdgrab.dataset import ChunkOptions
@@ -47,11 +48,6 @@ app = typer.Typer(
 class LogFormat(StrEnum):
     text = "text"
     json = "json"
-
-
-class SourceName(StrEnum):
-    xeno_canto = "xeno-canto"
-    europeana = "europeana"
 
 
 # Options every command takes (CONTRACT.md).
@@ -121,6 +117,54 @@ def option_group(name: str, group: type, parameters: list[inspect.Parameter]) ->
 common_options = option_group("common", Common, _COMMON_PARAMETERS)
 
 
+def _archive_names(values: list[str] | None) -> list[str] | None:
+    """--source values, checked against the archive registry."""
+    for value in values or ():
+        if value not in registry.names():
+            raise typer.BadParameter(f"{value!r} is not an archive: use one of {', '.join(registry.names())}")
+    return values or None
+
+
+def source_option(help_text: str) -> typer.models.OptionInfo:
+    """--source NAME (repeatable), one of the registered archives."""
+    return typer.Option(
+        "--source", callback=_archive_names, help=f"{help_text} One of: {', '.join(registry.names())}."
+    )
+
+
+def _queries(**given: str | None) -> dict[str, str]:
+    """The archive query options given, by archive name."""
+    return {
+        a.name: given[a.query_option.parameter]
+        for a in registry
+        if a.query_option and given.get(a.query_option.parameter) is not None
+    }
+
+
+# Each archive's query option (--xc-query, --europeana-query, ...), declared by the archive.
+query_options = option_group(
+    "queries",
+    _queries,
+    [
+        inspect.Parameter(
+            a.query_option.parameter,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                str | None,
+                typer.Option(
+                    a.query_option.flag,
+                    help=a.query_option.help
+                    + (f" Default: {a.query_option.default!r}." if a.query_option.default else ""),
+                ),
+            ],
+        )
+        for a in registry
+        if a.query_option
+    ],
+)
+
+
 def _run(work: Callable[[], int | None], common: Common, *, locks: tuple[Path, ...] = ()) -> None:
     """Run one command body, holding the locks of the folders it writes, and turn its outcome into
     the contract's exit code."""
@@ -155,22 +199,14 @@ def _run(work: Callable[[], int | None], common: Common, *, locks: tuple[Path, .
     epilog="Example: birdgrab catalog --species-file manifests/presets/jibjib-194.txt --wiki-lang de",
 )
 @common_options
+@query_options
 def catalog(
     common: Common,
+    queries: dict[str, str],
     source: Annotated[
-        list[SourceName] | None,
-        typer.Option("--source", help="Archive to query (repeatable; default: both, each needs its key)."),
+        list[str] | None,
+        source_option("Archive to query (repeatable; default: every default archive whose key is set)."),
     ] = None,
-    xc_query: Annotated[
-        str | None,
-        typer.Option(
-            "--xc-query",
-            help="xeno-canto tag query (default 'grp:birds cnt:germany'; with --species-file, extra tags per species).",
-        ),
-    ] = None,
-    europeana_query: Annotated[
-        str, typer.Option("--europeana-query", help="Europeana search text.")
-    ] = "tierstimmenarchiv",
     species_file: Annotated[
         Path | None, typer.Option("--species-file", help="Only these species: one scientific name a line.")
     ] = None,
@@ -180,7 +216,7 @@ def catalog(
     since: Annotated[
         datetime | None,
         typer.Option(
-            "--since", formats=["%Y-%m-%d"], help="xeno-canto: only recordings uploaded since YYYY-MM-DD."
+            "--since", formats=["%Y-%m-%d"], help="Only recordings new (or changed) since YYYY-MM-DD."
         ),
     ] = None,
     refresh_wiki: Annotated[
@@ -193,9 +229,8 @@ def catalog(
     def work() -> int:
         settings = load_settings()
         options = CatalogOptions(
-            sources=[s.value for s in source] if source else None,  # type: ignore[misc]
-            xc_query=xc_query,
-            europeana_query=europeana_query,
+            sources=source,
+            queries=queries,
             species_file=species_file,
             wiki_lang=wiki_lang,
             since=since.date() if since else None,
@@ -410,7 +445,7 @@ def filter_(
     no_background: Annotated[
         bool, typer.Option("--no-background", help="Drop recordings with other species in the background.")
     ] = False,
-    source: Annotated[list[SourceName] | None, typer.Option("--source", help="Only these archives.")] = None,
+    source: Annotated[list[str] | None, source_option("Only these archives (repeatable).")] = None,
     any_group: Annotated[
         bool, typer.Option("--any-group", help="Keep species not confirmed as birds (frogs, insects...).")
     ] = False,
@@ -433,7 +468,7 @@ def filter_(
             max_length=max_length,
             type=type_.value if type_ else None,
             no_background=no_background,
-            sources=tuple(s.value for s in source or ()),
+            sources=tuple(source or ()),
             any_group=any_group,
         )
         selection = run_filter(common.manifests, options, dry_run=dry_run)
@@ -560,18 +595,12 @@ def chunk(
 )
 @common_options
 @chunk_options
+@query_options
 def refresh(
     common: Common,
     chunking: ChunkArgs,
-    source: Annotated[
-        list[SourceName] | None, typer.Option("--source", help="Archives (default: as last catalog).")
-    ] = None,
-    xc_query: Annotated[
-        str | None, typer.Option("--xc-query", help="Override the last catalog's query.")
-    ] = None,
-    europeana_query: Annotated[
-        str | None, typer.Option("--europeana-query", help="Override the last query.")
-    ] = None,
+    queries: dict[str, str],
+    source: Annotated[list[str] | None, source_option("Archives (default: as last catalog).")] = None,
     species_file: Annotated[
         Path | None, typer.Option("--species-file", help="Override the species file.")
     ] = None,
@@ -580,7 +609,9 @@ def refresh(
     ] = None,
     since: Annotated[
         datetime | None,
-        typer.Option("--since", formats=["%Y-%m-%d"], help="xeno-canto uploads since this date."),
+        typer.Option(
+            "--since", formats=["%Y-%m-%d"], help="Only recordings new (or changed) since this date."
+        ),
     ] = None,
     full: Annotated[
         bool, typer.Option("--full", help="List everything, not just what is new since the last refresh.")
@@ -632,9 +663,8 @@ def refresh(
             _validate_lang(wiki_lang)
         options = RefreshOptions(
             catalog={
-                "sources": [s.value for s in source] if source else None,
-                "xc_query": xc_query,
-                "europeana_query": europeana_query,
+                "sources": source,
+                "queries": queries,
                 "species_file": species_file,
                 "wiki_lang": wiki_lang,
                 "since": since.date() if since else None,
@@ -722,6 +752,81 @@ def stats(
         return 0
 
     _run(work, common)
+
+
+def common_options_writing(what: str, default: Path) -> Callable:
+    """The common options, with `--out` naming what this command writes instead of the dataset folder."""
+    out = Annotated[Path, typer.Option("--out", help=what)]
+    return option_group(
+        "common",
+        Common,
+        [p.replace(annotation=out, default=default) if p.name == "out" else p for p in _COMMON_PARAMETERS],
+    )
+
+
+DatasetDir = Annotated[
+    Path, typer.Option("--dataset", help="The dataset folder (what fetch and chunk wrote).")
+]
+
+
+class ExportFormat(StrEnum):
+    parquet = "parquet"
+    webdataset = "webdataset"
+
+
+@app.command(
+    epilog="Example: birdgrab export --format parquet --out export  (then: datasets.load_dataset('export'))"
+)
+@common_options_writing("Export folder (replaced whole; an earlier export or a new folder).", Path("export"))
+def export(
+    common: Common,
+    dataset: DatasetDir = Path("dataset"),
+    format_: Annotated[
+        ExportFormat,
+        typer.Option("--format", help="parquet (Hugging Face hub layout) or webdataset (tar shards)."),
+    ] = ExportFormat.parquet,
+    shard_mb: Annotated[
+        float, typer.Option("--shard-mb", min=1, help="About this many MB of audio a shard.")
+    ] = 500,
+    allow_nd: Annotated[
+        bool,
+        typer.Option(
+            "--allow-nd", help="Include ND-licensed recordings (chunks are adaptations: left out by default)."
+        ),
+    ] = False,
+) -> None:
+    """Write the dataset as shards others load directly: Parquet in the Hugging Face hub layout, or WebDataset."""
+    from birdgrab.export import ExportOptions, run_export
+
+    def work() -> int:
+        report = run_export(dataset, common.out, ExportOptions(format_.value, shard_mb, allow_nd))
+        log.info(
+            "export: %d chunks (%s) in %d %s shards, %.1f MB, %d classes, in %s; "
+            "%d ND-licensed recordings (%d chunks) left out; %d failed",
+            sum(report.rows.values()),
+            ", ".join(f"{split} {n}" for split, n in report.rows.items()) or "none",
+            report.shards,
+            report.format,
+            report.bytes / 2**20,
+            report.classes,
+            report.out,
+            report.nd_recordings_left_out,
+            report.nd_chunks_left_out,
+            len(report.failed),
+            extra={
+                "event": "export.done",
+                "rows": report.rows,
+                "shards": report.shards,
+                "failed": len(report.failed),
+            },
+        )
+        for file_name, reason in sorted(report.failed.items()):
+            log.warning(
+                "failed: %s: %s", file_name, reason, extra={"event": "export.failed", "file": file_name}
+            )
+        return 1 if report.failed else 0
+
+    _run(work, common, locks=(dataset,) if dataset.is_dir() else ())  # a missing one: exit 2, not created
 
 
 @app.command(epilog="Example: birdgrab sandbox --port 8765 --env-file sandbox.env")

@@ -57,6 +57,7 @@ from birdgrab.models import (
     Split,
 )
 from birdgrab.names import NameError_, class_folder
+from birdgrab.sources.registry import registry
 
 log = logging.getLogger(__name__)
 
@@ -133,17 +134,8 @@ def parse_split(text: str) -> tuple[int, int, int]:
 
 
 def file_stem(recording: Recording) -> str:
-    """`<source>-<id>` made safe for a file name: 'xc-254462', 'europeana-11622_TIERSTIMMENARCHIV_...'.
-
-    Characters other than letters, digits, '_' and '-' become '_'; if that (or trimming a very long
-    id) changed more than the leading '/', a short hash of the real id keeps names unique.
-    """
-    prefix = "xc" if recording.source == "xeno-canto" else "europeana"
-    raw = recording.source_id.lstrip("/")
-    safe = re.sub(r"[^A-Za-z0-9_-]", "_", raw)[:120]
-    if safe != raw.replace("/", "_") or len(raw) > 120:
-        safe = f"{safe}-{hashlib.sha1(recording.source_id.encode()).hexdigest()[:8]}"
-    return f"{prefix}-{safe}"
+    """The chunk files' stem, as the recording's archive spells it (`Archive.file_stem`): 'xc-254462'."""
+    return registry.get(recording.source).file_stem(recording.source_id)
 
 
 def _quality_rank(recording: Recording) -> int:
@@ -156,12 +148,13 @@ def _licence_rank(recording: Recording) -> int:
 
 
 def better_copy_rank(recording: Recording, duration_s: float | None) -> tuple:
-    """Lower is better: quality, then length, then the freer licence, then xeno-canto, then key."""
+    """Lower is better: quality, then length, then the freer licence, then the preferred archive
+    (`Archive.preference`), then key."""
     return (
         _quality_rank(recording),
         -(duration_s or 0.0),
         _licence_rank(recording),
-        recording.source != "xeno-canto",
+        registry.get(recording.source).preference,
         recording.key,
     )
 
@@ -642,21 +635,23 @@ class DatasetBuilder:
         return rows
 
     def _attribution(self, entries: dict[str, ChunkedRecording]) -> str:
+        used = {self.recordings[key].source for key in entries}
+        credits = [a.credit() for a in registry if a.name in used] or ["the archives"]
+        archives = " and ".join(filter(None, [", ".join(credits[:-1]), credits[-1]]))
         lines = [
             "# Attribution",
             "",
-            "This dataset is cut from recordings published by their recordists through xeno-canto",
-            "(https://xeno-canto.org) and Europeana (https://www.europeana.eu), under the licences named",
-            "below. Chunks are derivatives of these recordings; keep this file with the dataset, credit",
-            "the recordists, and respect each licence (NC: no commercial use; SA: share alike).",
+            f"This dataset is cut from recordings published by their recordists through {archives},",
+            "under the licences named below. Chunks are derivatives of these recordings; keep this file with",
+            "the dataset, credit the recordists, and respect each licence (NC: no commercial use; SA: share alike).",
             "",
         ]
         by_species: dict[str, list[str]] = defaultdict(list)
         for key in sorted(entries):
             r = self.recordings[key]
-            source = "xeno-canto" if r.source == "xeno-canto" else "Europeana"
+            title = registry.get(r.source).title
             by_species[r.species or r.scientific_name].append(
-                f"- {key} — {r.recordist or 'unknown recordist'}, {source}, {r.licence or 'licence unknown'}"
+                f"- {key} — {r.recordist or 'unknown recordist'}, {title}, {r.licence or 'licence unknown'}"
                 f"{f' ({r.licence_url})' if r.licence_url else ''}: {r.page_url or 'no page'}"
             )
         for name in sorted(by_species):

@@ -1,5 +1,6 @@
 """One module per archive, each turning its API into the shared models (the way yt-dlp's
-extractors do). Nothing downstream branches on the source except for attribution.
+extractors do), and the registry of archives (`registry`), which everything downstream asks
+instead of branching on an archive's name. See `birdgrab.sources.archive` for what an archive says.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from birdgrab.models import IncompleteListing, Recording, SkippedItem, Source
+from birdgrab.models import IncompleteListing, Recording, SkippedItem
+from birdgrab.sources.registry import registry
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,7 @@ class CatalogBatch:
         elif item.key.endswith(":?"):
             self.arrived += 1
 
-    def check_complete(self, source: Source, query: str, expected: int | None, arrived: int) -> None:
+    def check_complete(self, source: str, query: str, expected: int | None, arrived: int) -> None:
         """Record the listing as incomplete (with a warning) when fewer unique records arrived than
         the archive counted; `expected` None means the archive gave no count to compare with."""
         if expected is None or arrived >= expected:
@@ -76,6 +78,11 @@ def count_field(value: object) -> int | None:
     except (TypeError, ValueError):
         return None
     return count if count >= 0 else None
+
+
+def recording_key(source: str, source_id: str) -> str:
+    """The key of a recording of archive `source`: `xc:254462`."""
+    return registry.get(source).key(source_id)
 
 
 def clean_text(value: object) -> str | None:
