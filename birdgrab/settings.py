@@ -73,6 +73,7 @@ class Settings:
     # Wikimedia (Wikipedia, Wikidata) asks for at most 3 concurrent requests.
     wikipedia: ServicePolicy = field(default_factory=lambda: ServicePolicy("Wikipedia", 3, None))
     wikidata: ServicePolicy = field(default_factory=lambda: ServicePolicy("Wikidata", 3, None))
+    # Downloads: at most 6 at a time from any one host (what browsers open over HTTP/1.1).
     audio: ServicePolicy = field(
         default_factory=lambda: ServicePolicy("audio download", 6, None, timeout_s=60.0)
     )
