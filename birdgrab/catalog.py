@@ -19,6 +19,7 @@ from pathlib import Path
 from birdgrab import manifests
 from birdgrab.errors import ServiceError, ServiceUnreachable, UsageError
 from birdgrab.models import (
+    IncompleteListing,
     SkippedItem,
     Species,
     SpeciesManifest,
@@ -31,6 +32,7 @@ from birdgrab.sources.archive import Archive, ListingRequest, RequestTally
 from birdgrab.sources.registry import registry
 from birdgrab.sources.wikipedia import Wikipedia
 from birdgrab.store import CatalogRun, NameSummary, RecordingStore
+from birdgrab.taxonomy import WikidataUse, fetch_taxon_ids, vouch_for_genera
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +57,22 @@ class CatalogReport:
     updated: int = 0
     per_source: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
+    skipped_by_kind: dict[str, int] = field(default_factory=dict)  # placeholder, unidentified, ...
     species: int = 0
     wiki_requests: int = 0
     wiki_lookups: int = 0
+    wikidata_requests: int = 0
     bird_checks: int = 0
     species_added: int = 0
     requests: int = 0  # to every service, retries included
     vanished: int = 0
     pruned: int = 0
     failures: list[str] = field(default_factory=list)
+
+    def describe_skipped(self) -> str:
+        """'5 items skipped (placeholder 3, unidentified 2)'."""
+        kinds = ", ".join(f"{kind} {count}" for kind, count in self.skipped_by_kind.items())
+        return f"{self.skipped} items skipped" + (f" ({kinds})" if kinds else "")
 
 
 def read_species_file(path: Path) -> list[str]:
@@ -110,10 +119,44 @@ def choose_archives(settings: Settings, requested: list[str] | None) -> list[Arc
 
 
 def listing_request(
-    archive: Archive, options: CatalogOptions, species: list[str] | None, seen_at: datetime
+    archive: Archive,
+    options: CatalogOptions,
+    species: list[str] | None,
+    seen_at: datetime,
+    agent_names: dict[str, str] | None = None,
 ) -> ListingRequest:
     return ListingRequest(
-        query=options.queries.get(archive.name), species=species, since=options.since, seen_at=seen_at
+        query=options.queries.get(archive.name),
+        species=species,
+        since=options.since,
+        seen_at=seen_at,
+        agent_names=agent_names or {},
+    )
+
+
+def forget_non_species(
+    store: RecordingStore, run: CatalogRun, previous: dict[str, Species], skipped: list[SkippedItem]
+) -> tuple[dict[str, Species], int]:
+    """Recordings an earlier version took for species ("Mystery mystery", "Vogelstimmen am") are
+    skipped now: they leave the catalog, and so do the species only they named. Returns the
+    species that stay and how many recordings left."""
+    rejected = store.names_of(item.key for item in skipped)
+    if not rejected:
+        return previous, 0
+    run.remove(rejected)
+    gone = set(rejected.values()) - store.named(set(rejected.values()))
+    return {name: s for name, s in previous.items() if name not in gone}, len(rejected)
+
+
+def complete_listings(queries: set[str], incomplete: list[IncompleteListing]) -> set[str]:
+    """The queries whose listing arrived whole: only those can tell that a recording vanished."""
+    return queries - {listing.query for listing in incomplete}
+
+
+def describe_incomplete(listing: IncompleteListing) -> str:
+    return (
+        f"{listing.source} listed {listing.arrived} of the {listing.expected} records it counts for "
+        f"{listing.query!r}: incomplete, asked again next run"
     )
 
 
@@ -201,6 +244,7 @@ def group_species(
             ),
             wiki=dict(sorted(wiki.items())),
             recordings=dict(sorted((k, v) for k, v in per_source.items() if v)),
+            taxon_ids=before.taxon_ids if before else None,
         )
         filed: dict[str, set[str]] = defaultdict(set)  # archive name -> the groups it files them under
         for s in summary.values():
@@ -310,12 +354,18 @@ async def _catalog(
 ) -> CatalogReport:
     now = manifests.utc_now()
     report = CatalogReport()
-    requests = {a.name: listing_request(a, options, species_list, now) for a in archives}
+    agent_names = store.agent_names()
+    requests = {a.name: listing_request(a, options, species_list, now, agent_names) for a in archives}
     outcomes = await asyncio.gather(
         *(_catalog_archive(a, settings, requests[a.name], report, run.batch()) for a in archives),
         return_exceptions=True,
     )
+    batches = {a.name: o for a, o in zip(archives, outcomes, strict=True) if isinstance(o, CatalogBatch)}
+    wikidata = WikidataUse()
+    genera = dict(known_species.genera) if known_species else {}
+    await vouch_for_genera(settings, batches, genera, now, wikidata)
     skipped: list[SkippedItem] = []
+    incomplete: list[IncompleteListing] = []
     listed: dict[str, set[str]] = {}  # archive name -> queries listed completely this run
     unreachable = 0
     for archive, outcome in zip(archives, outcomes, strict=True):
@@ -329,12 +379,22 @@ async def _catalog(
         else:
             skipped.extend(outcome.skipped)
             report.per_source[archive.name] = outcome.count
-            listed[archive.name] = archive.complete_listings(requests[archive.name])
+            listed[archive.name] = complete_listings(
+                set()
+                if archive.name in wikidata.held_back  # items wait for their genus check
+                else archive.complete_listings(requests[archive.name]),
+                outcome.incomplete,
+            )
+            incomplete += outcome.incomplete
+            report.failures += [describe_incomplete(listing) for listing in outcome.incomplete]
     if unreachable == len(archives):
         raise ServiceUnreachable(
             ", ".join(a.name for a in archives), "no source reachable; nothing was changed"
         )
 
+    previous_species, forgotten = forget_non_species(
+        store, run, known_species.species if known_species else {}, skipped
+    )
     merged = run.merge()
     report.added, report.updated = merged.added, merged.updated
     newly_vanished = sum(run.mark_vanished(source, queries) for source, queries in listed.items())
@@ -342,20 +402,27 @@ async def _catalog(
         report.pruned = run.prune()
     else:
         report.vanished = store.vanished()
-    catalogue_changed = bool(merged.added or merged.changed or newly_vanished or report.pruned)
-
-    previous_species = known_species.species if known_species else {}
+    catalogue_changed = bool(merged.added or merged.changed or newly_vanished or report.pruned or forgotten)
     species = await _resolve_species(
         settings, store, previous_species, options, now, report, catalogue_changed
     )
     await _check_birds(settings, species, now, report)
+    await fetch_taxon_ids(
+        settings, species, options.wiki_lang, now, wikidata, stale_before=_stale_before(options, now)
+    )
+    report.wikidata_requests = wikidata.requests
+    report.requests += wikidata.requests
+    report.failures += wikidata.failures
 
     class_of = _class_of(species)
     if species_list is not None:
         wanted = {class_of.get(n, n) for n in species_list}
         unwanted = [(key, name) for key, name in run.listed_keys() if class_of.get(name) not in wanted]
         run.remove(key for key, _ in unwanted)
-        skipped += [SkippedItem(key=key, name=name, reason=NOT_IN_SPECIES_FILE) for key, name in unwanted]
+        skipped += [
+            SkippedItem(key=key, name=name, reason=NOT_IN_SPECIES_FILE, kind="not in species file")
+            for key, name in unwanted
+        ]
         present = {class_of.get(name) for name in store.name_summaries()}
         species = {k: v for k, v in species.items() if k in present}
         catalogue_changed = catalogue_changed or bool(unwanted)
@@ -364,8 +431,9 @@ async def _catalog(
         {n: c for n, c in class_of.items() if c != n or previous_class.get(n, n) != n}
     )
     report.skipped = len(skipped)
+    report.skipped_by_kind = dict(sorted(Counter(s.kind or "other" for s in skipped).items()))
     report.species = len(species)
-    report.species_added = len(set(species) - set(previous_species))
+    report.species_added = len(set(species) - set(known_species.species if known_species else {}))
 
     parameters = {
         "sources": [a.name for a in archives],
@@ -378,20 +446,33 @@ async def _catalog(
         "endpoints": {
             **{a.name: a.access(settings).api for a in archives},
             "wikipedia": settings.wikipedia_api,
+            "wikidata": settings.wikidata_api,
         },
     }
-    species_changed = known_species is None or species != previous_species
+    genera = dict(sorted(genera.items()))
+    # species.json is written when it changed: a no-change refresh writes nothing that grows
+    species_changed = (
+        known_species is None or species != known_species.species or genera != known_species.genera
+    )
     if species_changed:
         manifests.save(
             folder / manifests.SPECIES,
-            manifests.new_manifest(SpeciesManifest, parameters, species=species),
+            manifests.new_manifest(SpeciesManifest, parameters, species=species, genera=genera),
         )
     run.commit(
         parameters,
         sorted(skipped, key=lambda s: (s.key, s.reason)),
+        incomplete,
         changed=catalogue_changed or species_changed or bool(regrouped),
     )
     return report
+
+
+def _stale_before(options: CatalogOptions, now: datetime) -> datetime | None:
+    """Facts looked up before this are asked again (all of them with refresh_wiki)."""
+    if options.refresh_wiki:
+        return now
+    return now - timedelta(days=options.wiki_max_age_days) if options.wiki_max_age_days else None
 
 
 def _describe_file(path: Path | None) -> dict[str, str] | None:

@@ -39,7 +39,7 @@ from pydantic import ValidationError
 
 from birdgrab import __version__, manifests
 from birdgrab.errors import ManifestError
-from birdgrab.models import Recording, RecordingsManifest, SkippedItem
+from birdgrab.models import IncompleteListing, Recording, RecordingsManifest, SkippedItem
 from birdgrab.sources import CatalogBatch
 
 log = logging.getLogger(__name__)
@@ -75,10 +75,11 @@ def _q(name: str) -> str:
 
 
 _COLUMNS = ", ".join(map(_q, FIELDS))
-_COLUMN_DEFS = ", ".join(
-    f"{_q(name)} {_SQL_TYPES.get(_TYPES[name], 'TEXT')}{' PRIMARY KEY' if name == 'key' else ''}"
+_COLUMN_DEF = {
+    name: f"{_q(name)} {_SQL_TYPES.get(_TYPES[name], 'TEXT')}{' PRIMARY KEY' if name == 'key' else ''}"
     for name in FIELDS
-)
+}
+_COLUMN_DEFS = ", ".join(_COLUMN_DEF.values())
 # A listed recording as a new row: filed under its own name until the catalog assigns classes.
 _LISTED_AS_NEW = _COLUMNS.replace('"species"', 'coalesce("species", "scientific_name")')
 _SCHEMA = f"""
@@ -87,7 +88,11 @@ CREATE TABLE IF NOT EXISTS recordings ({_COLUMN_DEFS});
 CREATE INDEX IF NOT EXISTS recordings_by_species ON recordings (species, key);
 CREATE INDEX IF NOT EXISTS recordings_by_name ON recordings (scientific_name, source, "group", english_name);
 CREATE INDEX IF NOT EXISTS recordings_vanished ON recordings (key) WHERE vanished;
-CREATE TABLE IF NOT EXISTS skipped (key TEXT NOT NULL, name TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS skipped (key TEXT NOT NULL, name TEXT NOT NULL, reason TEXT NOT NULL, kind TEXT);
+"""
+# Created once every column exists (a store of an earlier version gains new columns first).
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS recordings_by_agent ON recordings (recordist_id) WHERE recordist_id IS NOT NULL;
 """
 
 
@@ -279,8 +284,38 @@ class RecordingStore:
     @_guarded
     def skipped(self) -> list[SkippedItem]:
         """What the last catalog run listed but could not turn into recordings, and why."""
-        rows = self._db.execute("SELECT key, name, reason FROM skipped ORDER BY key, reason, name")
-        return [SkippedItem(key=k, name=n, reason=r) for k, n, r in rows]
+        rows = self._db.execute("SELECT key, name, reason, kind FROM skipped ORDER BY key, reason, name")
+        return [SkippedItem(key=k, name=n, reason=r, kind=kind) for k, n, r, kind in rows]
+
+    @_guarded
+    def incomplete_listings(self) -> list[IncompleteListing]:
+        """The listings of the last catalog run that came up short (nothing vanished from them)."""
+        return [IncompleteListing.model_validate(item) for item in self._meta("incomplete_listings") or []]
+
+    @_guarded
+    def agent_names(self) -> dict[str, str]:
+        """Recordists earlier runs resolved from references (agent URI -> name, or the credited
+        provider): not asked about again."""
+        query = "SELECT recordist_id, recordist FROM recordings WHERE recordist_id IS NOT NULL"
+        return {agent: name or "" for agent, name in self._db.execute(query)}
+
+    @_guarded
+    def names_of(self, keys: Iterable[str]) -> dict[str, str]:
+        """key -> scientific name, for the keys that are in the store."""
+        found: dict[str, str] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), _ROWS_PER_STATEMENT):
+            part = wanted[start : start + _ROWS_PER_STATEMENT]
+            marks = ", ".join("?" * len(part))
+            query = f"SELECT key, scientific_name FROM recordings WHERE key IN ({marks})"
+            found.update(self._db.execute(query, part).fetchall())
+        return found
+
+    @_guarded
+    def named(self, names: set[str]) -> set[str]:
+        """Which of `names` still have recordings."""
+        query = "SELECT 1 FROM recordings WHERE scientific_name = ? LIMIT 1"
+        return {name for name in names if self._db.execute(query, (name,)).fetchone()}
 
     @_guarded
     def skipped_count(self) -> int:
@@ -402,9 +437,23 @@ def _connect(path: Path) -> sqlite3.Connection:
                 f"{path} has schema_version {version}, newer than this birdgrab ({__version__}) "
                 f"understands ({STORE_SCHEMA_VERSION}); upgrade birdgrab"
             )
-        if kind is None or json.loads(kind[0]) != KIND or not set(FIELDS) <= columns:
+        if kind is None or json.loads(kind[0]) != KIND or "key" not in columns:
             raise ManifestError(f"{path} is not a birdgrab recordings store; it was left untouched")
+    _add_new_columns(db, columns)
     return db
+
+
+def _add_new_columns(db: sqlite3.Connection, columns: set[str]) -> None:
+    """A store written before a field was added to `Recording` or `SkippedItem` gains its column
+    (empty: what the field's default says) and the indexes over it."""
+    skipped = {row[1] for row in db.execute("PRAGMA table_info(skipped)")}
+    missing = [f"recordings ADD COLUMN {_COLUMN_DEF[n]}" for n in FIELDS if n not in columns]
+    missing += [f"skipped ADD COLUMN {n} TEXT" for n in SkippedItem.model_fields if n not in skipped]
+    if missing:
+        with db:
+            for change in missing:
+                db.execute(f"ALTER TABLE {change}")
+    db.executescript(_INDEXES)
 
 
 def _migrate(legacy: Path, path: Path) -> None:
@@ -418,7 +467,13 @@ def _migrate(legacy: Path, path: Path) -> None:
     try:
         run = store.catalog_run()
         run.replace_all(manifest.recordings.values())
-        run.commit(manifest.parameters, manifest.skipped, changed=True, generated_at=manifest.generated_at)
+        run.commit(
+            manifest.parameters,
+            manifest.skipped,
+            manifest.incomplete_listings,
+            changed=True,
+            generated_at=manifest.generated_at,
+        )
     finally:
         store.close()
     os.replace(building, path)
@@ -458,10 +513,25 @@ class StagedBatch(CatalogBatch):
 
     @property
     def count(self) -> int:
+        return self._listed("count(*)")[0][0]
+
+    def _listed(self, columns: str, distinct: bool = False) -> list[tuple]:
         self.flush()
         marks = ", ".join("?" * len(self._sources))
-        query = f"SELECT count(*) FROM temp.listed WHERE source IN ({marks})"
-        return self._db.execute(query, sorted(self._sources)).fetchone()[0]
+        query = (
+            f"SELECT {'DISTINCT ' if distinct else ''}{columns} FROM temp.listed WHERE source IN ({marks})"
+        )
+        return self._db.execute(query, sorted(self._sources)).fetchall()
+
+    def names(self) -> set[str]:
+        return {name for (name,) in self._listed("scientific_name", distinct=True)}
+
+    def entries(self) -> list[tuple[str, str, str]]:
+        return self._listed("key, scientific_name, original_name")  # type: ignore[return-value]
+
+    def drop(self, key: str) -> None:
+        self.flush()
+        self._db.execute("DELETE FROM temp.listed WHERE key = ?", (key,))
 
     def flush(self) -> None:
         marks = ", ".join("?" * len(FIELDS))
@@ -587,22 +657,25 @@ class CatalogRun:
         self,
         parameters: dict[str, Any],
         skipped: Iterable[SkippedItem],
+        incomplete: Iterable[IncompleteListing] = (),
         *,
         changed: bool,
         generated_at: datetime | None = None,
     ) -> None:
-        """Write the header and this run's skipped items, bump the revision if anything changed, commit."""
+        """Write the header, this run's skipped items and incomplete listings, bump the revision if
+        anything changed, and commit."""
         db = self._db
         db.execute("DELETE FROM skipped")
         db.executemany(
-            "INSERT INTO skipped (key, name, reason) VALUES (?, ?, ?)",
-            sorted({(s.key, s.name, s.reason) for s in skipped}),
+            "INSERT INTO skipped (key, name, reason, kind) VALUES (?, ?, ?, ?)",
+            sorted({(s.key, s.name, s.reason, s.kind) for s in skipped}, key=lambda row: row[:3]),
         )
         revision = self._store.revision + (1 if changed else 0)
         header = {
             "generated_at": (generated_at or manifests.utc_now()).isoformat(),
             "birdgrab_version": __version__,
             "parameters": parameters,
+            "incomplete_listings": [listing.model_dump() for listing in incomplete],
             "revision": revision,
         }
         db.executemany(

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from birdgrab.sandbox.archive import Archive, GeneratedXc, XcRecording
+from birdgrab.sandbox.config import PageSize
 
 Predicate = Callable[[XcRecording], bool]
 Answer = tuple[int, dict[str, Any]]
@@ -220,7 +221,7 @@ def recording_json(r: XcRecording, base: str) -> dict[str, Any]:
         "gen": r.genus,
         "sp": r.epithet,
         "ssp": r.subspecies,
-        "grp": r.group,
+        "grp": r.group or None,
         "en": r.english,
         "rec": r.recordist,
         "cnt": r.country,
@@ -295,8 +296,10 @@ def recordings(
     base: str,
     today: date,
     repeat_previous: bool = False,
+    page_size: PageSize | None = None,
 ) -> Answer:
-    """GET /api/3/recordings. `repeat_previous` (a fault) serves a few records of the previous page again."""
+    """GET /api/3/recordings. `repeat_previous` (a fault) serves a few records of the previous page
+    again; `page_size` makes the server decide how many records a page holds."""
     if params.get("key") != key:
         return 401, KEY_ERROR
     try:
@@ -320,8 +323,10 @@ def recordings(
         rest = generated[max(0, low - len(found)) : max(0, high - len(found))]
         return found[low:high] + [archive.generated.record(i) for i in rest] if rest else found[low:high]
 
-    start = (page - 1) * per_page
-    shown = window(start, start + per_page)
+    served = min(per_page, page_size.records) if page_size else per_page
+    counted_in = per_page if page_size and page_size.counted_as_asked else served
+    start = (page - 1) * served
+    shown = window(start, start + served)
     if repeat_previous and shown and start:
         shown = window(max(0, start - REPEATED_RECORDS), start) + shown
     species = len({r.name.lower() for r in found})
@@ -331,6 +336,6 @@ def recordings(
         "numRecordings": str(total),
         "numSpecies": str(species),
         "page": page,
-        "numPages": math.ceil(total / per_page) + 1,
+        "numPages": math.ceil(total / counted_in) + 1,
         "recordings": [recording_json(r, base) for r in shown],
     }
