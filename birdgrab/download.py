@@ -102,6 +102,23 @@ def cached_file(cache: Path, entry: DownloadEntry | None) -> Path | None:
         return None
 
 
+def evict_undecodable(cache: Path, ledger: DownloadLedger, key: str, reason: str) -> None:
+    """A verified download that does not decode (a bad file can pass the header check) leaves the
+    cache and becomes a failed download, so the next fetch gets it again."""
+    entry = ledger.entries[key]
+    path = cached_file(cache, entry)
+    if path is not None:
+        path.unlink(missing_ok=True)
+    update = {
+        "status": "failed",
+        "reason": f"cached file does not decode: {reason}",
+        "path": None,
+        "updated_at": manifests.utc_now(),
+    }
+    ledger.record(entry.model_copy(update=update))
+    ledger.compact(ledger.loaded.parameters if ledger.loaded else {})  # rare: a few per run at most
+
+
 def is_done(cache: Path, ledger: DownloadLedger, key: str) -> bool:
     entry = ledger.entries.get(key)
     if entry is not None and entry.status == "duplicate" and entry.duplicate_of:

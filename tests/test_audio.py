@@ -16,12 +16,12 @@ from birdgrab import audio
 from birdgrab.audio import (
     SAME_RECORDING_SIMILARITY,
     AudioError,
-    chunk_recording,
     pcm_fingerprint,
     pcm_sha256,
     probe,
     similarity,
 )
+from birdgrab.dataset.cutting import chunk_recording
 from birdgrab.errors import BirdgrabError
 from birdgrab.probe import AudioInfo, sniff_format
 from tests.audio_fixtures import (
