@@ -430,7 +430,15 @@ def test_a_run_holding_the_dataset_lock_keeps_others_out_without_a_file_inside(w
     world.save()
     (world.out / ".birdgrab.lock").parent.mkdir(parents=True)
     (world.out / ".birdgrab.lock").write_text("{}")  # left by an older birdgrab
-    argv = ["chunk", "--manifests", str(world.manifests), "--cache", str(world.cache), "--out", str(world.out)]
+    argv = [
+        "chunk",
+        "--manifests",
+        str(world.manifests),
+        "--cache",
+        str(world.cache),
+        "--out",
+        str(world.out),
+    ]
     with folder_lock(world.out, published=True):
         held = CliRunner().invoke(app, argv)
     assert held.exit_code == 3 and not world.metadata_path().exists()
