@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 
 from bench.harness import SandboxProcess, run_birdgrab
-from birdgrab.catalog import DEFAULT_XC_QUERY
 from birdgrab.sandbox import SandboxConfig
 from birdgrab.sandbox.catalogue import build_archive
+from birdgrab.sources.xenocanto import DEFAULT_QUERY as DEFAULT_XC_QUERY
 
 BULK_RECORDINGS = 20_000
 LATENCY_S = 1.0  # per xeno-canto API page

@@ -2,8 +2,8 @@
 
 A run merges into what is already there: new recordings are added, known ones updated (their
 first_seen kept), nothing is dropped. Wikipedia is asked only about names it was never asked
-about (or all, with refresh_wiki); xeno-canto is asked whether a species is a bird only for
-species that no xeno-canto recording already vouches for.
+about (or all, with refresh_wiki); an archive that can tell (`Archive.checks_birds`) is asked
+whether a species is a bird only for species that no recording's group already vouches for.
 """
 
 from __future__ import annotations
@@ -19,38 +19,32 @@ from pathlib import Path
 from birdgrab import manifests
 from birdgrab.errors import ServiceError, ServiceUnreachable, UsageError
 from birdgrab.models import (
-    SOURCES,
     Recording,
     RecordingsManifest,
     SkippedItem,
-    Source,
     Species,
     SpeciesManifest,
     WikiArticle,
 )
 from birdgrab.names import NameError_, canonical_binomial
-from birdgrab.settings import EUROPEANA_KEY_HELP, XC_KEY_HELP, Settings
+from birdgrab.settings import Settings
 from birdgrab.sources import CatalogBatch
-from birdgrab.sources.europeana import Europeana
+from birdgrab.sources.archive import Archive, ListingRequest, RequestTally
+from birdgrab.sources.registry import registry
 from birdgrab.sources.wikipedia import Wikipedia
-from birdgrab.sources.xenocanto import XenoCanto, species_query
 
 log = logging.getLogger(__name__)
 
-DEFAULT_XC_QUERY = "grp:birds cnt:germany"
-DEFAULT_EUROPEANA_QUERY = "tierstimmenarchiv"
 NOT_IN_SPECIES_FILE = "species not in the species file"
 
 
 @dataclass
 class CatalogOptions:
-    sources: list[Source] | None = None  # None: every source that has a key
-    xc_query: str | None = None  # None: DEFAULT_XC_QUERY, or nothing extra with a species file
-    europeana_query: str = DEFAULT_EUROPEANA_QUERY
-    reusability: str = "open"
+    sources: list[str] | None = None  # archive names; None: every default archive that is configured
+    queries: dict[str, str] = field(default_factory=dict)  # archive name -> query (absent: its default)
     species_file: Path | None = None
     wiki_lang: str = "de"
-    since: date | None = None  # xeno-canto uploads since then only (an incremental listing)
+    since: date | None = None  # only what is new or changed since then (an incremental listing)
     refresh_wiki: bool = False
     wiki_max_age_days: int | None = None  # ask again about articles checked longer ago than this
     prune: bool = False  # remove recordings that vanished upstream
@@ -97,35 +91,38 @@ def read_species_file(path: Path) -> list[str]:
     return names
 
 
-def _choose_sources(settings: Settings, requested: list[Source] | None) -> list[Source]:
-    keys = {"xeno-canto": settings.xc_key, "europeana": settings.europeana_key}
-    helps = {"xeno-canto": XC_KEY_HELP, "europeana": EUROPEANA_KEY_HELP}
+def choose_archives(settings: Settings, requested: list[str] | None) -> list[Archive]:
+    """The archives asked for (each must be configured), or every default one that is."""
     if requested:
-        for source in requested:
-            if keys[source] is None:
-                raise UsageError(f"{source} needs an API key: {helps[source]}")
-        return list(dict.fromkeys(requested))
-    chosen = [s for s in SOURCES if keys[s] is not None]
+        chosen = [registry.get(name) for name in dict.fromkeys(requested)]
+        for archive in chosen:
+            archive.api_key(settings)  # a UsageError naming the missing key
+        return chosen
+    defaults = [a for a in registry if a.default_on]
+    chosen = [a for a in defaults if a.configured(settings)]
     if not chosen:
-        raise UsageError(f"no API keys configured: {XC_KEY_HELP}; and/or {EUROPEANA_KEY_HELP}")
-    for source in SOURCES:
-        if source not in chosen:
-            log.warning("skipping %s: %s", source, helps[source], extra={"event": "catalog.source.skipped"})
+        raise UsageError(f"no API keys configured: {'; and/or '.join(a.key_help for a in defaults)}")
+    for archive in defaults:
+        if archive not in chosen:
+            log.warning(
+                "skipping %s: %s", archive.name, archive.key_help, extra={"event": "catalog.source.skipped"}
+            )
     return chosen
 
 
-def xc_queries(options: CatalogOptions, species: list[str] | None) -> list[str]:
-    if species:
-        extra = f" {options.xc_query}" if options.xc_query else ""
-        return [f"{species_query(name)}{extra}" for name in species]
-    return [options.xc_query or DEFAULT_XC_QUERY]
+def listing_request(
+    archive: Archive, options: CatalogOptions, species: list[str] | None, seen_at: datetime
+) -> ListingRequest:
+    return ListingRequest(
+        query=options.queries.get(archive.name), species=species, since=options.since, seen_at=seen_at
+    )
 
 
 def mark_vanished(
     recordings: dict[str, Recording], fresh: dict[str, Recording], listed: dict[str, set[str]]
 ) -> dict[str, Recording]:
     """Known recordings that a complete listing by the query that found them no longer has are
-    marked vanished (kept, with their last_seen); `listed` maps a source to its complete queries."""
+    marked vanished (kept, with their last_seen); `listed` maps an archive name to its complete queries."""
     result = {}
     for key, recording in recordings.items():
         gone = key not in fresh and recording.found_by in listed.get(recording.source, set())
@@ -177,7 +174,9 @@ def group_species(
     lang: str,
 ) -> dict[str, Species]:
     """Names -> species. Names whose article (Wikidata id or title) is the same are synonyms of one
-    species, named as xeno-canto names it; a species known only to Europeana keeps its binomial."""
+    species, named as the archives that name classes (`Archive.names_classes`: xeno-canto) name it;
+    a species known only to other archives keeps its binomial."""
+    naming = {a.name for a in registry if a.names_classes}
     by_name: dict[str, list[Recording]] = defaultdict(list)
     for recording in recordings.values():
         by_name[recording.scientific_name].append(recording)
@@ -209,9 +208,9 @@ def group_species(
 
     result: dict[str, Species] = {}
     for names in members.values():
-        xc_count = {n: sum(r.source == "xeno-canto" for r in by_name[n]) for n in names}
+        named_by = {n: sum(r.source in naming for r in by_name[n]) for n in names}
         total = {n: len(by_name[n]) for n in names}
-        label = min(names, key=lambda n: (-xc_count[n], -total[n], n))
+        label = min(names, key=lambda n: (-named_by[n], -total[n], n))
         group_recordings = [r for n in names for r in by_name[n]]
         before = next((previous_of[n] for n in names if n in previous_of), None)
         wiki = dict(before.wiki) if before else {}
@@ -226,10 +225,16 @@ def group_species(
             wiki=dict(sorted(wiki.items())),
             recordings=dict(sorted(Counter(r.source for r in group_recordings).items())),
         )
-        xc_groups = {r.group for r in group_recordings if r.source == "xeno-canto" and r.group}
-        if xc_groups:
-            species.is_bird = "birds" in xc_groups
-            species.bird_check = f"xeno-canto files its recordings under {', '.join(sorted(xc_groups))}"
+        groups: dict[str, set[str]] = defaultdict(set)  # archive name -> the groups it files them under
+        for r in group_recordings:
+            if r.group:
+                groups[r.source].add(r.group)
+        if groups:
+            species.is_bird = any("birds" in g for g in groups.values())
+            species.bird_check = "; ".join(
+                f"{registry.get(name).title} files its recordings under {', '.join(sorted(g))}"
+                for name, g in sorted(groups.items())
+            )
         elif before is not None and before.is_bird is not None:
             species.is_bird, species.bird_check = before.is_bird, before.bird_check
             species.bird_checked_at = before.bird_checked_at
@@ -245,57 +250,45 @@ def _class_of(species: dict[str, Species]) -> dict[str, str]:
     }
 
 
-async def _search_source(
-    source: Source,
-    settings: Settings,
-    options: CatalogOptions,
-    species_list: list[str] | None,
-    seen_at: datetime,
-    report: CatalogReport,
-) -> CatalogBatch:
-    archive = XenoCanto(settings) if source == "xeno-canto" else Europeana(settings)
-    async with archive:
-        try:
-            if isinstance(archive, XenoCanto):
-                batch = CatalogBatch()
-                for query in xc_queries(options, species_list):
-                    await archive.search(query, seen_at=seen_at, since=options.since, batch=batch)
-                return batch
-            return await archive.search(
-                options.europeana_query, seen_at=seen_at, reusability=options.reusability
-            )
-        finally:
-            report.requests += archive.client.requests_made
-
-
 async def _check_birds(
     settings: Settings, species: dict[str, Species], now: datetime, report: CatalogReport
 ) -> None:
-    """Ask xeno-canto once per species that no xeno-canto recording vouches for."""
+    """Ask an archive that can tell, once per species that no recording's group vouches for."""
     open_species = [s for s in species.values() if s.is_bird is None]
-    if not open_species:
+    checkers = [a for a in registry if a.checks_birds]
+    if not open_species or not checkers:
         return
-    if settings.xc_key is None:
+    checker = next((a for a in checkers if a.configured(settings)), None)
+    if checker is None:
         for s in open_species:
-            s.bird_check = "open: needs a xeno-canto key to ask whether it is a bird (set BIRDGRAB_XC_KEY)"
+            s.bird_check = (
+                f"open: needs a {checkers[0].title} key to ask whether it is a bird "
+                f"(set {checkers[0].key_variable})"
+            )
         return
-    async with XenoCanto(settings) as xc:
-
-        async def check(s: Species) -> None:
-            try:
-                s.is_bird = await xc.has_birds(s.scientific_name)
-            except (ServiceUnreachable, ServiceError) as exc:
-                s.bird_check = f"open: xeno-canto could not be asked ({exc})"
-                report.failures.append(f"bird check for {s.scientific_name}: {exc}")
-                return
-            s.bird_check = f'xeno-canto query sp:"{s.scientific_name.lower()}" grp:birds'
+    tally = RequestTally()
+    try:
+        answers = await checker.check_birds(settings, [s.scientific_name for s in open_species], tally)
+    finally:
+        report.requests += tally.requests
+    for s in open_species:
+        answer = answers[s.scientific_name]
+        s.is_bird, s.bird_check = answer.is_bird, answer.how
+        if answer.failure:
+            report.failures.append(answer.failure)
+        else:
             s.bird_checked_at = now
             report.bird_checks += 1
 
-        try:
-            await asyncio.gather(*(check(s) for s in open_species))
-        finally:
-            report.requests += xc.client.requests_made
+
+async def _catalog_archive(
+    archive: Archive, settings: Settings, request: ListingRequest, report: CatalogReport
+) -> CatalogBatch:
+    tally = RequestTally()
+    try:
+        return await archive.catalog(settings, request, tally)
+    finally:
+        report.requests += tally.requests
 
 
 async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions) -> CatalogReport:
@@ -304,7 +297,7 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
     known_recordings = manifests.load_recordings(folder)  # bad manifests stop us before any request
     known_species = manifests.load_species(folder)
     species_list = read_species_file(options.species_file) if options.species_file else None
-    sources = _choose_sources(settings, options.sources)
+    archives = choose_archives(settings, options.sources)
     if not settings.contact:
         log.warning(
             "BIRDGRAB_CONTACT is not set: the archives ask every client to name a contact "
@@ -313,32 +306,32 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
         )
     now = manifests.utc_now()
     report = CatalogReport()
+    requests = {a.name: listing_request(a, options, species_list, now) for a in archives}
 
     outcomes = await asyncio.gather(
-        *(_search_source(s, settings, options, species_list, now, report) for s in sources),
+        *(_catalog_archive(a, settings, requests[a.name], report) for a in archives),
         return_exceptions=True,
     )
     fresh: dict[str, Recording] = {}
     skipped: list[SkippedItem] = []
-    listed: dict[str, set[str]] = {}  # source -> queries listed completely this run
+    listed: dict[str, set[str]] = {}  # archive name -> queries listed completely this run
     unreachable = 0
-    for source, outcome in zip(sources, outcomes, strict=True):
+    for archive, outcome in zip(archives, outcomes, strict=True):
         if isinstance(outcome, ServiceUnreachable):
             unreachable += 1
             report.failures.append(str(outcome))
-            log.error("%s", outcome, extra={"event": "catalog.source.failed", "source": source})
+            log.error("%s", outcome, extra={"event": "catalog.source.failed", "source": archive.name})
         elif isinstance(outcome, BaseException):
             raise outcome
         else:
             fresh.update(outcome.recordings)
             skipped.extend(outcome.skipped)
-            report.per_source[source] = len(outcome.recordings)
-            if source == "europeana":
-                listed[source] = {options.europeana_query}
-            elif options.since is None:  # an incremental listing says nothing about what vanished
-                listed[source] = set(xc_queries(options, species_list))
-    if unreachable == len(sources):
-        raise ServiceUnreachable(", ".join(sources), "no source reachable; nothing was changed")
+            report.per_source[archive.name] = len(outcome.recordings)
+            listed[archive.name] = archive.complete_listings(requests[archive.name])
+    if unreachable == len(archives):
+        raise ServiceUnreachable(
+            ", ".join(a.name for a in archives), "no source reachable; nothing was changed"
+        )
 
     recordings, report.added, report.updated = merge_recordings(
         known_recordings.recordings if known_recordings else {}, fresh
@@ -373,17 +366,15 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
     report.species_added = len(set(species) - set(previous_species))
 
     parameters = {
-        "sources": sources,
-        "xc_query": options.xc_query,
-        "xc_queries": xc_queries(options, species_list) if "xeno-canto" in sources else [],
-        "europeana_query": options.europeana_query if "europeana" in sources else None,
-        "reusability": options.reusability,
+        "sources": [a.name for a in archives],
+        # Each archive's query option as given (None: its default), where refresh finds it again.
+        **{a.query_option.parameter: options.queries.get(a.name) for a in registry if a.query_option},
+        "queries": {a.name: a.queries(requests[a.name]) for a in archives},
         "species_file": _describe_file(options.species_file),
         "wiki_lang": options.wiki_lang,
         "since": options.since.isoformat() if options.since else None,
         "endpoints": {
-            "xeno-canto": settings.xc_api,
-            "europeana": settings.europeana_api,
+            **{a.name: a.access(settings).api for a in archives},
             "wikipedia": settings.wikipedia_api,
         },
     }

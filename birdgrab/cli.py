@@ -29,6 +29,7 @@ from birdgrab.errors import BirdgrabError, ServiceUnreachable, UsageError
 from birdgrab.lock import folder_locks
 from birdgrab.log import setup_logging
 from birdgrab.settings import load_settings, redact
+from birdgrab.sources.registry import registry
 
 if TYPE_CHECKING:  # birdgrab.dataset imports the audio stack, which fetch-only runs need not load
     from birdgrab.dataset import ChunkOptions
@@ -47,11 +48,6 @@ app = typer.Typer(
 class LogFormat(StrEnum):
     text = "text"
     json = "json"
-
-
-class SourceName(StrEnum):
-    xeno_canto = "xeno-canto"
-    europeana = "europeana"
 
 
 # Options every command takes (CONTRACT.md).
@@ -121,6 +117,54 @@ def option_group(name: str, group: type, parameters: list[inspect.Parameter]) ->
 common_options = option_group("common", Common, _COMMON_PARAMETERS)
 
 
+def _archive_names(values: list[str] | None) -> list[str] | None:
+    """--source values, checked against the archive registry."""
+    for value in values or ():
+        if value not in registry.names():
+            raise typer.BadParameter(f"{value!r} is not an archive: use one of {', '.join(registry.names())}")
+    return values or None
+
+
+def source_option(help_text: str) -> typer.models.OptionInfo:
+    """--source NAME (repeatable), one of the registered archives."""
+    return typer.Option(
+        "--source", callback=_archive_names, help=f"{help_text} One of: {', '.join(registry.names())}."
+    )
+
+
+def _queries(**given: str | None) -> dict[str, str]:
+    """The archive query options given, by archive name."""
+    return {
+        a.name: given[a.query_option.parameter]
+        for a in registry
+        if a.query_option and given.get(a.query_option.parameter) is not None
+    }
+
+
+# Each archive's query option (--xc-query, --europeana-query, ...), declared by the archive.
+query_options = option_group(
+    "queries",
+    _queries,
+    [
+        inspect.Parameter(
+            a.query_option.parameter,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                str | None,
+                typer.Option(
+                    a.query_option.flag,
+                    help=a.query_option.help
+                    + (f" Default: {a.query_option.default!r}." if a.query_option.default else ""),
+                ),
+            ],
+        )
+        for a in registry
+        if a.query_option
+    ],
+)
+
+
 def _run(
     work: Callable[[], int | None],
     common: Common,
@@ -161,22 +205,14 @@ def _run(
     epilog="Example: birdgrab catalog --species-file manifests/presets/jibjib-194.txt --wiki-lang de",
 )
 @common_options
+@query_options
 def catalog(
     common: Common,
+    queries: dict[str, str],
     source: Annotated[
-        list[SourceName] | None,
-        typer.Option("--source", help="Archive to query (repeatable; default: both, each needs its key)."),
+        list[str] | None,
+        source_option("Archive to query (repeatable; default: every default archive whose key is set)."),
     ] = None,
-    xc_query: Annotated[
-        str | None,
-        typer.Option(
-            "--xc-query",
-            help="xeno-canto tag query (default 'grp:birds cnt:germany'; with --species-file, extra tags per species).",
-        ),
-    ] = None,
-    europeana_query: Annotated[
-        str, typer.Option("--europeana-query", help="Europeana search text.")
-    ] = "tierstimmenarchiv",
     species_file: Annotated[
         Path | None, typer.Option("--species-file", help="Only these species: one scientific name a line.")
     ] = None,
@@ -186,7 +222,7 @@ def catalog(
     since: Annotated[
         datetime | None,
         typer.Option(
-            "--since", formats=["%Y-%m-%d"], help="xeno-canto: only recordings uploaded since YYYY-MM-DD."
+            "--since", formats=["%Y-%m-%d"], help="Only recordings new (or changed) since YYYY-MM-DD."
         ),
     ] = None,
     refresh_wiki: Annotated[
@@ -199,9 +235,8 @@ def catalog(
     def work() -> int:
         settings = load_settings()
         options = CatalogOptions(
-            sources=[s.value for s in source] if source else None,  # type: ignore[misc]
-            xc_query=xc_query,
-            europeana_query=europeana_query,
+            sources=source,
+            queries=queries,
             species_file=species_file,
             wiki_lang=wiki_lang,
             since=since.date() if since else None,
@@ -416,7 +451,7 @@ def filter_(
     no_background: Annotated[
         bool, typer.Option("--no-background", help="Drop recordings with other species in the background.")
     ] = False,
-    source: Annotated[list[SourceName] | None, typer.Option("--source", help="Only these archives.")] = None,
+    source: Annotated[list[str] | None, source_option("Only these archives (repeatable).")] = None,
     any_group: Annotated[
         bool, typer.Option("--any-group", help="Keep species not confirmed as birds (frogs, insects...).")
     ] = False,
@@ -439,7 +474,7 @@ def filter_(
             max_length=max_length,
             type=type_.value if type_ else None,
             no_background=no_background,
-            sources=tuple(s.value for s in source or ()),
+            sources=tuple(source or ()),
             any_group=any_group,
         )
         selection = run_filter(common.manifests, options, dry_run=dry_run)
@@ -565,18 +600,12 @@ def chunk(
 )
 @common_options
 @chunk_options
+@query_options
 def refresh(
     common: Common,
     chunking: ChunkArgs,
-    source: Annotated[
-        list[SourceName] | None, typer.Option("--source", help="Archives (default: as last catalog).")
-    ] = None,
-    xc_query: Annotated[
-        str | None, typer.Option("--xc-query", help="Override the last catalog's query.")
-    ] = None,
-    europeana_query: Annotated[
-        str | None, typer.Option("--europeana-query", help="Override the last query.")
-    ] = None,
+    queries: dict[str, str],
+    source: Annotated[list[str] | None, source_option("Archives (default: as last catalog).")] = None,
     species_file: Annotated[
         Path | None, typer.Option("--species-file", help="Override the species file.")
     ] = None,
@@ -585,7 +614,9 @@ def refresh(
     ] = None,
     since: Annotated[
         datetime | None,
-        typer.Option("--since", formats=["%Y-%m-%d"], help="xeno-canto uploads since this date."),
+        typer.Option(
+            "--since", formats=["%Y-%m-%d"], help="Only recordings new (or changed) since this date."
+        ),
     ] = None,
     full: Annotated[
         bool, typer.Option("--full", help="List everything, not just what is new since the last refresh.")
@@ -637,9 +668,8 @@ def refresh(
             _validate_lang(wiki_lang)
         options = RefreshOptions(
             catalog={
-                "sources": [s.value for s in source] if source else None,
-                "xc_query": xc_query,
-                "europeana_query": europeana_query,
+                "sources": source,
+                "queries": queries,
                 "species_file": species_file,
                 "wiki_lang": wiki_lang,
                 "since": since.date() if since else None,

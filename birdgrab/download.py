@@ -6,7 +6,7 @@ bytes arrive. A transfer cut short keeps its partial file and resumes with an HT
 file is checked against Content-Length, verified as audio (`audio.probe`: an HTML page or a
 corrupt file is a failed item, not a cache entry), then renamed to its content address
 `cache/<sha[:2]>/<sha256>.<format>`. The same bytes under two keys are stored once: the second
-key is recorded as a duplicate of the first (xeno-canto keys are preferred as the owner).
+key is recorded as a duplicate of the first (the registry's preferred archive owns the file).
 
 Progress is kept in `downloads.json` plus its journal (`manifests.Ledger`): a crash loses only
 the files in flight, and bookkeeping stays O(1) per file however large the catalogue.
@@ -36,6 +36,7 @@ from birdgrab.http_client import RETRYABLE, ServiceClient, TransientError, descr
 from birdgrab.models import DownloadEntry, DownloadsManifest, Recording, SelectionManifest
 from birdgrab.probe import AudioError, probe
 from birdgrab.settings import Settings, redact
+from birdgrab.sources.registry import registry
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,9 @@ class FetchOptions:
 
 
 def owner_rank(key: str) -> tuple[int, str]:
-    """Which of two keys with the same bytes owns the file: xeno-canto first, then the lower key."""
-    return (0 if key.startswith("xc:") else 1, key)
+    """Which of two keys with the same bytes owns the file: the archive with the lower
+    `Archive.preference` (xeno-canto), then the lower key."""
+    return (registry.of_key(key).preference, key)
 
 
 class DownloadLedger(manifests.Ledger[DownloadsManifest, DownloadEntry]):
@@ -152,7 +154,7 @@ class FetchReport:
 
     def count_outcomes(self, ledger: DownloadLedger, keys: list[str]) -> None:
         """Downloaded vs duplicate from the ledger's final word: a later download can make an
-        earlier one of this run the duplicate (the xeno-canto key owns shared bytes)."""
+        earlier one of this run the duplicate (the preferred archive's key owns shared bytes)."""
         statuses = Counter(ledger.entries[k].status for k in keys if k in ledger.entries)
         self.downloaded, self.duplicates = statuses["ok"], statuses["duplicate"]
 

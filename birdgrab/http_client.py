@@ -136,8 +136,8 @@ def tls_context() -> ssl.SSLContext:
 class ServiceClient:
     """An `httpx.AsyncClient` for one service, with its policy. Use as an async context manager.
 
-    >>> async with ServiceClient(settings.xc, settings) as client:       # doctest: +SKIP
-    ...     page = await client.get_json(settings.xc_api, {"query": "grp:birds", "key": key})
+    >>> async with ServiceClient(settings.wikipedia, settings) as client:       # doctest: +SKIP
+    ...     page = await client.get_json(settings.wikipedia_endpoint("de"), {"action": "query"})
     """
 
     def __init__(

@@ -1,5 +1,5 @@
-"""The shared pydantic models. Every source turns its API into `Recording` and `Species`;
-nothing downstream knows which archive an item came from except for attribution.
+"""The shared pydantic models. Every archive (`birdgrab.sources`) turns its API into `Recording`;
+what differs between archives downstream is asked of the archive registry, by `Recording.source`.
 """
 
 from __future__ import annotations
@@ -11,15 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
-Source = Literal["xeno-canto", "europeana"]
-SOURCES: tuple[Source, ...] = ("xeno-canto", "europeana")
-# The prefix of a recording key, `xc:<id>` or `europeana:<europeana id>` (CONTRACT.md).
-KEY_PREFIX: dict[str, str] = {"xeno-canto": "xc", "europeana": "europeana"}
 QUALITIES = ("A", "B", "C", "D", "E")
-
-
-def recording_key(source: Source, source_id: str) -> str:
-    return f"{KEY_PREFIX[source]}:{source_id}"
 
 
 class Model(BaseModel):
@@ -29,14 +21,16 @@ class Model(BaseModel):
 
 
 class Recording(Model):
-    key: str
-    source: Source
+    key: str = Field(description="'<key prefix>:<source id>', e.g. 'xc:254462' (CONTRACT.md)")
+    source: str = Field(description="the archive's name in the registry, e.g. 'xeno-canto'")
     source_id: str
     scientific_name: str = Field(description="canonical binomial, e.g. 'Turdus philomelos'")
     original_name: str = Field(description="the name as the archive gave it")
     species: str | None = Field(None, description="the class (species.json key) this recording belongs to")
     subspecies: str | None = None
-    group: str | None = Field(None, description="xeno-canto's grp (e.g. 'birds'); None when unknown")
+    group: str | None = Field(
+        None, description="the group the archive files it under (e.g. 'birds'); None when unknown"
+    )
     english_name: str | None = None
     recordist: str | None = None
     country: str | None = None

@@ -1,7 +1,8 @@
 """`birdgrab refresh`: catalog (incremental) -> filter (last options) -> fetch -> chunk, for cron.
 
-Incremental: xeno-canto is asked only for uploads since the last successful refresh minus a
-safety margin (uploads can appear late); Europeana's cursor is walked and its ids diffed;
+Incremental: archives that can list what changed since a date (xeno-canto's uploads) are asked only
+for that since the last successful refresh minus a safety margin (uploads can appear late); the
+others are walked in full (Europeana's cursor) and their ids diffed;
 Wikipedia is asked only about new species and articles older than `wiki_max_age_days`. Every
 step is itself idempotent and crash-safe, so a refresh killed at any moment and run again ends
 exactly where an uninterrupted one would.
@@ -30,6 +31,7 @@ from birdgrab.models import (
 )
 from birdgrab.selection import FilterOptions, run_filter, saved_options
 from birdgrab.settings import Settings
+from birdgrab.sources.registry import registry
 
 REFRESH = "refresh.json"
 MANIFESTS = [
@@ -92,12 +94,16 @@ def catalog_options(
         params = previous.parameters
         saved = {
             "sources": params.get("sources") or None,
-            "xc_query": params.get("xc_query"),
-            "europeana_query": params.get("europeana_query") or CatalogOptions.europeana_query,
+            "queries": {
+                a.name: params[a.query_option.parameter]
+                for a in registry
+                if a.query_option and params.get(a.query_option.parameter)
+            },
             "species_file": Path(params["species_file"]["path"]) if params.get("species_file") else None,
             "wiki_lang": params.get("wiki_lang") or "de",
         }
-    merged = {**saved, **{k: v for k, v in given.items() if v is not None}}
+    merged = {**saved, **{k: v for k, v in given.items() if v is not None and k != "queries"}}
+    merged["queries"] = {**saved.get("queries", {}), **given.get("queries", {})}
     return CatalogOptions(
         **merged, since=since, wiki_max_age_days=options.wiki_max_age_days, prune=options.prune
     )

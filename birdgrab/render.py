@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # stats needs pandas, which fetch and filter should not pay t
     from birdgrab.stats import Stats
 
 from birdgrab.models import SelectionManifest
+from birdgrab.sources.registry import registry
 
 log = logging.getLogger("birdgrab")
 PLAIN_PROGRESS_EVERY_S = 5.0
@@ -106,16 +107,16 @@ def print_stats(stats: Stats, out: Console) -> None:
     table = Table(title=f"{len(stats.rows)} species, {stats.recordings} recordings", title_justify="left")
     table.add_column("species", style="italic")
     table.add_column(f"{stats.wiki_lang} article")
-    table.add_column("xeno-canto", justify="right")
-    table.add_column("Europeana", justify="right")
+    archives = [a for a in registry if a.default_on or a.name in stats.per_source]
+    for archive in archives:
+        table.add_column(archive.title, justify="right")
     table.add_column(f"{stats.wiki_lang} Wikipedia", justify="center")
     table.add_column("bird", justify="center")
     for row in stats.rows:
         table.add_row(
             row.species,
             row.local_name or "",
-            str(row.recordings.get("xeno-canto", 0)),
-            str(row.recordings.get("europeana", 0)),
+            *(str(row.recordings.get(archive.name, 0)) for archive in archives),
             row.article,
             {True: "yes", False: "no", None: "?"}[row.is_bird],
         )

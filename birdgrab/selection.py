@@ -18,7 +18,6 @@ from birdgrab.errors import UsageError
 from birdgrab.licences import KNOWN_CODES, is_no_derivatives, is_non_commercial, licence_code
 from birdgrab.models import (
     QUALITIES,
-    SOURCES,
     DroppedSpecies,
     Recording,
     RecordingsManifest,
@@ -27,6 +26,7 @@ from birdgrab.models import (
     Species,
     SpeciesManifest,
 )
+from birdgrab.sources.registry import registry
 
 TYPES = ("song", "call")
 
@@ -66,9 +66,10 @@ class FilterOptions:
             )
         if self.type is not None and self.type not in TYPES:
             raise UsageError(f"--type must be song or call, got {self.type!r}")
+        archives = registry.names()
         for source in self.sources:
-            if source not in SOURCES:
-                raise UsageError(f"--source must be one of {', '.join(SOURCES)}, got {source!r}")
+            if source not in archives:
+                raise UsageError(f"--source must be one of {', '.join(archives)}, got {source!r}")
         if self.wiki_lang is not None and not re.fullmatch(r"[a-z]{2,3}(-[a-z]+)?", self.wiki_lang):
             raise UsageError(f"--wiki-lang {self.wiki_lang!r} is not a Wikipedia language code")
         codes = []

@@ -1,7 +1,8 @@
 """Configuration from the environment: endpoints, API keys, contact, politeness limits.
 
 Every base URL is configurable so the same code talks to the real services, a mirror or the
-bundled sandbox. API keys are held as `SecretStr` and registered with `redact`, which every log
+bundled sandbox. Each archive declares its own variables (`birdgrab.sources.archive.Archive`);
+this module reads them for every archive in the registry. API keys are held as `SecretStr` and registered with `redact`, which every log
 handler and every error message goes through: a key can never reach a terminal, log or file.
 """
 
@@ -16,17 +17,7 @@ from pydantic import SecretStr
 
 from birdgrab.errors import UsageError
 
-DEFAULT_XC_API = "https://xeno-canto.org/api/3/recordings"
-DEFAULT_EUROPEANA_API = "https://api.europeana.eu/record/v2/search.json"
 DEFAULT_WIKIPEDIA_API = "https://{lang}.wikipedia.org/w/api.php"
-
-XC_KEY_HELP = (
-    "set BIRDGRAB_XC_KEY to your xeno-canto API key "
-    "(log in at https://xeno-canto.org, then copy the key from https://xeno-canto.org/account)"
-)
-EUROPEANA_KEY_HELP = (
-    "set BIRDGRAB_EUROPEANA_KEY to your Europeana API key (free, from https://pro.europeana.eu/pages/get-api)"
-)
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -64,16 +55,20 @@ class ServicePolicy:
 
 
 @dataclass(frozen=True)
+class ArchiveAccess:
+    """Where one archive's API is, its key, and how politely to ask it."""
+
+    api: str
+    key: SecretStr | None
+    policy: ServicePolicy
+
+
+@dataclass(frozen=True)
 class Settings:
-    xc_api: str = DEFAULT_XC_API
-    europeana_api: str = DEFAULT_EUROPEANA_API
     wikipedia_api: str = DEFAULT_WIKIPEDIA_API
-    xc_key: SecretStr | None = None
-    europeana_key: SecretStr | None = None
     contact: str | None = None
-    # xeno-canto asks for about 1 API request/s; Wikimedia for at most 3 concurrent requests.
-    xc: ServicePolicy = field(default_factory=lambda: ServicePolicy("xeno-canto", 4, 1.0))
-    europeana: ServicePolicy = field(default_factory=lambda: ServicePolicy("Europeana", 4, None))
+    archives: dict[str, ArchiveAccess] = field(default_factory=dict)  # archive name -> its access
+    # Wikimedia asks for at most 3 concurrent requests.
     wikipedia: ServicePolicy = field(default_factory=lambda: ServicePolicy("Wikipedia", 3, None))
     audio: ServicePolicy = field(
         default_factory=lambda: ServicePolicy("audio download", 6, None, timeout_s=60.0)
@@ -89,7 +84,7 @@ class Settings:
         return f"birdgrab/{__version__} ({contact}) httpx"
 
 
-def _float_env(env: dict[str, str], name: str) -> float | None:
+def float_env(env: dict[str, str], name: str) -> float | None:
     raw = env.get(name)
     if raw is None or raw == "":
         return None
@@ -102,25 +97,25 @@ def _float_env(env: dict[str, str], name: str) -> float | None:
     return value
 
 
-def _tune(policy: ServicePolicy, env: dict[str, str], prefix: str) -> ServicePolicy:
+def tune_policy(policy: ServicePolicy, env: dict[str, str], prefix: str) -> ServicePolicy:
     """Apply BIRDGRAB_<PREFIX>_{RATE,CONCURRENCY,TIMEOUT} and the global retry overrides."""
     changes: dict[str, object] = {}
-    if (rate := _float_env(env, f"BIRDGRAB_{prefix}_RATE")) is not None:
+    if (rate := float_env(env, f"BIRDGRAB_{prefix}_RATE")) is not None:
         changes["requests_per_second"] = rate
-    if (conc := _float_env(env, f"BIRDGRAB_{prefix}_CONCURRENCY")) is not None:
+    if (conc := float_env(env, f"BIRDGRAB_{prefix}_CONCURRENCY")) is not None:
         changes["max_concurrency"] = max(1, int(conc))
-    if (timeout := _float_env(env, f"BIRDGRAB_{prefix}_TIMEOUT")) is not None:
+    if (timeout := float_env(env, f"BIRDGRAB_{prefix}_TIMEOUT")) is not None:
         changes["timeout_s"] = timeout
-    if (attempts := _float_env(env, "BIRDGRAB_RETRY_ATTEMPTS")) is not None:
+    if (attempts := float_env(env, "BIRDGRAB_RETRY_ATTEMPTS")) is not None:
         changes["attempts"] = max(1, int(attempts))
-    if (base := _float_env(env, "BIRDGRAB_BACKOFF_BASE")) is not None:
+    if (base := float_env(env, "BIRDGRAB_BACKOFF_BASE")) is not None:
         changes["backoff_base_s"] = base
-    if (cap := _float_env(env, "BIRDGRAB_BACKOFF_MAX")) is not None:
+    if (cap := float_env(env, "BIRDGRAB_BACKOFF_MAX")) is not None:
         changes["backoff_max_s"] = cap
     return replace(policy, **changes)
 
 
-def _check_url(name: str, value: str) -> str:
+def check_url(name: str, value: str) -> str:
     if not re.match(r"^https?://[^/\s]+", value):
         raise UsageError(f"{name}={value!r} is not an http(s) URL")
     return value
@@ -128,27 +123,21 @@ def _check_url(name: str, value: str) -> str:
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read settings from `env` (default: the process environment) and register the keys as secrets."""
+    from birdgrab.sources.registry import registry  # the archives import this module
+
     env = dict(os.environ if env is None else env)
-    xc_key = env.get("BIRDGRAB_XC_KEY") or None
-    europeana_key = env.get("BIRDGRAB_EUROPEANA_KEY") or None
-    for secret in (xc_key, europeana_key):
-        if secret:
-            register_secret(secret)
-    wikipedia_api = _check_url(
+    archives = {archive.name: archive.load_access(env) for archive in registry}
+    for access in archives.values():
+        if access.key is not None:
+            register_secret(access.key.get_secret_value())
+    wikipedia_api = check_url(
         "BIRDGRAB_WIKIPEDIA_API", env.get("BIRDGRAB_WIKIPEDIA_API") or DEFAULT_WIKIPEDIA_API
     )
     defaults = Settings()
     return Settings(
-        xc_api=_check_url("BIRDGRAB_XC_API", env.get("BIRDGRAB_XC_API") or DEFAULT_XC_API),
-        europeana_api=_check_url(
-            "BIRDGRAB_EUROPEANA_API", env.get("BIRDGRAB_EUROPEANA_API") or DEFAULT_EUROPEANA_API
-        ),
         wikipedia_api=wikipedia_api,
-        xc_key=SecretStr(xc_key) if xc_key else None,
-        europeana_key=SecretStr(europeana_key) if europeana_key else None,
         contact=(env.get("BIRDGRAB_CONTACT") or "").strip() or None,
-        xc=_tune(defaults.xc, env, "XC"),
-        europeana=_tune(defaults.europeana, env, "EUROPEANA"),
-        wikipedia=_tune(defaults.wikipedia, env, "WIKIPEDIA"),
-        audio=_tune(defaults.audio, env, "DOWNLOAD"),
+        archives=archives,
+        wikipedia=tune_policy(defaults.wikipedia, env, "WIKIPEDIA"),
+        audio=tune_policy(defaults.audio, env, "DOWNLOAD"),
     )

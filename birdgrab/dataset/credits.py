@@ -6,13 +6,13 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 from birdgrab.models import ChunkedRecording, Recording
+from birdgrab.sources.registry import registry
 
 CREDITS = "CREDITS.csv"
 ATTRIBUTION = "ATTRIBUTION.md"
 CREDITS_COLUMNS = [
     "recording_key", "source", "scientific_name", "recordist", "licence", "licence_url", "page_url", "chunks",
 ]  # fmt: skip
-_ARCHIVE_NAMES = {"xeno-canto": "xeno-canto", "europeana": "Europeana"}
 
 
 def credit_rows(entries: Mapping[str, ChunkedRecording], recordings: Mapping[str, Recording]) -> list[dict]:
@@ -35,21 +35,23 @@ def credit_rows(entries: Mapping[str, ChunkedRecording], recordings: Mapping[str
 
 
 def attribution_markdown(entries: Mapping[str, ChunkedRecording], recordings: Mapping[str, Recording]) -> str:
+    used = {recordings[key].source for key in entries}
+    credits = [a.credit() for a in registry if a.name in used] or ["the archives"]
+    archives = " and ".join(filter(None, [", ".join(credits[:-1]), credits[-1]]))
     lines = [
         "# Attribution",
         "",
-        "This dataset is cut from recordings published by their recordists through xeno-canto",
-        "(https://xeno-canto.org) and Europeana (https://www.europeana.eu), under the licences named",
-        "below. Chunks are derivatives of these recordings; keep this file with the dataset, credit",
-        "the recordists, and respect each licence (NC: no commercial use; SA: share alike).",
+        f"This dataset is cut from recordings published by their recordists through {archives},",
+        "under the licences named below. Chunks are derivatives of these recordings; keep this file with",
+        "the dataset, credit the recordists, and respect each licence (NC: no commercial use; SA: share alike).",
         "",
     ]
     by_species: dict[str, list[str]] = defaultdict(list)
     for key in sorted(entries):
         r = recordings[key]
-        archive = _ARCHIVE_NAMES.get(r.source, r.source)
+        title = registry.get(r.source).title
         by_species[r.species or r.scientific_name].append(
-            f"- {key} — {r.recordist or 'unknown recordist'}, {archive}, {r.licence or 'licence unknown'}"
+            f"- {key} — {r.recordist or 'unknown recordist'}, {title}, {r.licence or 'licence unknown'}"
             f"{f' ({r.licence_url})' if r.licence_url else ''}: {r.page_url or 'no page'}"
         )
     for name in sorted(by_species):

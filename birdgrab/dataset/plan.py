@@ -8,8 +8,6 @@ which recordings to cut again) testable with plain values.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,23 +26,15 @@ from birdgrab.models import (
     Split,
 )
 from birdgrab.names import NameError_, class_folder
+from birdgrab.sources.registry import registry
 
 # Fewer restrictions first: the better of two copies carries the freer licence.
 _LICENCE_ORDER = ["CC0", "PDM", "BY", "BY-SA", "BY-NC", "BY-NC-SA", "BY-ND", "BY-NC-ND"]
 
 
 def file_stem(recording: Recording) -> str:
-    """`<source>-<id>` made safe for a file name: 'xc-254462', 'europeana-11622_TIERSTIMMENARCHIV_...'.
-
-    Characters other than letters, digits, '_' and '-' become '_'; if that (or trimming a very long
-    id) changed more than the leading '/', a short hash of the real id keeps names unique.
-    """
-    prefix = "xc" if recording.source == "xeno-canto" else "europeana"
-    raw = recording.source_id.lstrip("/")
-    safe = re.sub(r"[^A-Za-z0-9_-]", "_", raw)[:120]
-    if safe != raw.replace("/", "_") or len(raw) > 120:
-        safe = f"{safe}-{hashlib.sha1(recording.source_id.encode()).hexdigest()[:8]}"
-    return f"{prefix}-{safe}"
+    """The chunk files' stem, as the recording's archive spells it (`Archive.file_stem`): 'xc-254462'."""
+    return registry.get(recording.source).file_stem(recording.source_id)
 
 
 def _quality_rank(recording: Recording) -> int:
@@ -57,12 +47,13 @@ def _licence_rank(recording: Recording) -> int:
 
 
 def better_copy_rank(recording: Recording, duration_s: float | None) -> tuple:
-    """Lower is better: quality, then length, then the freer licence, then xeno-canto, then key."""
+    """Lower is better: quality, then length, then the freer licence, then the preferred archive
+    (`Archive.preference`), then key."""
     return (
         _quality_rank(recording),
         -(duration_s or 0.0),
         _licence_rank(recording),
-        recording.source != "xeno-canto",
+        registry.get(recording.source).preference,
         recording.key,
     )
 

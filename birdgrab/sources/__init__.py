@@ -1,5 +1,6 @@
 """One module per archive, each turning its API into the shared models (the way yt-dlp's
-extractors do). Nothing downstream branches on the source except for attribution.
+extractors do), and the registry of archives (`registry`), which everything downstream asks
+instead of branching on an archive's name. See `birdgrab.sources.archive` for what an archive says.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from birdgrab.models import Recording, SkippedItem
+from birdgrab.sources.registry import registry
 
 
 @dataclass
@@ -30,6 +32,11 @@ class CatalogBatch:
         if identity not in self._skipped_seen:
             self._skipped_seen.add(identity)
             self.skipped.append(item)
+
+
+def recording_key(source: str, source_id: str) -> str:
+    """The key of a recording of archive `source`: `xc:254462`."""
+    return registry.get(source).key(source_id)
 
 
 def clean_text(value: object) -> str | None:

@@ -14,17 +14,21 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from birdgrab.errors import ServiceError, UsageError
+from birdgrab.errors import ServiceError
 from birdgrab.http_client import ServiceClient, gather_failfast
 from birdgrab.licences import licence_name
-from birdgrab.models import Recording, SkippedItem, recording_key
+from birdgrab.models import Recording, SkippedItem
 from birdgrab.names import NameError_, parse_scientific_name
-from birdgrab.settings import EUROPEANA_KEY_HELP, Settings
-from birdgrab.sources import CatalogBatch, absolute_url, clean_text
+from birdgrab.settings import ServicePolicy, Settings
+from birdgrab.sources import CatalogBatch, absolute_url, clean_text, recording_key
+from birdgrab.sources.archive import Archive, ListingRequest, QueryOption, RequestTally
 
 log = logging.getLogger(__name__)
 
 SOURCE = "europeana"
+KEY_HELP = (
+    "set BIRDGRAB_EUROPEANA_KEY to your Europeana API key (free, from https://pro.europeana.eu/pages/get-api)"
+)
 ROWS = 100
 # Europeana's public page of an item, for attribution when the item names no landing page.
 ITEM_PAGE = "https://www.europeana.eu/item"
@@ -125,7 +129,7 @@ def describe_error(status: int, body: Any) -> str:
         message = clean_text(body.get("message")) or clean_text(body.get("error"))
     message = message or f"HTTP {status}"
     if status in (401, 403):
-        return f"Europeana rejected the API key ({message}); {EUROPEANA_KEY_HELP}"
+        return f"Europeana rejected the API key ({message}); {KEY_HELP}"
     if status == 400:
         return f"Europeana rejected the query: {message}"
     if status == 404:
@@ -143,12 +147,11 @@ class Europeana:
     """Client for the Europeana Search and Record APIs."""
 
     def __init__(self, settings: Settings):
-        if settings.europeana_key is None:
-            raise UsageError(f"Europeana needs an API key: {EUROPEANA_KEY_HELP}")
-        self._settings = settings
-        self._key = settings.europeana_key.get_secret_value()
+        archive = EuropeanaArchive()
+        self._key = archive.api_key(settings)
+        self._api = archive.access(settings).api
         self.client = ServiceClient(
-            settings.europeana, settings, describe_error=describe_error, check_payload=check_payload
+            archive.policy_in(settings), settings, describe_error=describe_error, check_payload=check_payload
         )
 
     async def __aenter__(self) -> Europeana:
@@ -159,7 +162,7 @@ class Europeana:
 
     def _record_url(self, item_id: str) -> str:
         """`.../record/v2/search.json` -> `.../record/v2/{dataset}/{localid}.json`."""
-        base = self._settings.europeana_api.rsplit("/", 1)[0]
+        base = self._api.rsplit("/", 1)[0]
         return f"{base}{quote(item_id, safe='/')}.json"
 
     async def search(
@@ -180,7 +183,7 @@ class Europeana:
             ]
             if reusability:
                 params.append(("reusability", reusability))
-            body = await self.client.get_json(self._settings.europeana_api, params)
+            body = await self.client.get_json(self._api, params)
             pages += 1
             items = body.get("items") or []
             if not items:
@@ -214,12 +217,14 @@ class Europeana:
         except NameError_ as exc:
             batch.skip(
                 SkippedItem(
-                    key=f"europeana:{clean_text(item.get('id')) or '?'}"[:300], name=title, reason=exc.reason
+                    key=recording_key(SOURCE, clean_text(item.get("id")) or "?")[:300],
+                    name=title,
+                    reason=exc.reason,
                 )
             )
             return None
         except ValueError as exc:
-            batch.skip(SkippedItem(key="europeana:?", name=title, reason=str(exc)))
+            batch.skip(SkippedItem(key=recording_key(SOURCE, "?"), name=title, reason=str(exc)))
             return None
         return None if recording.key in batch.recordings else recording
 
@@ -233,3 +238,36 @@ class Europeana:
         return recording.model_copy(
             update={"audio_url": url, "downloadable": True, "not_downloadable_reason": None}
         )
+
+
+class EuropeanaArchive(Archive):
+    """Europeana in the archive registry: one full-text query walked by cursor (never incremental:
+    the walk is the listing, and refresh diffs its ids)."""
+
+    name = SOURCE
+    key_prefix = "europeana"
+    title = "Europeana"
+    home_url = "https://www.europeana.eu"
+    api_variable = "BIRDGRAB_EUROPEANA_API"
+    default_api = "https://api.europeana.eu/record/v2/search.json"
+    key_variable = "BIRDGRAB_EUROPEANA_KEY"
+    key_help = KEY_HELP
+    tuning_prefix = "EUROPEANA"
+    policy = ServicePolicy("Europeana", 4, None)
+    preference = 10
+    query_option = QueryOption(
+        "--europeana-query", "europeana_query", "Europeana search text.", "tierstimmenarchiv"
+    )
+
+    def complete_listings(self, request: ListingRequest) -> set[str]:
+        return set(self.queries(request))  # the cursor walk always lists everything
+
+    async def catalog(self, settings: Settings, request: ListingRequest, tally: RequestTally) -> CatalogBatch:
+        async with Europeana(settings) as europeana:
+            try:
+                batch = CatalogBatch()
+                for query in self.queries(request):
+                    await europeana.search(query, seen_at=request.seen_at, batch=batch)
+                return batch
+            finally:
+                tally.add(europeana.client.requests_made)

@@ -7,6 +7,7 @@ missing `file` for restricted species, an overcounted last page, two error shape
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
@@ -14,17 +15,23 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from birdgrab.errors import ServiceError, UsageError
+from birdgrab.errors import ServiceError, ServiceUnreachable
 from birdgrab.http_client import ServiceClient, gather_failfast
 from birdgrab.licences import licence_name
-from birdgrab.models import QUALITIES, Recording, SkippedItem, recording_key
+from birdgrab.models import QUALITIES, Recording, SkippedItem
 from birdgrab.names import NameError_, parse_scientific_name
-from birdgrab.settings import XC_KEY_HELP, Settings
-from birdgrab.sources import CatalogBatch, absolute_url, clean_text, to_float
+from birdgrab.settings import ServicePolicy, Settings
+from birdgrab.sources import CatalogBatch, absolute_url, clean_text, recording_key, to_float
+from birdgrab.sources.archive import Archive, BirdAnswer, ListingRequest, QueryOption, RequestTally
 
 log = logging.getLogger(__name__)
 
 SOURCE = "xeno-canto"
+DEFAULT_QUERY = "grp:birds cnt:germany"
+KEY_HELP = (
+    "set BIRDGRAB_XC_KEY to your xeno-canto API key "
+    "(log in at https://xeno-canto.org, then copy the key from https://xeno-canto.org/account)"
+)
 PER_PAGE = 500
 _WORD = re.compile(r"[A-Za-z][A-Za-z-]*")
 RESTRICTED_REASON = "restricted species: xeno-canto does not publish its audio"
@@ -178,7 +185,7 @@ def error_message(body: Any) -> str | None:
 def describe_error(status: int, body: Any) -> str:
     message = error_message(body) or f"HTTP {status}"
     if status in (401, 403):
-        return f"xeno-canto rejected the API key ({message}); {XC_KEY_HELP}"
+        return f"xeno-canto rejected the API key ({message}); {KEY_HELP}"
     if status == 400:
         return (
             f"xeno-canto rejected the query: {message}. Queries are tags only, "
@@ -203,13 +210,12 @@ class XenoCanto:
     """Client for the xeno-canto v3 recordings endpoint."""
 
     def __init__(self, settings: Settings):
-        if settings.xc_key is None:
-            raise UsageError(f"xeno-canto needs an API key: {XC_KEY_HELP}")
-        self._settings = settings
-        self._key = settings.xc_key.get_secret_value()
-        self._scheme = urlsplit(settings.xc_api).scheme or "https"
+        archive = XenoCantoArchive()
+        self._key = archive.api_key(settings)
+        self._api = archive.access(settings).api
+        self._scheme = urlsplit(self._api).scheme or "https"
         self.client = ServiceClient(
-            settings.xc, settings, describe_error=describe_error, check_payload=check_payload
+            archive.policy_in(settings), settings, describe_error=describe_error, check_payload=check_payload
         )
 
     async def __aenter__(self) -> XenoCanto:
@@ -220,7 +226,7 @@ class XenoCanto:
 
     async def _page(self, query: str, page: int, per_page: int = PER_PAGE) -> dict[str, Any]:
         params = {"query": query, "page": page, "per_page": per_page, "key": self._key}
-        return await self.client.get_json(self._settings.xc_api, params)
+        return await self.client.get_json(self._api, params)
 
     def _parse_page(self, page: dict[str, Any], seen_at: datetime, found_by: str) -> ParsedPage:
         records = page.get("recordings")
@@ -235,10 +241,14 @@ class XenoCanto:
             except NameError_ as exc:
                 rid = clean_text(raw.get("id")) or "?"
                 name = f"{raw.get('gen')} {raw.get('sp')}"[:200]
-                parsed.skipped.append(SkippedItem(key=f"xc:{rid}", name=name, reason=exc.reason))
+                parsed.skipped.append(
+                    SkippedItem(key=recording_key(SOURCE, rid), name=name, reason=exc.reason)
+                )
             except ValueError as exc:
                 parsed.skipped.append(
-                    SkippedItem(key="xc:?", name=str(raw.get("gen"))[:200], reason=str(exc))
+                    SkippedItem(
+                        key=recording_key(SOURCE, "?"), name=str(raw.get("gen"))[:200], reason=str(exc)
+                    )
                 )
         return parsed
 
@@ -281,3 +291,66 @@ class XenoCanto:
             return int(page.get("numRecordings") or 0) > 0
         except (TypeError, ValueError):
             return bool(page.get("recordings"))
+
+
+class XenoCantoArchive(Archive):
+    """xeno-canto in the archive registry: tag queries (one per species with a species file),
+    uploads `since` a date for incremental runs, and the say on whether a species is a bird."""
+
+    name = SOURCE
+    key_prefix = "xc"
+    title = "xeno-canto"
+    home_url = "https://xeno-canto.org"
+    api_variable = "BIRDGRAB_XC_API"
+    default_api = "https://xeno-canto.org/api/3/recordings"
+    key_variable = "BIRDGRAB_XC_KEY"
+    key_help = KEY_HELP
+    tuning_prefix = "XC"
+    policy = ServicePolicy("xeno-canto", 4, 1.0)  # xeno-canto asks for about 1 API request/s
+    names_classes = True  # its taxonomy is kept current (CONTRACT.md)
+    preference = 0  # its copy of a recording keeps the richest metadata (quality, types, background)
+    checks_birds = True
+    query_option = QueryOption(
+        "--xc-query",
+        "xc_query",
+        f"xeno-canto tag query (default '{DEFAULT_QUERY}'; with --species-file, extra tags per species).",
+    )
+
+    def queries(self, request: ListingRequest) -> list[str]:
+        if request.species:
+            extra = f" {request.query}" if request.query else ""
+            return [f"{species_query(name)}{extra}" for name in request.species]
+        return [request.query or DEFAULT_QUERY]
+
+    async def catalog(self, settings: Settings, request: ListingRequest, tally: RequestTally) -> CatalogBatch:
+        async with XenoCanto(settings) as xc:
+            try:
+                batch = CatalogBatch()
+                for query in self.queries(request):
+                    await xc.search(query, seen_at=request.seen_at, since=request.since, batch=batch)
+                return batch
+            finally:
+                tally.add(xc.client.requests_made)
+
+    async def check_birds(
+        self, settings: Settings, names: list[str], tally: RequestTally
+    ) -> dict[str, BirdAnswer]:
+        """Asks once per species whether xeno-canto files it under grp:birds."""
+        answers: dict[str, BirdAnswer] = {}
+        async with XenoCanto(settings) as xc:
+
+            async def check(name: str) -> None:
+                try:
+                    answers[name] = BirdAnswer(
+                        await xc.has_birds(name), f"xeno-canto query {species_query(name)} grp:birds"
+                    )
+                except (ServiceUnreachable, ServiceError) as exc:
+                    answers[name] = BirdAnswer(
+                        None, f"open: xeno-canto could not be asked ({exc})", f"bird check for {name}: {exc}"
+                    )
+
+            try:
+                await asyncio.gather(*(check(name) for name in names))
+            finally:
+                tally.add(xc.client.requests_made)
+        return answers
