@@ -33,6 +33,7 @@ from birdgrab.sources.registry import registry
 
 if TYPE_CHECKING:  # birdgrab.dataset imports the audio stack, which fetch-only runs need not load
     from birdgrab.dataset import ChunkOptions
+    from birdgrab.download import FetchOptions
 
 log = logging.getLogger("birdgrab")
 
@@ -355,6 +356,53 @@ chunk_options = option_group(
 )
 
 
+# Options of the download step, shared by `fetch` and `refresh` (CONTRACT.md).
+@dataclass(frozen=True)
+class FetchArgs:
+    jobs: int
+    per_host: int | None
+    max_file_mb: float
+
+    def options(self, min_free_mb: float) -> FetchOptions:
+        """Validated download options (a UsageError, exit 2, for nonsense)."""
+        from birdgrab.download import FetchOptions
+
+        return FetchOptions(
+            jobs=self.jobs, per_host=self.per_host, max_file_mb=self.max_file_mb, min_free_mb=min_free_mb
+        ).validated()
+
+
+fetch_options = option_group(
+    "fetching",
+    FetchArgs,
+    [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        for name, annotation, default in [
+            ("jobs", Annotated[int, typer.Option("--jobs", "-j", help="Concurrent downloads.")], 4),
+            (
+                "per_host",
+                Annotated[
+                    int | None,
+                    typer.Option(
+                        "--per-host",
+                        help="At most this many concurrent downloads from one host"
+                        " [default: 6, or BIRDGRAB_DOWNLOAD_CONCURRENCY].",
+                    ),
+                ],
+                None,
+            ),
+            (
+                "max_file_mb",
+                Annotated[
+                    float, typer.Option("--max-file-mb", help="Refuse any single file larger than this.")
+                ],
+                2048,
+            ),
+        ]
+    ],
+)
+
+
 def _chunk_and_report(manifests: Path, cache: Path, out: Path, options, rich_output: bool) -> int:
     """Run the chunk step with progress and a summary; returns 1 if some recordings failed."""
     from birdgrab import render
@@ -503,27 +551,23 @@ def filter_(
 @app.command(epilog="Example: birdgrab fetch --jobs 4")
 @common_options
 @chunk_options
+@fetch_options
 def fetch(
     common: Common,
     chunking: ChunkArgs,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Concurrent downloads.")] = 4,
-    max_file_mb: Annotated[
-        float, typer.Option("--max-file-mb", help="Refuse any single file larger than this.")
-    ] = 2048,
+    fetching: FetchArgs,
     no_chunk: Annotated[
         bool, typer.Option("--no-chunk", help="Only download; do not build the dataset.")
     ] = False,
 ) -> None:
     """Download the selection into the cache (concurrent, resumable, verified, deduplicated), then chunk it."""
     from birdgrab import render
-    from birdgrab.download import FetchOptions, run_downloads
+    from birdgrab.download import run_downloads
 
     def work() -> int:
         settings = load_settings()
-        options = FetchOptions(
-            jobs=jobs, per_host=jobs, max_file_mb=max_file_mb, min_free_mb=chunking.min_free_mb
-        ).validated()
-        chunk_options = chunking.options(jobs)
+        options = fetching.options(chunking.min_free_mb)
+        chunk_options = chunking.options(fetching.jobs)
         rich_output = common.rich
         with render.TransferProgress("fetch", rich=rich_output) as progress:
             report = asyncio.run(
@@ -600,10 +644,12 @@ def chunk(
 )
 @common_options
 @chunk_options
+@fetch_options
 @query_options
 def refresh(
     common: Common,
     chunking: ChunkArgs,
+    fetching: FetchArgs,
     queries: dict[str, str],
     source: Annotated[list[str] | None, source_option("Archives (default: as last catalog).")] = None,
     species_file: Annotated[
@@ -651,15 +697,10 @@ def refresh(
     any_group: Annotated[
         bool, typer.Option("--any-group", help="Keep species not confirmed as birds.")
     ] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Concurrent downloads.")] = 4,
-    max_file_mb: Annotated[
-        float, typer.Option("--max-file-mb", help="Refuse any single file larger than this.")
-    ] = 2048,
     no_chunk: Annotated[bool, typer.Option("--no-chunk", help="Do not rebuild the dataset.")] = False,
 ) -> None:
     """Catalog (incremental) -> filter (last options) -> fetch -> chunk, touching only what changed. Safe from cron."""
     from birdgrab import render
-    from birdgrab.download import FetchOptions
     from birdgrab.refresh import RefreshOptions, run_refresh
 
     def work() -> int:
@@ -689,10 +730,8 @@ def refresh(
                 "no_background": no_background or None,
                 "any_group": any_group or None,
             },
-            fetch=FetchOptions(
-                jobs=jobs, per_host=jobs, max_file_mb=max_file_mb, min_free_mb=chunking.min_free_mb
-            ).validated(),
-            chunk=None if no_chunk else chunking.options(jobs),
+            fetch=fetching.options(chunking.min_free_mb),
+            chunk=None if no_chunk else chunking.options(fetching.jobs),
             full=full,
             wiki_max_age_days=wiki_max_age,
             prune=prune,

@@ -23,7 +23,7 @@ from birdgrab.dataset.plan import (
 )
 from birdgrab.dataset.report import ChunkReport
 from birdgrab.dataset.runner import ChunkRunner, ChunksLedger, remove_chunks
-from birdgrab.download import DownloadLedger, cached_file
+from birdgrab.download import Cache, DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.files import remove_stale_temps, safe_child
 from birdgrab.models import ChunkedRecording, SelectionManifest
@@ -62,7 +62,7 @@ def run_chunk(
     remove_stale_temps(out)
     cached = {}
     for key in selection.selected_keys():
-        path = cached_file(cache, downloads.entries.get(key))
+        path = Cache(cache).file_of(downloads.entries.get(key))
         if path is not None:
             cached[key] = path
     found = usable_files(selection, recordings.recordings, downloads.entries, cached)

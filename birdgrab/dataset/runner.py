@@ -26,7 +26,7 @@ from birdgrab.dataset.options import ChunkOptions
 from birdgrab.dataset.plan import Usable, file_stem
 from birdgrab.dataset.report import ChunkReport
 from birdgrab.dataset.windows import windowing_for
-from birdgrab.download import DownloadLedger, evict_undecodable
+from birdgrab.download import Cache, DownloadLedger
 from birdgrab.files import safe_child
 from birdgrab.models import ChunkedRecording, ChunkRow, ChunksManifest
 
@@ -104,8 +104,9 @@ class ChunkRunner:
         downloads: DownloadLedger,
         report: ChunkReport,
     ):
-        self.out, self.cache, self.options = out, cache, options
+        self.out, self.cache, self.options = out, Cache(cache), options
         self.ledger, self.downloads, self.report = ledger, downloads, report
+        self._evicted = False
 
     def run(self, todo: list[Usable], on_progress: Progress | None = None) -> None:
         now = manifests.utc_now()
@@ -148,6 +149,8 @@ class ChunkRunner:
                     self._settle(item, future.result(), now)
                     if on_progress:
                         on_progress("file", 1)
+        if self._evicted:
+            self.downloads.save()
 
     def _disk_low(self) -> bool:
         """Stop (cleanly, exit 1) before the disk fills: the report says why."""
@@ -165,8 +168,8 @@ class ChunkRunner:
             remove_chunks(self.out, previous)
             reason = result.reason
             if result.bad_source:
-                evict_undecodable(self.cache, self.downloads, key, reason)
-                reason += " (removed from the cache: the next fetch downloads it again)"
+                reason += f" ({self.cache.evict(self.downloads, key, reason)})"
+                self._evicted = True
             self.report.failed[key] = reason
             self.ledger.record(
                 ChunkedRecording(

@@ -22,7 +22,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import numpy as np
 
@@ -171,6 +171,11 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path.startswith("/_sandbox/"):
             self._send(sandbox._control(self.command, url.path, body), head)
             return
+        with sandbox._counters.in_flight():
+            self._route(url, head)
+
+    def _route(self, url: SplitResult, head: bool) -> None:
+        sandbox = self.server.sandbox
         counters = sandbox._counters
         counters.add_path(url.path)
         found = resolve(url.path) if self.command in ("GET", "HEAD") else None
