@@ -21,9 +21,10 @@ from birdgrab.audio import (
     probe,
     similarity,
 )
+from birdgrab.dataset import cutting
 from birdgrab.dataset.cutting import chunk_recording
 from birdgrab.errors import BirdgrabError
-from birdgrab.probe import AudioInfo, sniff_format
+from birdgrab.probe import AudioInfo
 from tests.audio_fixtures import (
     MP3_FRAME_SAMPLES,
     add_cover_art,
@@ -283,19 +284,6 @@ def test_probe_rejects_what_the_downloader_must_not_cache(tmp_path):
             probe(tmp_path / name)
 
 
-def test_sniff_format_reads_magic_bytes():
-    assert sniff_format(b"ID3\x04\x00") == "mp3"
-    assert sniff_format(bytes.fromhex("fffb90c4")) == "mp3"
-    assert sniff_format(b"RIFF\x24\x00\x00\x00WAVEfmt ") == "wav"
-    assert sniff_format(b"fLaC\x00\x00\x00\x22") == "flac"
-    assert sniff_format(b"OggS\x00\x02") == "ogg"
-    assert sniff_format(bytes.fromhex("fff15080")) is None  # AAC in ADTS, not mp3
-    assert sniff_format(b"<html>") is None
-
-
-# --------------------------------------------------------------------------- atomic output
-
-
 def test_a_failure_midway_leaves_no_chunk_and_no_temporary_file(tmp_path, monkeypatch):
     src = tmp_path / "rec.wav"
     write_audio(src, tone(45, 32000), 32000, "WAV")
@@ -308,7 +296,7 @@ def test_a_failure_midway_leaves_no_chunk_and_no_temporary_file(tmp_path, monkey
             raise OSError(28, "No space left on device")
         real_write(file, data, *args, **kwargs)
 
-    monkeypatch.setattr(audio.sf, "write", write_then_fail_on_third)
+    monkeypatch.setattr(cutting.sf, "write", write_then_fail_on_third)
 
     with pytest.raises(OSError, match="No space"):
         chunk_recording(src, tmp_path / "out", "rec")

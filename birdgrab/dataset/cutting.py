@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from birdgrab.audio import _mono_blocks, _to_pcm16, open_decoder
+from birdgrab.audio import _to_pcm16
 from birdgrab.dataset.windows import Choice, FixedWindows, Window, Windowing, rms_dbfs
+from birdgrab.decoders import mono_blocks, open_decoder
 from birdgrab.files import TEMP_SUFFIX, commit_temp, safe_child
 
 _PCM16_SCALE = 32768.0
@@ -104,7 +105,7 @@ def cut_recording(
     out_dir.mkdir(parents=True, exist_ok=True)
     spool = PcmSpool(out_dir, sample_rate)
     try:
-        for samples in _mono_blocks(decoder, sample_rate):
+        for samples in mono_blocks(decoder, sample_rate):
             spool.append(samples)
             windowing.feed(samples)
         choice = windowing.choose(spool)

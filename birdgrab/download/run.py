@@ -119,6 +119,7 @@ class Downloader:
             sha256=done.sha256,
             format=info.format,
             duration_s=round(info.duration_s, 3),
+            duration_estimated=info.duration_estimated,
             sample_rate=info.sample_rate,
             channels=info.channels,
             attempts=attempts,

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 from birdgrab.sandbox import europeana, mediawiki, xenocanto
 from birdgrab.sandbox.archive import Archive
-from birdgrab.sandbox.audio import AudioCache, AudioSpec
+from birdgrab.sandbox.audio import AudioCache, AudioFile, AudioSpec
 from birdgrab.sandbox.config import SandboxConfig
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -279,7 +279,7 @@ class Services:
     def landing(self, request: Request) -> Response:
         return html_response(200, unquote(request.path), "A landing page of the birdgrab sandbox archive.")
 
-    def _audio(self, spec: AudioSpec, request: Request) -> Response:
+    def _audio(self, spec: AudioSpec | AudioFile, request: Request) -> Response:
         path = self.audio.path(spec)  # renders on first use
         size = path.stat().st_size
         headers = {"Accept-Ranges": "bytes", "ETag": f'"{spec.digest}"'}

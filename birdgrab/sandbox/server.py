@@ -28,7 +28,7 @@ import numpy as np
 
 from birdgrab.files import atomic_write_bytes
 from birdgrab.sandbox import catalogue, mediawiki
-from birdgrab.sandbox.audio import AudioCache, default_cache_dir
+from birdgrab.sandbox.audio import AudioCache, AudioFile, default_cache_dir
 from birdgrab.sandbox.config import SandboxConfig
 from birdgrab.sandbox.faults import Decision, FaultPlan, FaultRule
 from birdgrab.sandbox.routes import (
@@ -362,6 +362,11 @@ class Sandbox:
         """Make recordings vanish upstream (`xc:<id>`, `europeana:<id>`); returns the keys that existed."""
         with self._changes:
             return self.archive.remove(keys)
+
+    def upload(self, audio: AudioFile, species: str) -> str:
+        """Serve a real file as a new xeno-canto recording of `species`; returns its key (`xc:<id>`)."""
+        with self._changes:
+            return catalogue.upload(self.archive, self.config, audio, species)
 
     def audio_path(self, key: str) -> Path:
         """The rendered file of a recording (rendering it now if needed)."""
