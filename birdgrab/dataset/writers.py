@@ -181,11 +181,22 @@ def classes_json(content: DatasetContent) -> bytes:
             "english_wikipedia_url": english_article.url
             if english_article and english_article.is_species_article
             else None,
+            **_taxon_ids(info),
             "recordings": c["recordings"],
             "chunks": c["chunks"],
             "splits": {s: c[s] for s in SPLITS},
         }
     return (json.dumps(classes, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _taxon_ids(species: Species | None) -> dict[str, str | None]:
+    """classes.json's ids in other taxonomies (Wikidata, eBird, GBIF), None where unknown."""
+    ids = species.taxon_ids if species else None
+    return {
+        "wikidata_id": ids.wikidata_id if ids else None,
+        "ebird_taxon_id": ids.ebird if ids else None,
+        "gbif_taxon_id": ids.gbif if ids else None,
+    }
 
 
 def dataset_json(how: Mapping[str, Any], made_at: str) -> bytes:
