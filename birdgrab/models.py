@@ -180,25 +180,30 @@ class DroppedSpecies(Model):
     funnel: dict[str, int] = Field(default_factory=dict)
 
 
-class SelectionManifest(ManifestHeader):
+class SelectionHeader(ManifestHeader):
+    """selection.json without its lists: the options and catalogue revision it was made with."""
+
     kind: Literal["selection"] = "selection"
-    species: dict[str, SelectedSpecies] = Field(default_factory=dict)
-    dropped_species: dict[str, DroppedSpecies] = Field(default_factory=dict)
-    dropped_recordings: dict[str, str] = Field(default_factory=dict, description="key -> reason")
     catalog_revision: int | None = Field(
         None, description="the recordings store's revision this selection was made from"
     )
+
+
+class Selection(SelectionHeader):
+    """selection.json as fetch, chunk and refresh read it: the chosen species and recordings, without
+    `dropped_recordings` (an entry per recording left out: most of a catalogue of a million)."""
+
+    species: dict[str, SelectedSpecies] = Field(default_factory=dict)
+    dropped_species: dict[str, DroppedSpecies] = Field(default_factory=dict)
 
     def selected_keys(self) -> list[str]:
         return sorted(key for s in self.species.values() for key in s.recordings)
 
 
-class SelectionHeader(ManifestHeader):
-    """selection.json without its lists: the options and catalogue revision it was made with,
-    read without building an object per recording."""
+class SelectionManifest(Selection):
+    """selection.json as `filter` writes it."""
 
-    kind: Literal["selection"] = "selection"
-    catalog_revision: int | None = None
+    dropped_recordings: dict[str, str] = Field(default_factory=dict, description="key -> reason")
 
 
 DownloadStatus = Literal["ok", "failed", "duplicate"]

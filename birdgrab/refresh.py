@@ -25,7 +25,7 @@ from birdgrab.models import (
     ClassIdsManifest,
     DownloadsManifest,
     RefreshManifest,
-    SelectionManifest,
+    Selection,
     SpeciesManifest,
 )
 from birdgrab.selection import FilterOptions, is_current, run_filter, saved_options
@@ -36,7 +36,7 @@ from birdgrab.store import RecordingStore
 REFRESH = "refresh.json"
 MANIFESTS = [
     (manifests.SPECIES, SpeciesManifest),
-    (manifests.SELECTION, SelectionManifest),
+    (manifests.SELECTION, Selection),
     (manifests.DOWNLOADS, DownloadsManifest),
     (manifests.CHUNKS, ChunksManifest),
     (manifests.CLASS_IDS, ClassIdsManifest),

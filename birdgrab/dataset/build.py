@@ -26,7 +26,7 @@ from birdgrab.dataset.runner import ChunkRunner, ChunksLedger, remove_chunks
 from birdgrab.download import Cache, DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.files import remove_stale_temps, safe_child
-from birdgrab.models import ChunkedRecording, SelectionManifest
+from birdgrab.models import ChunkedRecording, Selection
 from birdgrab.store import RecordingStore
 
 
@@ -45,7 +45,7 @@ def run_chunk(
     """
     folder, cache, out = Path(folder), Path(cache), Path(out)
     options = options.validated()
-    selection = manifests.load(folder / manifests.SELECTION, SelectionManifest)
+    selection = manifests.load(folder / manifests.SELECTION, Selection)
     store = RecordingStore.open(folder)
     species = manifests.load_species(folder)
     if selection is None or store is None:

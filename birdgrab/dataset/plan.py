@@ -22,7 +22,7 @@ from birdgrab.models import (
     ChunkedRecording,
     DownloadEntry,
     Recording,
-    SelectionManifest,
+    Selection,
     Split,
 )
 from birdgrab.names import NameError_, class_folder
@@ -85,7 +85,7 @@ def valid_label(name: str) -> str | None:
 
 
 def usable_files(
-    selection: SelectionManifest,
+    selection: Selection,
     recordings: Mapping[str, Recording],
     downloads: Mapping[str, DownloadEntry],
     cached: Mapping[str, Path],
@@ -198,7 +198,7 @@ class Plan:
 def plan_build(
     usable: Mapping[str, Usable],
     duplicates: Mapping[str, tuple[str, float]],
-    selection: SelectionManifest,
+    selection: Selection,
     built: Mapping[str, ChunkedRecording],
     kept_splits: Mapping[str, Split],
     options: ChunkOptions,

@@ -23,7 +23,7 @@ from birdgrab.download.ledger import DownloadLedger, owner_rank
 from birdgrab.download.transfer import Transfer, TransferError, Transferred, discard, finish
 from birdgrab.errors import ServiceError, ServiceUnreachable, UsageError
 from birdgrab.http_client import ServiceClient
-from birdgrab.models import DownloadEntry, Recording, SelectionManifest
+from birdgrab.models import DownloadEntry, Recording, Selection
 from birdgrab.probe import AudioError, probe
 from birdgrab.settings import Settings, redact
 from birdgrab.sources.archive import RequestTally
@@ -212,7 +212,7 @@ async def run_downloads(
     """Download everything selected that is not yet verified in the cache."""
     options = options.validated()
     folder, cache = Path(folder), Cache(cache_root)
-    selection = manifests.load(folder / manifests.SELECTION, SelectionManifest)
+    selection = manifests.load(folder / manifests.SELECTION, Selection)
     store = RecordingStore.open(folder)
     if selection is None or store is None:
         raise UsageError(f"no selection in {folder}: run `birdgrab catalog` and `birdgrab filter` first")
