@@ -181,12 +181,9 @@ class DroppedSpecies(Model):
 
 
 class SelectionHeader(ManifestHeader):
-    """selection.json without its lists: the options and catalogue revision it was made with."""
+    """selection.json without its lists: the options it was made with."""
 
     kind: Literal["selection"] = "selection"
-    catalog_revision: int | None = Field(
-        None, description="the recordings store's revision this selection was made from"
-    )
 
 
 class Selection(SelectionHeader):

@@ -28,7 +28,7 @@ from birdgrab.models import (
     Selection,
     SpeciesManifest,
 )
-from birdgrab.selection import FilterOptions, is_current, run_filter, saved_options
+from birdgrab.selection import FilterOptions, is_current, run_filter, saved_options, selection_unchanged
 from birdgrab.settings import Settings
 from birdgrab.sources.registry import registry
 from birdgrab.store import RecordingStore
@@ -138,7 +138,8 @@ async def run_refresh(
     if existing is not None:
         existing.close()
     for name, model in MANIFESTS:
-        manifests.load(folder / name, model)
+        if name != manifests.SELECTION or not selection_unchanged(folder):  # (filter wrote it valid)
+            manifests.load(folder / name, model)
     state = manifests.load(folder / REFRESH, RefreshManifest)
     last = state.last_success_at if state else None
     explicit_since = options.catalog.get("since")

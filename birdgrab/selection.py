@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from operator import attrgetter
 from pathlib import Path
+from typing import Any
 
 from birdgrab import manifests
 from birdgrab.errors import UsageError
@@ -194,7 +195,6 @@ def select(
     rows: Iterable[FilterRow],
     species: SpeciesManifest,
     options: FilterOptions,
-    catalog_revision: int | None = None,
 ) -> SelectionManifest:
     """Apply the filters to `rows`, ordered by class and then key (as `RecordingStore.filter_rows`
     gives them): one class at a time is in memory. Pure (no I/O), deterministic."""
@@ -251,7 +251,6 @@ def select(
         species=kept_species,
         dropped_species=dropped_species,
         dropped_recordings=dict(sorted(dropped_recordings.items())),
-        catalog_revision=catalog_revision,
     )
 
 
@@ -262,32 +261,69 @@ def run_filter(folder: Path, options: FilterOptions, *, dry_run: bool = False) -
     if store is None or species is None:
         raise UsageError(f"no catalog in {folder}: run `birdgrab catalog` first")
     with store:
-        selection = select(store.filter_rows(), species, options, store.revision)
-    if not dry_run:
-        manifests.save(Path(folder) / manifests.SELECTION, selection)
+        revision = store.revision
+        selection = select(store.filter_rows(), species, options)
+        if not dry_run:
+            path = Path(folder) / manifests.SELECTION
+            manifests.save(path, selection)
+            store.note_selection(_stamp(path, revision, selection.parameters))
     return selection
+
+
+# selection.json grows with the catalogue (a reason for every recording left out); what a refresh
+# needs of it (which catalogue revision and options made it) is kept in the store as a stamp, with
+# the file's size and time: while they match, the file is the one filter wrote and need not be read.
+def _stamp(path: Path, revision: int, parameters: dict[str, Any]) -> dict[str, Any]:
+    status = path.stat()
+    return {
+        "revision": revision,
+        "parameters": parameters,
+        "size": status.st_size,
+        "mtime_ns": status.st_mtime_ns,
+    }
+
+
+def _current_stamp(folder: Path) -> tuple[dict[str, Any], int] | None:
+    """The stamp of the last filter run and the store's revision, while selection.json is unchanged."""
+    store = RecordingStore.open(folder)
+    if store is None:
+        return None
+    with store:
+        stamp, revision = store.selection_stamp, store.revision
+    try:
+        status = (Path(folder) / manifests.SELECTION).stat()
+    except FileNotFoundError:
+        return None
+    if not stamp or (stamp.get("size"), stamp.get("mtime_ns")) != (status.st_size, status.st_mtime_ns):
+        return None
+    return stamp, revision
+
+
+def selection_unchanged(folder: Path) -> bool:
+    """Whether selection.json is, byte for byte as far as size and time tell, what filter wrote."""
+    return _current_stamp(folder) is not None
 
 
 def is_current(folder: Path, options: FilterOptions) -> bool:
     """Whether selection.json is what `filter` with these options would write now: made with the
-    same options from the same catalogue revision (a refresh then need not read the catalogue)."""
-    selection = manifests.load(Path(folder) / manifests.SELECTION, SelectionHeader)
-    store = RecordingStore.open(folder)
-    if selection is None or store is None or selection.catalog_revision is None:
+    same options from the same catalogue revision (a refresh then reads neither it nor the catalogue)."""
+    current = _current_stamp(folder)
+    if current is None:
         return False
-    with store:
-        revision = store.revision
-    return selection.catalog_revision == revision and _options_of(folder, selection) == options.validated()
+    stamp, revision = current
+    return stamp["revision"] == revision and _options_of(folder, stamp["parameters"]) == options.validated()
 
 
 def saved_options(folder: Path) -> FilterOptions | None:
     """The options of the last `filter` run (refresh reuses them)."""
+    if (current := _current_stamp(folder)) is not None:
+        return _options_of(folder, current[0]["parameters"])
     selection = manifests.load(Path(folder) / manifests.SELECTION, SelectionHeader)
-    return None if selection is None else _options_of(folder, selection)
+    return None if selection is None else _options_of(folder, selection.parameters)
 
 
-def _options_of(folder: Path, selection: SelectionHeader) -> FilterOptions:
-    params = {k: v for k, v in selection.parameters.items() if k in FilterOptions.__dataclass_fields__}
+def _options_of(folder: Path, parameters: dict[str, Any]) -> FilterOptions:
+    params = {k: v for k, v in parameters.items() if k in FilterOptions.__dataclass_fields__}
     for key in ("licences", "sources"):
         params[key] = tuple(params.get(key) or ())
     try:

@@ -258,6 +258,20 @@ class RecordingStore:
         return self._meta("generated_at")
 
     @property
+    def selection_stamp(self) -> dict[str, Any] | None:
+        """What the last `filter` noted about the selection.json it wrote (`note_selection`)."""
+        return self._meta("selection")
+
+    @_guarded
+    def note_selection(self, stamp: dict[str, Any]) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT INTO meta (name, value) VALUES ('selection', ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (json.dumps(stamp, ensure_ascii=False),),
+            )
+
+    @property
     def revision(self) -> int:
         """Bumped by every catalog run that changed recordings or species: equal revisions, same catalogue."""
         return int(self._meta("revision") or 0)

@@ -189,9 +189,19 @@ def test_growth_between_refreshes_requests_only_what_is_new(small_sandbox, tmp_p
 def test_no_change_refresh_asks_almost_nothing(small_sandbox, tmp_path):
     assert refresh(small_sandbox, tmp_path).returncode == 0
     small_sandbox.reset_counts()
+    selection = tmp_path / "manifests" / "selection.json"
+    made = selection.stat().st_mtime_ns, (tmp_path / "manifests" / "species.json").stat().st_mtime_ns
     log_file = tmp_path / "refresh.log"
     result = refresh(small_sandbox, tmp_path, "--log-format", "json", "--log-file", str(log_file))
     assert result.returncode == 0
+    # the same catalogue and options: neither species.json nor selection.json is rewritten (each grows
+    # with the catalogue); other filter options choose again
+    assert (
+        selection.stat().st_mtime_ns,
+        (tmp_path / "manifests" / "species.json").stat().st_mtime_ns,
+    ) == made
+    assert refresh(small_sandbox, tmp_path, "--min-files", "6").returncode == 0
+    assert selection.stat().st_mtime_ns != made[0] and json.loads(selection.read_text())["species"] == {}
     counts = small_sandbox.counts()
     assert counts["wiki-api"] == 0 and counts["xc-audio"] == 0 and counts["xc-download"] == 0
     assert result.stderr == "" and result.stdout == ""  # --quiet and all well: nothing for cron to mail
