@@ -77,6 +77,11 @@ def run(sizes: tuple[int, ...] = SIZES) -> list[str]:
     with tempfile.TemporaryDirectory(prefix="birdgrab-bench-scale-") as tmp:
         for size in sizes:
             results[size] = measure(size, Path(tmp))
+            runs = results[size][0]  # a million takes a while: each size is shown as soon as it is measured
+            print(
+                f"  N = {size:,}: " + "; ".join(f"{label} {_cell(run)}" for label, run in runs.items()),
+                flush=True,
+            )
     shown = [label for label, _ in STEPS if label != "filter for refresh"]
     lines = [
         f"xeno-canto listing of N bulk recordings (sandbox scale mode: made on request, 100 a species,"
