@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from birdgrab import manifests
@@ -22,7 +22,6 @@ from birdgrab.download.cache import Cache
 from birdgrab.download.ledger import DownloadLedger, owner_rank
 from birdgrab.download.transfer import Transfer, TransferError, discard, finish
 from birdgrab.errors import UsageError
-from birdgrab.http_client import ServiceClient
 from birdgrab.models import DownloadEntry, Recording, SelectionManifest
 from birdgrab.probe import AudioError, probe
 from birdgrab.settings import Settings, redact
@@ -184,35 +183,34 @@ async def run_downloads(
     if on_start:
         on_start(queue.qsize())
     progress = on_progress or (lambda event, amount: None)
-    client = ServiceClient(replace(settings.audio, max_concurrency=options.jobs), settings)
     per_host = options.per_host or settings.audio.max_concurrency
-    transfer = Transfer(
-        client,
+    processed: list[str] = []
+    async with Transfer(
+        settings,
+        jobs=options.jobs,
         per_host=per_host,
         max_bytes=int(options.max_file_mb * 2**20),
         on_bytes=lambda amount: progress("bytes", amount),
-    )
-    downloader = Downloader(transfer, cache, ledger)
-    processed: list[str] = []
+    ) as transfer:
+        downloader = Downloader(transfer, cache, ledger)
 
-    async def worker() -> None:
-        while report.stopped is None and not queue.empty():
-            recording = queue.get_nowait()
-            if cache.free_mb() < options.min_free_mb:
-                report.stopped = (
-                    f"less than {options.min_free_mb:g} MB free under {cache.root}: stopped downloading"
-                )
-                return
-            report.add(await downloader.download(recording))
-            processed.append(recording.key)
-            progress("file", 1)
+        async def worker() -> None:
+            while report.stopped is None and not queue.empty():
+                recording = queue.get_nowait()
+                if cache.free_mb() < options.min_free_mb:
+                    report.stopped = (
+                        f"less than {options.min_free_mb:g} MB free under {cache.root}: stopped downloading"
+                    )
+                    return
+                report.add(await downloader.download(recording))
+                processed.append(recording.key)
+                progress("file", 1)
 
-    try:
-        await asyncio.gather(*(worker() for _ in range(options.jobs)))
-    finally:
-        await client.aclose()
-        report.requests = client.requests_made
-        report.unreachable_hosts = sorted(transfer.unreachable_hosts)
-        ledger.compact({"cache": str(cache.root), "jobs": options.jobs, "per_host": per_host})
+        try:
+            await asyncio.gather(*(worker() for _ in range(options.jobs)))
+        finally:
+            report.requests = transfer.service.requests_made
+            report.unreachable_hosts = sorted(transfer.unreachable_hosts)
+            ledger.compact({"cache": str(cache.root), "jobs": options.jobs, "per_host": per_host})
     report.count_outcomes(ledger, processed)
     return report
