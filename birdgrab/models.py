@@ -147,7 +147,9 @@ class SelectionManifest(ManifestHeader):
         return sorted(key for s in self.species.values() for key in s.recordings)
 
 
-DownloadStatus = Literal["ok", "failed", "duplicate"]
+# rejected: the bytes arrived but are unusable (not audio, or audio no decoder reads); unlike a
+# failed item it is not retried until the file changes upstream or --retry-rejected is given.
+DownloadStatus = Literal["ok", "failed", "duplicate", "rejected"]
 
 
 class DownloadEntry(Model):
@@ -163,6 +165,10 @@ class DownloadEntry(Model):
     channels: int | None = None
     duplicate_of: str | None = None
     reason: str | None = None
+    # What the server said about the file (ok and rejected entries): a rejected file is fetched
+    # again only once one of these, or `bytes`, changes upstream.
+    etag: str | None = None
+    last_modified: str | None = None
     attempts: int = 0
     updated_at: datetime
 

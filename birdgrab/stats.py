@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from birdgrab import manifests
+from birdgrab.download import DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.models import SPLITS
 
@@ -37,6 +38,7 @@ class Stats:
     per_source: dict[str, int] = field(default_factory=dict)
     downloadable: int = 0
     skipped: int = 0
+    rejected: dict[str, str] = field(default_factory=dict)  # key -> why its downloaded bytes are unusable
     rows: list[SpeciesRow] = field(default_factory=list)
     dataset: DatasetStats | None = None
 
@@ -77,6 +79,8 @@ def collect(folder: Path, wiki_lang: str = "de", out: Path | None = None) -> Sta
     stats.per_source = dict(recordings.counts)
     stats.downloadable = sum(r.downloadable for r in recordings.recordings.values())
     stats.skipped = len(recordings.skipped)
+    downloads = DownloadLedger(folder).entries
+    stats.rejected = {key: e.reason or "" for key, e in downloads.items() if e.status == "rejected"}
     for s in species.species.values():
         article = s.article(wiki_lang)
         status = (

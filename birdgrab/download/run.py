@@ -38,6 +38,7 @@ class FetchOptions:
     per_host: int | None = None
     max_file_mb: float = DEFAULT_MAX_FILE_MB
     min_free_mb: float = 200
+    retry_rejected: bool = False  # download rejected files again even if unchanged upstream
 
     def validated(self) -> FetchOptions:
         if self.jobs < 1 or self.jobs > 64:
@@ -57,6 +58,7 @@ class FetchReport:
     duplicates: int = 0
     vanished: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # key -> reason
+    rejected: dict[str, str] = field(default_factory=dict)  # key -> reason: unusable bytes, not a failure
     bytes: int = 0
     requests: int = 0
     stopped: str | None = None  # why the run stopped early (low disk space)
@@ -65,12 +67,17 @@ class FetchReport:
     @property
     def nothing_reachable(self) -> bool:
         """Every download failed because its host could not be reached (exit 4)."""
-        return bool(self.unreachable_hosts) and not (self.downloaded or self.duplicates or self.skipped)
+        reached = self.downloaded or self.duplicates or self.skipped or self.rejected
+        return bool(self.unreachable_hosts) and not reached
 
-    def add(self, entry: DownloadEntry) -> None:
+    def add(self, entry: DownloadEntry, transferred: bool = True) -> None:
+        """Count one item's outcome (`transferred`: its bytes came in this run)."""
         if entry.status == "failed":
             self.failed[entry.key] = entry.reason or "failed"
-        else:
+            return
+        if entry.status == "rejected":
+            self.rejected[entry.key] = entry.reason or "rejected"
+        if transferred:
             self.bytes += entry.bytes or 0
 
     def count_outcomes(self, ledger: DownloadLedger, keys: list[str]) -> None:
@@ -86,15 +93,41 @@ ProgressHook = Callable[[str, int], None]  # (event, amount): "bytes", n / "file
 class Downloader:
     """Gets one recording into the cache and the ledger: transfer, probe, file, dedupe."""
 
-    def __init__(self, transfer: Transfer, cache: Cache, ledger: DownloadLedger):
+    def __init__(self, transfer: Transfer, cache: Cache, ledger: DownloadLedger, *, retry_rejected: bool):
         self.transfer = transfer
         self.cache = cache
         self.ledger = ledger
+        self.retry_rejected = retry_rejected
 
-    async def download(self, recording: Recording) -> DownloadEntry:
-        """Download, verify and file one recording; never raises for a per-item failure."""
+    async def download(self, recording: Recording, report: FetchReport) -> None:
+        """Download, verify and file one recording, and count it; never raises for a per-item failure."""
+        previous = self.ledger.entries.get(recording.key)
+        if (
+            previous is not None
+            and previous.status == "rejected"
+            and not self.retry_rejected
+            and not await self._changed_upstream(recording, previous)
+        ):
+            report.add(previous, transferred=False)  # still the same unusable file: not fetched again
+            return
+        report.add(await self._download(recording, previous))
+
+    async def _changed_upstream(self, recording: Recording, rejected: DownloadEntry) -> bool:
+        """Whether a rejected file is another file now: a new URL, or a new size, ETag or Last-Modified."""
+        if not recording.audio_url or redact(recording.audio_url) != rejected.url:
+            return True
+        now = await self.transfer.upstream(recording.audio_url)
+        if now is None:
+            return False  # the server would not say: keep the verdict until --retry-rejected
+        pairs = [
+            (rejected.bytes, now.size),
+            (rejected.etag, now.etag),
+            (rejected.last_modified, now.last_modified),
+        ]
+        return any(old is not None and new is not None and old != new for old, new in pairs)
+
+    async def _download(self, recording: Recording, previous: DownloadEntry | None) -> DownloadEntry:
         key, url = recording.key, recording.audio_url
-        previous = self.ledger.entries.get(key)
         attempts = previous.attempts if previous and previous.status == "failed" else 0
         if not url:
             return self._failed(key, None, "no audio URL", attempts)
@@ -104,27 +137,31 @@ class Downloader:
         except TransferError as exc:
             return self._failed(key, url, exc.reason, attempts + exc.attempts)
         attempts += tries
+        upstream = {"url": redact(url), "bytes": done.size, "sha256": done.sha256, "etag": done.etag}
+        upstream |= {"last_modified": done.last_modified, "attempts": attempts}
         try:
             info = probe(partial)
         except AudioError as exc:
-            discard(partial)
-            return self._failed(key, url, exc.reason, attempts)
+            discard(partial)  # unusable bytes: rejected, and not fetched again until they change upstream
+            entry = DownloadEntry(
+                key=key, status="rejected", reason=exc.reason, updated_at=manifests.utc_now(), **upstream
+            )
+            self.ledger.record(entry)
+            return entry
         entry = DownloadEntry(
             key=key,
             status="ok",
-            url=redact(url),
             path=self.cache.place(partial, done.sha256, info.format),
-            bytes=done.size,
-            sha256=done.sha256,
             format=info.format,
             duration_s=round(info.duration_s, 3),
             sample_rate=info.sample_rate,
             channels=info.channels,
-            attempts=attempts,
             updated_at=manifests.utc_now(),
+            **upstream,
         )
         finish(partial)
-        self.ledger.record(self._settle_ownership(entry))
+        entry = self._settle_ownership(entry)
+        self.ledger.record(entry)
         return entry
 
     def _settle_ownership(self, entry: DownloadEntry) -> DownloadEntry:
@@ -192,7 +229,7 @@ async def run_downloads(
         max_bytes=int(options.max_file_mb * 2**20),
         on_bytes=lambda amount: progress("bytes", amount),
     ) as transfer:
-        downloader = Downloader(transfer, cache, ledger)
+        downloader = Downloader(transfer, cache, ledger, retry_rejected=options.retry_rejected)
 
         async def worker() -> None:
             while report.stopped is None and not queue.empty():
@@ -202,7 +239,7 @@ async def run_downloads(
                         f"less than {options.min_free_mb:g} MB free under {cache.root}: stopped downloading"
                     )
                     return
-                report.add(await downloader.download(recording))
+                await downloader.download(recording, report)
                 processed.append(recording.key)
                 progress("file", 1)
 

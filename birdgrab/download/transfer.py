@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from birdgrab.download.cache import remove
+from birdgrab.download.cache import remove, sha256_of
 from birdgrab.errors import ServiceError
 from birdgrab.http_client import RETRYABLE, Service, TransientError, describe_transport_error, tls_context
 from birdgrab.settings import Settings, redact
@@ -57,6 +57,15 @@ class Transferred:
 
     sha256: str
     size: int
+    etag: str | None
+    last_modified: str | None
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """What a server says about a file without sending it (HEAD): enough to tell that it changed."""
+
+    size: int | None
     etag: str | None
     last_modified: str | None
 
@@ -131,6 +140,18 @@ class Transfer:
             raise TransferFailed(describe_transport_error(exc), attempts) from None
         raise AssertionError("unreachable")  # pragma: no cover - tenacity either returns or raises
 
+    async def upstream(self, url: str) -> Upstream | None:
+        """Ask the server about `url` (one HEAD request, redirects followed); None if it would not say."""
+        assert self._session is not None, "use Transfer as an async context manager"
+        try:
+            async with self.service.slot(), self._session.head(url, allow_redirects=True) as response:
+                if response.status >= 400:
+                    return None
+                size = _expected_total(response.headers, 0)
+                return Upstream(size, response.headers.get("ETag"), response.headers.get("Last-Modified"))
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+
     async def _attempt(self, url: str, partial: Path) -> Transferred:
         """One attempt, its transport errors as `TransientError`s (retried) or `TransferRefused`."""
         assert self._session is not None, "use Transfer as an async context manager"
@@ -167,7 +188,7 @@ class Transfer:
                 if response.headers.get("Content-Range") == f"bytes */{have}":
                     # Complete already: the run that fetched it died before filing it.
                     etag, modified = hint.get("etag"), hint.get("last_modified")
-                    return Transferred(_sha256_of(partial).hexdigest(), have, etag, modified)
+                    return Transferred(sha256_of(partial).hexdigest(), have, etag, modified)
                 discard(partial)  # our partial is no prefix of the current file: start over
                 raise TransientError("server refused to resume (416)", retry_after=0)
             try:
@@ -205,7 +226,7 @@ class Transfer:
     async def _write(self, response: aiohttp.ClientResponse, partial: Path, offset: int) -> tuple[str, int]:
         """Write the body after the `offset` bytes already in `partial`, hashing as it goes;
         returns the whole file's sha256 and size."""
-        hasher = _sha256_of(partial) if offset else hashlib.sha256()
+        hasher = sha256_of(partial) if offset else hashlib.sha256()
         size = offset
         with open(partial, "ab" if offset else "wb") as out:
             # Bytes as they arrive (a cut-off transfer keeps all it got); decoded only if the server
@@ -233,15 +254,6 @@ def finish(partial: Path) -> None:
 
 def _hint(partial: Path) -> Path:
     return partial.with_suffix(".json")
-
-
-def _sha256_of(path: Path):
-    """A sha256 object fed with the file's bytes (call .hexdigest(), or keep updating it)."""
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            hasher.update(block)
-    return hasher
 
 
 def _expected_total(headers: Mapping[str, str], offset: int) -> int | None:
