@@ -32,11 +32,17 @@ class Cache:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.partial_dir = self.root / PARTIAL_DIR
+        self._made: set[Path] = set()  # folders made by this object: one mkdir each, not one a file
+
+    def _folder(self, folder: Path) -> Path:
+        if folder not in self._made:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._made.add(folder)
+        return folder
 
     def partial(self, key: str) -> Path:
         """Where the transfer of `key` streams to; stable across runs, so a cut transfer resumes."""
-        self.partial_dir.mkdir(parents=True, exist_ok=True)
-        return self.partial_dir / f"{hashlib.sha1(key.encode()).hexdigest()}{TEMP_SUFFIX}"
+        return self._folder(self.partial_dir) / f"{hashlib.sha1(key.encode()).hexdigest()}{TEMP_SUFFIX}"
 
     def place(self, partial: Path, sha256: str, audio_format: str) -> str:
         """Move a verified partial file to its content address; returns that path relative to the cache."""
@@ -45,8 +51,7 @@ class Cache:
         if final.exists() and final.stat().st_size == partial.stat().st_size:
             remove(partial)  # the same bytes are already cached (another key, or a crash before recording)
         else:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(partial, final)
+            os.replace(partial, self._folder(final.parent) / final.name)
         return relative
 
     def file_of(self, entry: DownloadEntry | None) -> Path | None:
@@ -99,8 +104,7 @@ class Cache:
         return "rejected: not downloaded again unless it changes upstream, or with --retry-rejected"
 
     def free_mb(self) -> float:
-        self.root.mkdir(parents=True, exist_ok=True)
-        return shutil.disk_usage(self.root).free / 2**20
+        return shutil.disk_usage(self._folder(self.root)).free / 2**20
 
 
 def sha256_of(path: Path) -> hashlib._Hash:

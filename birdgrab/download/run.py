@@ -130,12 +130,12 @@ class Downloader:
         key, url = recording.key, recording.audio_url
         attempts = previous.attempts if previous and previous.status == "failed" else 0
         if not url:
-            return self._failed(key, None, "no audio URL", attempts)
+            return await self._failed(key, None, "no audio URL", attempts)
         partial = self.cache.partial(key)
         try:
             done, tries = await self.transfer.fetch(url, partial)
         except TransferError as exc:
-            return self._failed(key, url, exc.reason, attempts + exc.attempts)
+            return await self._failed(key, url, exc.reason, attempts + exc.attempts)
         attempts += tries
         upstream = {"url": redact(url), "bytes": done.size, "sha256": done.sha256, "etag": done.etag}
         upstream |= {"last_modified": done.last_modified, "attempts": attempts}
@@ -146,7 +146,7 @@ class Downloader:
             entry = DownloadEntry(
                 key=key, status="rejected", reason=exc.reason, updated_at=manifests.utc_now(), **upstream
             )
-            self.ledger.record(entry)
+            await self.ledger.record_async(entry)
             return entry
         entry = DownloadEntry(
             key=key,
@@ -160,22 +160,22 @@ class Downloader:
             **upstream,
         )
         finish(partial)
-        entry = self._settle_ownership(entry)
-        self.ledger.record(entry)
+        entry = await self._settle_ownership(entry)
+        await self.ledger.record_async(entry)
         return entry
 
-    def _settle_ownership(self, entry: DownloadEntry) -> DownloadEntry:
+    async def _settle_ownership(self, entry: DownloadEntry) -> DownloadEntry:
         """Of two keys with the same bytes one owns the file and the other is its duplicate."""
         owner = self.ledger.owner_of(entry.sha256 or "")
         if owner is None or owner == entry.key:
             return entry
         if owner_rank(entry.key) < owner_rank(owner):
             demoted = {"status": "duplicate", "duplicate_of": entry.key, "updated_at": entry.updated_at}
-            self.ledger.record(self.ledger.entries[owner].model_copy(update=demoted))
+            await self.ledger.record_async(self.ledger.entries[owner].model_copy(update=demoted))
             return entry
         return entry.model_copy(update={"status": "duplicate", "duplicate_of": owner})
 
-    def _failed(self, key: str, url: str | None, reason: str, attempts: int) -> DownloadEntry:
+    async def _failed(self, key: str, url: str | None, reason: str, attempts: int) -> DownloadEntry:
         entry = DownloadEntry(
             key=key,
             status="failed",
@@ -184,7 +184,7 @@ class Downloader:
             attempts=attempts,
             updated_at=manifests.utc_now(),
         )
-        self.ledger.record(entry)
+        await self.ledger.record_async(entry)
         return entry
 
 

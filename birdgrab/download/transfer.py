@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -93,6 +94,7 @@ class Transfer:
         self._jobs, self._per_host = jobs, per_host
         self._user_agent = settings.user_agent()
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str], str | None] = {}
         self._on_bytes = on_bytes or (lambda amount: None)
         # Hosts that refused connections through a whole retry cycle: the other files on them fail
         # at once this run (and are retried next run) instead of each waiting through its retries.
@@ -109,7 +111,9 @@ class Transfer:
             ),
             # identity: a Range is a range of the encoded bytes, and we keep (and resume) the file itself
             headers={"User-Agent": self._user_agent, "Accept-Encoding": "identity"},
-            trust_env=True,  # HTTP(S)_PROXY, as httpx honours them for the API calls
+            # Not trust_env: it reads ~/.netrc and the proxy variables in a thread for every request
+            # (two thread hops a request); `_proxy` looks the proxy up once per host instead.
+            trust_env=False,
         )
         return self
 
@@ -140,11 +144,22 @@ class Transfer:
             raise TransferFailed(describe_transport_error(exc), attempts) from None
         raise AssertionError("unreachable")  # pragma: no cover - tenacity either returns or raises
 
+    def _proxy(self, url: str) -> str | None:
+        """The proxy the environment names for `url` (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), as httpx
+        honours them for the API calls; looked up once per scheme and host."""
+        parts = urlsplit(url)
+        where = (parts.scheme, parts.hostname or "")
+        if where not in self._proxies:
+            bypass = urllib.request.proxy_bypass(where[1])
+            self._proxies[where] = None if bypass else urllib.request.getproxies().get(where[0])
+        return self._proxies[where]
+
     async def upstream(self, url: str) -> Upstream | None:
         """Ask the server about `url` (one HEAD request, redirects followed); None if it would not say."""
         assert self._session is not None, "use Transfer as an async context manager"
         try:
-            async with self.service.slot(), self._session.head(url, allow_redirects=True) as response:
+            head = self._session.head(url, allow_redirects=True, proxy=self._proxy(url))
+            async with self.service.slot(), head as response:
                 if response.status >= 400:
                     return None
                 size = _expected_total(response.headers, 0)
@@ -182,7 +197,8 @@ class Transfer:
                 hint = json.loads(hint_path.read_text())
             if hint.get("validator"):
                 headers["If-Range"] = hint["validator"]
-        async with self.service.slot(), self._session.get(url, headers=headers) as response:  # type: ignore[union-attr]
+        request = self._session.get(url, headers=headers, proxy=self._proxy(url))  # type: ignore[union-attr]
+        async with self.service.slot(), request as response:
             status = response.status
             if status == 416 and have:
                 if response.headers.get("Content-Range") == f"bytes */{have}":
