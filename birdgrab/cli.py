@@ -240,13 +240,13 @@ def catalog(
         _validate_lang(wiki_lang)
         report = asyncio.run(run_catalog(settings, common.manifests, options))
         log.info(
-            "catalog: %d new, %d updated recordings (%s); %d species; %d items skipped; "
+            "catalog: %d new, %d updated recordings (%s); %d species; %s; "
             "Wikipedia: %d names in %d requests; bird checks: %d",
             report.added,
             report.updated,
             ", ".join(f"{k} {v}" for k, v in report.per_source.items()) or "no source",
             report.species,
-            report.skipped,
+            report.describe_skipped(),
             report.wiki_lookups,
             report.wiki_requests,
             report.bird_checks,

@@ -154,6 +154,7 @@ class Downloader:
             path=self.cache.place(partial, done.sha256, info.format),
             format=info.format,
             duration_s=round(info.duration_s, 3),
+            duration_estimated=info.duration_estimated,
             sample_rate=info.sample_rate,
             channels=info.channels,
             updated_at=manifests.utc_now(),

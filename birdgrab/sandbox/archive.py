@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
-from birdgrab.sandbox.audio import AudioSpec
+from birdgrab.sandbox.audio import AudioFile, AudioSpec
 
 WikiStatus = Literal["article", "genus", "section", "disambiguation", "missing"]
 
@@ -34,7 +34,7 @@ class Species:
 
     name: str  # the binomial xeno-canto uses; Europeana may use a synonym
     english: str
-    group: str = "birds"  # xeno-canto's grp
+    group: str = "birds"  # xeno-canto's grp ("" is served as null)
     german: str | None = None  # the German Wikipedia title its name leads to (None: no article)
     wiki_de: WikiStatus = "missing"  # what that title is: the species article, or a trap
     english_article: str | None = None
@@ -69,7 +69,7 @@ class XcRecording:
     length_s: float  # the declared length; the audio's true duration when there is audio
     uploaded: date
     file_name: str  # "" for restricted species
-    audio: AudioSpec | None  # None: restricted species, or a metadata-only (bulk) record
+    audio: AudioSpec | AudioFile | None  # None: restricted species, or a metadata-only (bulk) record
     # The remaining v3 fields exactly as served (loc, lat, lon, alt, sex, stage, method, time, date,
     # also, rmk, animal-seen, playback-used, temp, regnr, auto, dvc, mic, annotation-set).
     details: dict[str, Any] = field(compare=False)
@@ -145,6 +145,9 @@ class Truths:
     non_birds: list[str] = field(default_factory=list)
     synonyms: dict[str, str] = field(default_factory=dict)  # Europeana's name -> xeno-canto's name
     unnamed_items: list[str] = field(default_factory=list)  # Europeana items whose title names no species
+    non_taxon_titles: list[str] = field(default_factory=list)  # parse as binomials, genus no taxon
+    agent_creators: list[str] = field(default_factory=list)  # Europeana items whose dcCreator is a reference
+    placeholders: list[str] = field(default_factory=list)  # xeno-canto: "Mystery mystery", "Sonus naturalis"
     hostile: list[str] = field(default_factory=list)
 
 
