@@ -264,6 +264,13 @@ class ChunksManifest(ManifestHeader):
     )
 
 
+class ClassIdsManifest(ManifestHeader):
+    kind: Literal["class_ids"] = "class_ids"
+    ids: dict[str, int] = Field(
+        default_factory=dict, description="class label -> id; never renumbered, kept for absent classes"
+    )
+
+
 class RefreshManifest(ManifestHeader):
     kind: Literal["refresh"] = "refresh"
     last_success_at: datetime | None = Field(
