@@ -71,7 +71,12 @@ def _header(dataset: DatasetFolder, written: Written, rows: pd.DataFrame, fmt: s
     if fmt == "parquet":
         header["dataset_info"] = {
             "features": _yaml_features(hf_features(dataset)),
-            "splits": [{"name": split, "num_examples": len(written.rows[split])} for split in written.files],
+            "splits": [
+                {"name": split, "num_bytes": written.bytes[split], "num_examples": len(written.rows[split])}
+                for split in written.files
+            ],
+            "download_size": sum(written.bytes.values()),
+            "dataset_size": sum(written.bytes.values()),
         }
     return header
 
