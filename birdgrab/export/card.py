@@ -173,7 +173,16 @@ def dataset_card(
         f"{datetime.now(UTC).strftime('%Y-%m-%d')} with these options:",
         "",
         "```json",
-        json.dumps({"export": options, "dataset": dataset.made_with}, indent=2, ensure_ascii=False),
+        json.dumps(
+            {
+                "export": options,
+                # dataset.json; a dataset chunked before it existed still tells its sample rate and length
+                "dataset": dataset.made_with
+                or {"sample_rate": dataset.sample_rate, "chunk_seconds": dataset.chunk_seconds},
+            },
+            indent=2,
+            ensure_ascii=False,
+        ),
         "```",
         "",
     ]

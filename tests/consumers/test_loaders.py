@@ -93,8 +93,16 @@ def test_hf_export_snippet_gives_the_splits_and_class_names(meta, caplog):
     assert decoded_length(row["audio"]) == SAMPLES
 
 
-def test_hf_audiofolder_snippet_labels_by_class_id(meta):
-    pytest.importorskip("datasets")
+def test_hf_audiofolder_snippet_labels_by_class_id(meta, request):
+    datasets = pytest.importorskip("datasets")
+    if int(datasets.__version__.split(".")[0]) < 4 and int(pd.__version__.split(".")[0]) >= 3:
+        # Strict: the day it passes, the README's note on datasets 3.x goes.
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="datasets 3.x reads metadata.csv's text as large_string under pandas 3 and refuses file_name",
+            )
+        )
     snippet = run_snippet("hf-audiofolder")
     assert snippet["ds"].features["label"].names == names_in_id_order(meta)
     for name in ("train", "val"):
