@@ -27,6 +27,7 @@ SPECIES = "species.json"
 SELECTION = "selection.json"
 DOWNLOADS = "downloads.json"
 CHUNKS = "chunks.json"
+CLASS_IDS = "class_ids.json"
 
 
 def utc_now() -> datetime:

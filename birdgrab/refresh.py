@@ -22,6 +22,7 @@ from birdgrab.dataset import ChunkOptions, run_chunk
 from birdgrab.download import FetchOptions, run_downloads
 from birdgrab.models import (
     ChunksManifest,
+    ClassIdsManifest,
     DownloadsManifest,
     RecordingsManifest,
     RefreshManifest,
@@ -39,6 +40,7 @@ MANIFESTS = [
     (manifests.SELECTION, SelectionManifest),
     (manifests.DOWNLOADS, DownloadsManifest),
     (manifests.CHUNKS, ChunksManifest),
+    (manifests.CLASS_IDS, ClassIdsManifest),
 ]
 
 

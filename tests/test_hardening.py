@@ -164,7 +164,13 @@ def test_hostile_names_never_become_paths_or_colliding_classes(tmp_path):
         assert run("fetch").exit_code in (0, 1)
         hostile = set(sandbox.archive.truths.hostile)
     assert set(tmp_path.parent.iterdir()) == before  # nothing appeared beside the test folder
-    assert {p.name for p in root.iterdir()} <= {"manifests", "cache", "dataset", "project"}
+    assert {p.name for p in root.iterdir()} <= {
+        "manifests",
+        "cache",
+        "dataset",
+        "project",
+        ".dataset.birdgrab.lock",
+    }
     folders = [p.name for p in (root / "dataset").iterdir() if p.is_dir()]
     assert folders and all(re.fullmatch(r"[A-Z][a-z]+_[a-z]+", f) for f in folders)
     assert len({f.lower() for f in folders}) == len(folders)  # no clash on a case-insensitive disk

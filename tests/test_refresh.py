@@ -18,7 +18,15 @@ from birdgrab.sandbox import Sandbox, SandboxConfig
 from tests.conftest import FAST_RETRIES
 
 # Fields that say *when* something happened; everything else must match between runs.
-TIMESTAMPS = {"generated_at", "first_seen", "last_seen", "checked_at", "bird_checked_at", "updated_at"}
+TIMESTAMPS = {
+    "generated_at",
+    "first_seen",
+    "last_seen",
+    "checked_at",
+    "bird_checked_at",
+    "updated_at",
+    "made_at",
+}
 
 
 @pytest.fixture
@@ -83,8 +91,10 @@ def snapshot(root: Path) -> dict:
     dataset = {
         str(p.relative_to(root / "dataset")): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((root / "dataset").rglob("*"))
-        if p.is_file() and p.name != ".birdgrab.lock"
+        if p.is_file() and p.name != "dataset.json"
     }
+    # dataset.json says when the dataset was made: equal but for that time.
+    dataset["dataset.json"] = _scrub(json.loads((root / "dataset" / "dataset.json").read_text()), str(root))
     cache = sorted(str(p.relative_to(root / "cache")) for p in (root / "cache").glob("??/*"))
     manifests = {
         p.name: _scrub(json.loads(p.read_text()), str(root))
