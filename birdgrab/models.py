@@ -209,6 +209,9 @@ class DownloadEntry(Model):
     channels: int | None = None
     duplicate_of: str | None = None
     reason: str | None = None
+    note: str | None = Field(
+        None, description="why the audio came from another address than the recording's (its link rotted)"
+    )
     attempts: int = 0
     updated_at: datetime
 

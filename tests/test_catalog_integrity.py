@@ -3,6 +3,9 @@ not, and placeholders that never become species."""
 
 from __future__ import annotations
 
+import csv
+import json
+
 from tests.test_e2e_catalog import expected_xc_keys
 
 
@@ -165,3 +168,36 @@ def test_creators_given_by_reference_are_named_or_credited_to_the_provider(birdg
     sandbox.reset_counts()
     assert birdgrab("catalog", "--source", "europeana").exit_code == 0
     assert sandbox.counts()["europeana-record"] == no_media  # agents are known now
+
+
+def test_rotten_media_links_fall_back_and_classes_carry_taxonomy_ids(birdgrab, sandbox):
+    names = birdgrab.root / "species.txt"
+    names.write_text("Erithacus rubecula\nRana temporaria\n")
+    assert birdgrab("catalog", "--species-file", str(names)).exit_code == 0
+    assert birdgrab("filter", "--min-files", "1", "--any-group", "--source", "europeana").exit_code == 0
+    result = birdgrab("fetch")
+    assert result.exit_code == 1  # one file is lost for good, and said so
+    entries = birdgrab.manifest("downloads.json")["entries"]
+    moved, lost = (sandbox.archive.recording(key) for key in sandbox.archive.truths.dead_links)
+    assert (
+        entries[moved.key]["status"] == "ok" and "/tierstimmenarchiv/recordings/" in entries[moved.key]["url"]
+    )
+    assert "answered HTTP 404" in entries[moved.key]["note"]
+    reason = entries[lost.key]["reason"]
+    assert entries[lost.key]["status"] == "failed" and reason.startswith(
+        "HTTP 403; other addresses failed too"
+    )
+    assert "HTML" in reason  # the record's other web resource is a landing page, not audio
+    assert sandbox.counts()["europeana-dead-links"] == 2
+
+    classes = {c["label"]: c for c in json.loads((birdgrab.out / "classes.json").read_text()).values()}
+    species = birdgrab.manifest("species.json")["species"]
+    robin = classes["Erithacus_rubecula"]
+    assert robin["ebird_taxon_id"] == species["Erithacus rubecula"]["taxon_ids"]["ebird"] == "eurrob1"
+    assert robin["gbif_taxon_id"].isdigit() and robin["wikidata_id"].startswith("Q")
+    assert classes["Rana_temporaria"]["ebird_taxon_id"] is None  # a frog: eBird has no id for it
+    with open(birdgrab.out / "CREDITS.csv", newline="") as handle:
+        recordists = {row["recording_key"]: row["recordist"] for row in csv.DictReader(handle)}
+    assert not any("://" in name or name.startswith("#") for name in recordists.values())
+    tagged = [k for k in sandbox.archive.truths.agent_creators if k in recordists]
+    assert tagged and all(recordists[k] == "Frommolt, Karl-Heinz" for k in tagged)

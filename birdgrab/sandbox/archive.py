@@ -106,6 +106,8 @@ class EuropeanaItem:
     audio: AudioSpec
     landing_id: str  # unique_id of its Tierstimmenarchiv page
     media_in_search: bool = True  # False: edmIsShownBy only in the Record API
+    dead_link: int | None = None  # the status its rotten edmIsShownBy answers (403, 404); None: it works
+    media_moved: bool = False  # with a dead link: the record lists the file's new address
 
     @property
     def key(self) -> str:
@@ -147,6 +149,7 @@ class Truths:
     unnamed_items: list[str] = field(default_factory=list)  # Europeana items whose title names no species
     non_taxon_titles: list[str] = field(default_factory=list)  # parse as binomials, genus no taxon
     agent_creators: list[str] = field(default_factory=list)  # Europeana items whose dcCreator is a reference
+    dead_links: list[str] = field(default_factory=list)  # Europeana items whose edmIsShownBy rotted
     placeholders: list[str] = field(default_factory=list)  # xeno-canto: "Mystery mystery", "Sonus naturalis"
     hostile: list[str] = field(default_factory=list)
 

@@ -122,14 +122,17 @@ DEMO_SPECIES: tuple[DemoSpecies, ...] = (
 )  # fmt: skip
 PLACEHOLDERS = ("Mystery mystery", "Sonus naturalis")
 _LATE = frozenset({"Strix aluco", *PLACEHOLDERS})
-# Europeana items (by number: 0-3 Turdus philomelos, 7-9 Erithacus rubecula) whose dcCreator is only
-# a reference: the same agent twice (one Record API request names both), an agent no record names, a #tag.
+# Europeana items (by number: 0-3 Turdus philomelos, 7-9 Erithacus rubecula, 24-25 Rana temporaria)
+# whose dcCreator is only a reference: the same agent twice (one Record API request names both), an
+# agent no record names, a #tag; and items whose edmIsShownBy rotted: (status, the record lists the
+# moved file). The one lost for good is a frog's, outside the default (birds only) selection.
 _REFERENCED_CREATORS = {
     1: "http://data.europeana.eu/agent/85541",
     3: "http://data.europeana.eu/agent/85541",
     2: UNNAMED_AGENT,
     8: "#Frommolt_Karl-Heinz",
 }
+_DEAD_LINKS = {7: (404, True), 24: (403, False)}
 # Titles that read as binomials whose "genus" is no taxon: a tape, and (from other collections) art.
 NON_TAXON_TITLES = (
     "Vogelstimmen am Müggelsee, Tonband 3",
@@ -472,10 +475,13 @@ def _demo_wiki(entry: DemoSpecies) -> dict[str, list[WikiPage]]:
 
 
 def _plant_record_trap(item: EuropeanaItem, number: int, truths: Truths) -> EuropeanaItem:
-    """Creators given only by reference (by the item's number)."""
+    """Creators given only by reference, and media links that rotted (by the item's number)."""
     if (creator := _REFERENCED_CREATORS.get(number)) is not None:
         item = dataclasses.replace(item, creator=creator)
         truths.agent_creators.append(item.key)
+    if (rot := _DEAD_LINKS.get(number)) is not None:
+        item = dataclasses.replace(item, dead_link=rot[0], media_moved=rot[1])
+        truths.dead_links.append(item.key)
     return item
 
 

@@ -24,6 +24,7 @@ from birdgrab.errors import UsageError
 from birdgrab.settings import ArchiveAccess, ServicePolicy, Settings, check_url, tune_policy
 
 if TYPE_CHECKING:
+    from birdgrab.models import Recording
     from birdgrab.sources import CatalogBatch
 
 # Longest id kept readable in a chunk file name; longer ids are cut and get a hash.
@@ -167,6 +168,11 @@ class Archive(ABC):
     ) -> dict[str, BirdAnswer]:
         """Whether each species is a bird, for archives that can say (`checks_birds`)."""
         raise NotImplementedError(f"{self.name} cannot say whether a species is a bird")
+
+    async def other_media(self, settings: Settings, recording: Recording, tally: RequestTally) -> list[str]:
+        """Other addresses of a recording's audio, best first, for when its media link rots (403,
+        404): what the archive's own record of it lists. None by default."""
+        return []
 
     # -- attribution --------------------------------------------------------------------------------
     def credit(self) -> str:

@@ -281,6 +281,11 @@ class Europeana:
     async def _record(self, item_id: str) -> Any:
         return await self.client.get_json(self._record_url(item_id), {"wskey": self._key})
 
+    async def other_media(self, recording: Recording) -> list[str]:
+        """The record's web resources other than the recording's media link (for when it rots)."""
+        body = await self._record(recording.source_id)
+        return [url for url in web_resources_from_record(body) if url != recording.audio_url]
+
     async def _complete(self, parsed: list[Recording], agent_names: dict[str, str]) -> list[Recording]:
         """Ask the Record API, concurrently within the service limits, about items without
         edmIsShownBy and about one item of each agent not yet named: `agent_names` (agent reference
@@ -334,6 +339,15 @@ class EuropeanaArchive(Archive):
 
     def complete_listings(self, request: ListingRequest) -> set[str]:
         return set(self.queries(request))  # the cursor walk always lists everything
+
+    async def other_media(self, settings: Settings, recording: Recording, tally: RequestTally) -> list[str]:
+        """The Record API's other web resources of the item (webResources, hasView): a rotten
+        edmIsShownBy is often served on under another address."""
+        async with Europeana(settings) as europeana:
+            try:
+                return await europeana.other_media(recording)
+            finally:
+                tally.add(europeana.client.requests_made)
 
     async def catalog(self, settings: Settings, request: ListingRequest, tally: RequestTally) -> CatalogBatch:
         async with Europeana(settings) as europeana:
