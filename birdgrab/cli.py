@@ -230,7 +230,7 @@ def catalog(
         bool, typer.Option("--refresh-wiki", help="Ask Wikipedia again about species already known.")
     ] = False,
 ) -> None:
-    """Query the archives and resolve species on Wikipedia into manifests/recordings.json and species.json."""
+    """Query the archives and resolve species on Wikipedia into manifests/recordings.sqlite and species.json."""
     from birdgrab.catalog import CatalogOptions, run_catalog
 
     def work() -> int:
