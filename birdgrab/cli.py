@@ -33,7 +33,7 @@ from birdgrab.sources.registry import registry
 
 if TYPE_CHECKING:  # birdgrab.dataset imports the audio stack, which fetch-only runs need not load
     from birdgrab.dataset import ChunkOptions
-    from birdgrab.download import FetchOptions
+    from birdgrab.download.run import FetchOptions
 
 log = logging.getLogger("birdgrab")
 
@@ -362,13 +362,18 @@ class FetchArgs:
     jobs: int
     per_host: int | None
     max_file_mb: float
+    retry_rejected: bool
 
     def options(self, min_free_mb: float) -> FetchOptions:
         """Validated download options (a UsageError, exit 2, for nonsense)."""
-        from birdgrab.download import FetchOptions
+        from birdgrab.download.run import FetchOptions
 
         return FetchOptions(
-            jobs=self.jobs, per_host=self.per_host, max_file_mb=self.max_file_mb, min_free_mb=min_free_mb
+            jobs=self.jobs,
+            per_host=self.per_host,
+            max_file_mb=self.max_file_mb,
+            min_free_mb=min_free_mb,
+            retry_rejected=self.retry_rejected,
         ).validated()
 
 
@@ -397,6 +402,17 @@ fetch_options = option_group(
                     float, typer.Option("--max-file-mb", help="Refuse any single file larger than this.")
                 ],
                 2048,
+            ),
+            (
+                "retry_rejected",
+                Annotated[
+                    bool,
+                    typer.Option(
+                        "--retry-rejected",
+                        help="Download files rejected as unusable again, even if unchanged upstream.",
+                    ),
+                ],
+                False,
             ),
         ]
     ],
@@ -562,7 +578,7 @@ def fetch(
 ) -> None:
     """Download the selection into the cache (concurrent, resumable, verified, deduplicated), then chunk it."""
     from birdgrab import render
-    from birdgrab.download import run_downloads
+    from birdgrab.download.run import run_downloads
 
     def work() -> int:
         settings = load_settings()
@@ -583,10 +599,11 @@ def fetch(
         if rich_output:
             render.console().print(render.fetch_table(report))
         log.info(
-            "fetch: %d downloaded, %d already cached, %d duplicates, %d failed (%.1f MB, %d requests)",
+            "fetch: %d downloaded, %d already cached, %d duplicates, %d rejected, %d failed (%.1f MB, %d requests)",
             report.downloaded,
             report.skipped,
             report.duplicates,
+            len(report.rejected),
             len(report.failed),
             report.bytes / 2**20,
             report.requests,
@@ -595,10 +612,19 @@ def fetch(
                 "downloaded": report.downloaded,
                 "skipped": report.skipped,
                 "duplicates": report.duplicates,
+                "rejected": len(report.rejected),
                 "failed": len(report.failed),
                 "bytes": report.bytes,
             },
         )
+        # Listed, but not a failure: the same bytes would be rejected again (exit 0).
+        for key, reason in sorted(report.rejected.items()):
+            log.info(
+                "rejected: %s: %s",
+                key,
+                reason,
+                extra={"event": "fetch.rejected", "key": key, "reason": reason},
+            )
         for key, reason in sorted(report.failed.items()):
             log.warning(
                 "failed: %s: %s", key, reason, extra={"event": "fetch.failed", "key": key, "reason": reason}
@@ -797,9 +823,9 @@ def stats(
     _run(work, common)
 
 
-def common_options_writing(what: str, default: Path) -> Callable:
+def common_options_writing(what: str, default: Path | None) -> Callable:
     """The common options, with `--out` naming what this command writes instead of the dataset folder."""
-    out = Annotated[Path, typer.Option("--out", help=what)]
+    out = Annotated[Path | None if default is None else Path, typer.Option("--out", help=what)]
     return option_group(
         "common",
         Common,
@@ -870,6 +896,29 @@ def export(
         return 1 if report.failed else 0
 
     # The dataset's lock lives beside it (nothing but the dataset inside); a missing one: exit 2, not created.
+    _run(work, common, dataset=dataset if dataset.is_dir() else None)
+
+
+@app.command(epilog="Example: birdgrab report --dataset dataset --out dataset/report.html")
+@common_options_writing("HTML page to write (default: report.html in the dataset folder).", None)
+def report(common: Common, dataset: DatasetDir = Path("dataset")) -> None:
+    """A self-contained HTML page about the dataset: classes, hours, splits, licences, recordists, spectrograms."""
+    from birdgrab.report import run_report
+
+    def work() -> int:
+        summary = run_report(dataset, common.out or dataset / "report.html", common.manifests)
+        log.info(
+            "report: %d classes, %d chunks, %.2f h, %d spectrograms: %s (%.1f MB)",
+            summary.classes,
+            summary.chunks,
+            summary.hours,
+            summary.thumbnails,
+            summary.path,
+            summary.bytes / 2**20,
+            extra={"event": "report.done", "path": str(summary.path), "thumbnails": summary.thumbnails},
+        )
+        return 0
+
     _run(work, common, dataset=dataset if dataset.is_dir() else None)
 
 
