@@ -307,6 +307,7 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
     now = manifests.utc_now()
     report = CatalogReport()
     requests = {a.name: listing_request(a, options, species_list, now) for a in archives}
+    queries = {a.name: a.queries(requests[a.name]) for a in archives}  # a bad query stops us here
 
     outcomes = await asyncio.gather(
         *(_catalog_archive(a, settings, requests[a.name], report) for a in archives),
@@ -369,7 +370,7 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
         "sources": [a.name for a in archives],
         # Each archive's query option as given (None: its default), where refresh finds it again.
         **{a.query_option.parameter: options.queries.get(a.name) for a in registry if a.query_option},
-        "queries": {a.name: a.queries(requests[a.name]) for a in archives},
+        "queries": queries,
         "species_file": _describe_file(options.species_file),
         "wiki_lang": options.wiki_lang,
         "since": options.since.isoformat() if options.since else None,

@@ -533,13 +533,16 @@ def fetch(
         if rich_output:
             render.console().print(render.fetch_table(report))
         log.info(
-            "fetch: %d downloaded, %d already cached, %d duplicates, %d failed (%.1f MB, %d requests)",
+            "fetch: %d downloaded, %d already cached, %d duplicates, %d failed (%.1f MB, %d requests)%s",
             report.downloaded,
             report.skipped,
             report.duplicates,
             len(report.failed),
             report.bytes / 2**20,
             report.requests,
+            "".join(
+                f"; {n} left for a later run by the {a} media budget" for a, n in report.deferred.items()
+            ),
             extra={
                 "event": "fetch.done",
                 "downloaded": report.downloaded,

@@ -78,6 +78,7 @@ CREDITS_COLUMNS = [
     "licence",
     "licence_url",
     "page_url",
+    "attribution",
     "chunks",
 ]
 # Fewer restrictions first: the better of two copies carries the freer licence.
@@ -628,6 +629,7 @@ class DatasetBuilder:
                     "licence": r.licence or "unknown",
                     "licence_url": r.licence_url or "",
                     "page_url": r.page_url or "",
+                    "attribution": r.attribution or "",
                     "chunks": len(entry.chunks),
                 }
             )
@@ -652,6 +654,7 @@ class DatasetBuilder:
             by_species[r.species or r.scientific_name].append(
                 f"- {key} — {r.recordist or 'unknown recordist'}, {title}, {r.licence or 'licence unknown'}"
                 f"{f' ({r.licence_url})' if r.licence_url else ''}: {r.page_url or 'no page'}"
+                f"{f' — credit: {r.attribution}' if r.attribution else ''}"
             )
         for name in sorted(by_species):
             lines += [f"## {name}", "", *by_species[name], ""]

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from birdgrab import manifests
+from birdgrab.budget import MediaBudgets
 from birdgrab.errors import ServiceError, UsageError
 from birdgrab.files import TEMP_SUFFIX
 from birdgrab.http_client import RETRYABLE, ServiceClient, TransientError, describe_transport_error
@@ -122,6 +123,7 @@ class FetchReport:
     bytes: int = 0
     requests: int = 0
     stopped: str | None = None  # why the run stopped early (low disk space)
+    deferred: dict[str, int] = field(default_factory=dict)  # archive -> recordings left by its media budget
     unreachable_hosts: list[str] = field(default_factory=list)
 
     @property
@@ -396,6 +398,8 @@ async def run_downloads(
             todo.append(recordings.recordings[key])
     if on_start:
         on_start(len(todo))
+    budgets = MediaBudgets(settings, ledger.entries.values(), manifests.utc_now())
+    budgets.announce((r.key for r in todo), manifests.utc_now())
     downloader = Downloader(settings, cache, ledger, options, on_progress)
     queue: asyncio.Queue[Recording] = asyncio.Queue()
     for recording in todo:
@@ -412,7 +416,14 @@ async def run_downloads(
                     f"less than {options.min_free_mb:g} MB free under {cache}: stopped downloading"
                 )
                 return
-            report.add(await downloader.download(recording))
+            if budgets.admit(recording.key, manifests.utc_now()) is not None:
+                if on_progress:
+                    on_progress("deferred", 1)
+                continue
+            entry = await downloader.download(recording)
+            if entry.status != "failed":
+                budgets.spend(entry.key, entry.bytes or 0, entry.updated_at)
+            report.add(entry)
             processed.append(recording.key)
             if on_progress:
                 on_progress("file", 1)
@@ -424,6 +435,7 @@ async def run_downloads(
         await downloader.aclose()
         report.requests = downloader.client.requests_made
         report.unreachable_hosts = sorted(downloader.unreachable_hosts)
+        report.deferred = budgets.deferred()
         ledger.compact({"cache": str(cache), "jobs": options.jobs})
     report.count_outcomes(ledger, processed)
     return report

@@ -50,6 +50,10 @@ class Recording(Model):
     background_species: list[str] = Field(default_factory=list)
     licence_url: str | None = None
     licence: str | None = Field(None, description="short form, e.g. 'CC BY-NC-SA 4.0'")
+    attribution: str | None = Field(
+        None,
+        description="the credit line the archive asks for, e.g. '(c) Jane Doe, some rights reserved (CC BY)'",
+    )
     page_url: str | None = None
     audio_url: str | None = None
     file_name: str | None = None

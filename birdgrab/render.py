@@ -86,6 +86,8 @@ def fetch_table(report) -> Table:
     ]
     if report.vanished:
         rows.append(("vanished upstream before download", report.vanished))
+    for archive, count in sorted(report.deferred.items()):
+        rows.append((f"left for a later run: {archive} media budget reached", count))
     return _counts_table("fetch", rows, report.failed)
 
 
@@ -151,6 +153,7 @@ class TransferProgress:
         self.total = 0
         self.files = 0
         self.bytes = 0
+        self.deferred = 0  # files a media budget leaves for a later run
         self._started = time.monotonic()
         self._last_line = self._started
         self._progress: Progress | None = None
@@ -179,31 +182,36 @@ class TransferProgress:
     def __call__(self, event: str, amount: int) -> None:
         if event == "bytes":
             self.bytes += amount
+        elif event == "deferred":
+            self.deferred += amount
         else:
             self.files += amount
+        waiting = f", {self.deferred} left by a media budget" if self.deferred else ""
         now = time.monotonic()
         speed = self.bytes / 2**20 / (now - self._started or 1e-9)
         if self._progress is not None:
             # The bar counts files; bytes and speed go in the description.
-            description = f"{self.label} {self.bytes / 2**20:,.1f} MB {speed:,.1f} MB/s"
+            description = f"{self.label} {self.bytes / 2**20:,.1f} MB {speed:,.1f} MB/s{waiting}"
             self._progress.update(
-                self._task, advance=amount if event == "file" else 0, description=description
+                self._task, advance=amount if event in ("file", "deferred") else 0, description=description
             )
             return
         if now - self._last_line >= PLAIN_PROGRESS_EVERY_S:
             self._last_line = now
             log.info(
-                "%s: %d/%d files, %.1f MB, %.1f MB/s",
+                "%s: %d/%d files, %.1f MB, %.1f MB/s%s",
                 self.label,
                 self.files,
                 self.total,
                 self.bytes / 2**20,
                 speed,
+                waiting,
                 extra={
                     "event": f"{self.label}.progress",
                     "files": self.files,
                     "total": self.total,
                     "bytes": self.bytes,
+                    "deferred": self.deferred,
                 },
             )
 

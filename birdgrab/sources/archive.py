@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import SecretStr
 
 from birdgrab.errors import UsageError
-from birdgrab.settings import ArchiveAccess, ServicePolicy, Settings, check_url, tune_policy
+from birdgrab.settings import (
+    ArchiveAccess,
+    MediaBudget,
+    ServicePolicy,
+    Settings,
+    check_url,
+    float_env,
+    tune_policy,
+)
 
 if TYPE_CHECKING:
     from birdgrab.sources import CatalogBatch
@@ -87,6 +95,8 @@ class Archive(ABC):
     key_help: ClassVar[str] = ""  # how to get a key, said whenever one is missing or rejected
     tuning_prefix: ClassVar[str]  # BIRDGRAB_<prefix>_{RATE,CONCURRENCY,TIMEOUT}
     policy: ClassVar[ServicePolicy]
+    # Media bytes the archive lets one client take; BIRDGRAB_<prefix>_MEDIA_GB_PER_{HOUR,DAY} change it.
+    media_budget: ClassVar[MediaBudget] = MediaBudget()
     default_on: ClassVar[bool] = True  # catalogued without --source when its key is configured
     names_classes: ClassVar[bool] = False  # a merged species takes the name this archive uses
     preference: ClassVar[int] = 100  # lower wins when one recording is in two archives
@@ -114,10 +124,16 @@ class Archive(ABC):
     def load_access(self, env: dict[str, str]) -> ArchiveAccess:
         """Endpoint, key and tuned policy from the environment (the key is not yet registered as a secret)."""
         key = env.get(self.key_variable) if self.key_variable else None
+        hour = float_env(env, f"BIRDGRAB_{self.tuning_prefix}_MEDIA_GB_PER_HOUR")
+        day = float_env(env, f"BIRDGRAB_{self.tuning_prefix}_MEDIA_GB_PER_DAY")
         return ArchiveAccess(
             api=check_url(self.api_variable, env.get(self.api_variable) or self.default_api),
             key=SecretStr(key) if key else None,
             policy=tune_policy(self.policy, env, self.tuning_prefix),
+            media_budget=MediaBudget(
+                gb_per_hour=hour if hour is not None else self.media_budget.gb_per_hour,
+                gb_per_day=day if day is not None else self.media_budget.gb_per_day,
+            ),
         )
 
     def access(self, settings: Settings) -> ArchiveAccess:
