@@ -1,6 +1,6 @@
 """xeno-canto API v3: tag queries, concurrent paging within the rate limit, every payload quirk.
 
-Quirks handled (shared/api/xeno-canto-v3.md): counts as strings, ""/null coordinates, alt "?",
+Quirks handled (docs/archives.md): counts as strings, ""/null coordinates, alt "?",
 length as m:ss or h:mm:ss, dates with "00" parts, comma-separated types, protocol-relative URLs,
 missing `file` for restricted species, an overcounted last page, two error shapes.
 """
