@@ -31,12 +31,17 @@ from birdgrab.files import TEMP_SUFFIX, commit_temp
 RENDER_VERSION = 2
 BLOCK_S = 10
 
-AudioFormat = Literal["mp3", "wav", "flac"]
+AudioFormat = Literal["mp3", "wav", "flac", "m4a"]
 SyllableShape = Literal["up", "down", "warble", "trill"]
 # The two mp3 traps from shared/notes/audio-decoding.md.
 Mp3Quirk = Literal["", "vbr_no_xing", "id3_cover"]
 
-CONTENT_TYPES: dict[str, str] = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
+CONTENT_TYPES: dict[str, str] = {
+    "mp3": "audio/mpeg",
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "m4a": "audio/mp4",  # AAC in an MPEG-4 container, as phones record it
+}
 SAMPLE_RATES = (16000, 22050, 32000, 44100, 48000)
 
 
@@ -235,10 +240,30 @@ def _mp3_bytes(spec: AudioSpec) -> bytes:
     return _encode_mp3(spec, blocks(spec))
 
 
+def _m4a_bytes(spec: AudioSpec) -> bytes:
+    """AAC in an .m4a container, encoded by FFmpeg's AAC encoder (through PyAV), as a phone app uploads it."""
+    import av  # imported here: only the iNaturalist sounds are AAC
+
+    buffer = io.BytesIO()
+    layout = "mono" if spec.channels == 1 else "stereo"
+    with av.open(buffer, "w", format="ipod") as container:
+        stream = container.add_stream("aac", rate=spec.sample_rate, layout=layout)
+        for block in blocks(spec):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block.T), format="fltp", layout=layout)
+            frame.sample_rate = spec.sample_rate
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
 def render(spec: AudioSpec, path: Path) -> None:
-    """Write the file `spec` describes to `path` (wav and flac block by block, mp3 in memory: they are small)."""
+    """Write the file `spec` describes to `path` (wav and flac block by block, mp3 and m4a in memory:
+    they are small)."""
     if spec.format == "mp3":
         path.write_bytes(_mp3_bytes(spec))
+        return
+    if spec.format == "m4a":
+        path.write_bytes(_m4a_bytes(spec))
         return
     with sf.SoundFile(
         path, "w", spec.sample_rate, spec.channels, format=spec.format.upper(), subtype="PCM_16"
