@@ -757,6 +757,81 @@ def stats(
     _run(work, common)
 
 
+def common_options_writing(what: str, default: Path) -> Callable:
+    """The common options, with `--out` naming what this command writes instead of the dataset folder."""
+    out = Annotated[Path, typer.Option("--out", help=what)]
+    return option_group(
+        "common",
+        Common,
+        [p.replace(annotation=out, default=default) if p.name == "out" else p for p in _COMMON_PARAMETERS],
+    )
+
+
+DatasetDir = Annotated[
+    Path, typer.Option("--dataset", help="The dataset folder (what fetch and chunk wrote).")
+]
+
+
+class ExportFormat(StrEnum):
+    parquet = "parquet"
+    webdataset = "webdataset"
+
+
+@app.command(
+    epilog="Example: birdgrab export --format parquet --out export  (then: datasets.load_dataset('export'))"
+)
+@common_options_writing("Export folder (replaced whole; an earlier export or a new folder).", Path("export"))
+def export(
+    common: Common,
+    dataset: DatasetDir = Path("dataset"),
+    format_: Annotated[
+        ExportFormat,
+        typer.Option("--format", help="parquet (Hugging Face hub layout) or webdataset (tar shards)."),
+    ] = ExportFormat.parquet,
+    shard_mb: Annotated[
+        float, typer.Option("--shard-mb", min=1, help="About this many MB of audio a shard.")
+    ] = 500,
+    allow_nd: Annotated[
+        bool,
+        typer.Option(
+            "--allow-nd", help="Include ND-licensed recordings (chunks are adaptations: left out by default)."
+        ),
+    ] = False,
+) -> None:
+    """Write the dataset as shards others load directly: Parquet in the Hugging Face hub layout, or WebDataset."""
+    from birdgrab.export import ExportOptions, run_export
+
+    def work() -> int:
+        report = run_export(dataset, common.out, ExportOptions(format_.value, shard_mb, allow_nd))
+        log.info(
+            "export: %d chunks (%s) in %d %s shards, %.1f MB, %d classes, in %s; "
+            "%d ND-licensed recordings (%d chunks) left out; %d failed",
+            sum(report.rows.values()),
+            ", ".join(f"{split} {n}" for split, n in report.rows.items()) or "none",
+            report.shards,
+            report.format,
+            report.bytes / 2**20,
+            report.classes,
+            report.out,
+            report.nd_recordings_left_out,
+            report.nd_chunks_left_out,
+            len(report.failed),
+            extra={
+                "event": "export.done",
+                "rows": report.rows,
+                "shards": report.shards,
+                "failed": len(report.failed),
+            },
+        )
+        for file_name, reason in sorted(report.failed.items()):
+            log.warning(
+                "failed: %s: %s", file_name, reason, extra={"event": "export.failed", "file": file_name}
+            )
+        return 1 if report.failed else 0
+
+    _run(work, common, locks=(dataset,) if dataset.is_dir() else ())  # a missing one: exit 2, not created
+
+
 @app.command(epilog="Example: birdgrab sandbox --port 8765 --env-file sandbox.env")
 @common_options
 def sandbox(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,3 +89,77 @@ def remove_stale_temps(folder: Path) -> int:
             tmp.unlink()
             removed += 1
     return removed
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """Build a whole folder in a temporary sibling; on success it replaces `path` in one step.
+
+    Readers see the old folder or the new one, never a mix: on Linux both are swapped by one
+    rename (RENAME_EXCHANGE); elsewhere the old one is moved aside first. On any exception `path`
+    is untouched. Temporary siblings of runs that were killed are removed on the next call.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_folders(path)
+    staged = Path(
+        tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    )
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(staged, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
+        yield staged
+        _fsync_tree(staged)
+        if not path.exists():
+            os.rename(staged, path)
+        elif not _exchange(staged, path):
+            aside = staged.with_name(staged.name + ".old")
+            os.rename(path, aside)
+            os.rename(staged, path)
+            shutil.rmtree(aside)
+        _fsync_dir(path.parent)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)  # the unfinished folder, or the old one after a swap
+
+
+def _remove_stale_folders(path: Path) -> None:
+    """Temporary siblings of `path` whose run (the pid in their name) is gone."""
+    for stale in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}*"):
+        pid = stale.name[len(path.name) + 2 :].split(".", 1)[0]
+        if stale.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_tree(folder: Path) -> None:
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as handle:
+                os.fsync(handle.fileno())
+        _fsync_dir(Path(root))
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2); False where the system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    result = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return result == 0

@@ -69,3 +69,18 @@ class Birdgrab:
 @pytest.fixture
 def birdgrab(sandbox, tmp_path) -> Birdgrab:
     return Birdgrab(sandbox, tmp_path, {**sandbox.env(), **FAST_RETRIES})
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """A small real dataset (3 classes, every split, ND-licensed recordings among them), built once
+    through the sandbox at 16 kHz in 5 s chunks: neither is the default, so loaders must not assume."""
+    root = tmp_path_factory.mktemp("small")
+    with Sandbox(SandboxConfig(hour_long=False)) as running:
+        run = Birdgrab(running, root, {**running.env(), **FAST_RETRIES})
+        (root / "species.txt").write_text("Turdus merula\nFringilla coelebs\nParus major\n")
+        assert run("catalog", "--species-file", str(root / "species.txt")).exit_code == 0
+        assert run("filter", "--min-files", "1", "--max-files", "5").exit_code == 0
+        fetched = run("fetch", "--sample-rate", "16000", "--chunk-seconds", "5", "--split", "60/20/20")
+        assert fetched.exit_code == 0, fetched.output
+    return run.out

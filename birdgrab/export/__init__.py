@@ -1,0 +1,113 @@
+"""`birdgrab export`: the dataset as shards others load directly, with a dataset card.
+
+Parquet in the Hugging Face hub layout (`load_dataset(folder)` gives train, validation and test
+with the class names), or WebDataset tar shards for streaming. ND-licensed recordings are left
+out unless asked for: a chunk is an adaptation of its recording. The export is built in a
+temporary folder and swapped into place whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from birdgrab.errors import UsageError
+from birdgrab.export.card import dataset_card
+from birdgrab.export.dataset_files import CLASSES, read_dataset
+from birdgrab.export.parquet import write_parquet
+from birdgrab.export.webdataset import write_webdataset
+from birdgrab.files import atomic_folder
+
+WRITERS = {"parquet": write_parquet, "webdataset": write_webdataset}
+# What an export folder holds; a folder with anything else is not replaced.
+EXPORT_ENTRIES = {"README.md", "data", "CREDITS.csv", CLASSES}
+CREDITS_COLUMNS = ["recording_key", "source", "scientific_name", "recordist", "licence", "page_url", "clips"]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    format: str = "parquet"
+    shard_mb: float = 500.0
+    allow_nd: bool = False
+
+    def validated(self) -> ExportOptions:
+        if self.format not in WRITERS:
+            raise UsageError(f"--format {self.format!r}: choose one of {', '.join(WRITERS)}")
+        if not self.shard_mb > 0:
+            raise UsageError(f"--shard-mb must be above 0, got {self.shard_mb}")
+        return self
+
+
+@dataclass
+class ExportReport:
+    out: Path
+    format: str
+    rows: dict[str, int] = field(default_factory=dict)  # split -> exported chunks
+    shards: int = 0
+    bytes: int = 0
+    classes: int = 0
+    nd_recordings_left_out: int = 0
+    nd_chunks_left_out: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # chunk file -> reason
+
+
+def _check_replaceable(out: Path, dataset_root: Path) -> None:
+    """Refuse to replace anything that is not an earlier export (the dataset itself, say)."""
+    if out.resolve() == dataset_root.resolve() or dataset_root.resolve() in out.resolve().parents:
+        raise UsageError(
+            f"--out {out} is inside the dataset folder {dataset_root}; choose a folder outside it"
+        )
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; choose a folder")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in EXPORT_ENTRIES) if out.is_dir() else []
+    if foreign:
+        raise UsageError(
+            f"--out {out} holds files an export does not write ({', '.join(foreign[:3])}); "
+            "choose a new or empty folder"
+        )
+
+
+def _credits(rows: pd.DataFrame) -> bytes:
+    columns = [c for c in CREDITS_COLUMNS if c in rows or c == "clips"]
+    per_recording = rows.groupby("recording_key", sort=True).agg(
+        **{c: (c, "first") for c in columns if c not in ("recording_key", "clips")},
+        clips=("file_name", "size"),
+    )
+    buffer = io.StringIO()
+    per_recording.reset_index()[columns].to_csv(
+        buffer, index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL
+    )
+    return buffer.getvalue().encode("utf-8")
+
+
+def run_export(dataset_root: Path, out: Path, options: ExportOptions) -> ExportReport:
+    """Write the export of `dataset_root` to `out` (replacing an earlier export there, in one step)."""
+    options = options.validated()
+    out = Path(out)
+    dataset = read_dataset(dataset_root)
+    _check_replaceable(out, Path(dataset_root))
+    left_out = dataset.rows.iloc[:0]
+    if not options.allow_nd:
+        dataset, left_out = dataset.without_no_derivatives()
+    report = ExportReport(out=out, format=options.format, classes=len(dataset.class_names))
+    report.nd_recordings_left_out = int(left_out["recording_key"].nunique())
+    report.nd_chunks_left_out = len(left_out)
+    with atomic_folder(out) as staged:
+        written = WRITERS[options.format](dataset, staged, int(options.shard_mb * 2**20))
+        exported = pd.concat(list(written.rows.values())) if written.rows else dataset.rows.iloc[:0]
+        card = dataset_card(dataset, written, options.format, asdict(options), left_out)
+        (staged / "README.md").write_text(card, encoding="utf-8")
+        (staged / "CREDITS.csv").write_bytes(_credits(exported))
+        (staged / CLASSES).write_text(
+            json.dumps(dataset.classes, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        report.rows = {split: len(rows) for split, rows in written.rows.items()}
+        report.shards = sum(len(files) for files in written.files.values())
+        report.bytes = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())
+        report.failed = dict(written.failed)
+    return report

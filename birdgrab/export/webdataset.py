@@ -1,0 +1,44 @@
+"""WebDataset tar shards: data/{split}-NNNNN-of-MMMMM.tar with `<key>.wav` + `<key>.json` per chunk.
+
+The key is the chunk's path in the dataset without `.wav` (`Turdus_merula/xc-400498_0000`): class
+folders and file stems hold no dots, so WebDataset's "key up to the first dot" rule keeps them
+whole. The JSON holds every metadata.csv column. Members carry fixed times and owners, so the same
+dataset gives byte-identical shards.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pandas as pd
+
+from birdgrab.export.dataset_files import DatasetFolder
+from birdgrab.export.shards import Batches, Written, write_shards
+
+
+def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(data), 0o644, 0
+    return info, io.BytesIO(data)
+
+
+def _sidecar(row: pd.Series) -> bytes:
+    values = {k: (None if pd.isna(v) else v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+    return json.dumps(values, ensure_ascii=False, sort_keys=False).encode("utf-8")
+
+
+def write_webdataset(dataset: DatasetFolder, target: Path, shard_bytes: int) -> Written:
+    """Write every split's tar shards under `target`/data; returns what was written."""
+
+    def write_shard(path: Path, batches: Batches) -> None:
+        with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+            for rows, audio in batches:
+                for (_, row), wav in zip(rows.iterrows(), audio, strict=True):
+                    key = row["file_name"].removesuffix(".wav")
+                    tar.addfile(*_member(f"{key}.wav", wav))
+                    tar.addfile(*_member(f"{key}.json", _sidecar(row)))
+
+    return write_shards(dataset, target, shard_bytes, "tar", write_shard)
