@@ -31,14 +31,14 @@ from birdgrab.settings import Settings
 from birdgrab.sources import CatalogBatch
 from birdgrab.sources.archive import Archive, ListingRequest, RequestTally
 from birdgrab.sources.registry import registry
-from birdgrab.sources.wikipedia import Wikipedia
+from birdgrab.sources.wikipedia import Wikipedia, check_lang
 
 log = logging.getLogger(__name__)
 
 NOT_IN_SPECIES_FILE = "species not in the species file"
 
 
-@dataclass
+@dataclass(frozen=True)
 class CatalogOptions:
     sources: list[str] | None = None  # archive names; None: every default archive that is configured
     queries: dict[str, str] = field(default_factory=dict)  # archive name -> query (absent: its default)
@@ -48,6 +48,47 @@ class CatalogOptions:
     refresh_wiki: bool = False
     wiki_max_age_days: int | None = None  # ask again about articles checked longer ago than this
     prune: bool = False  # remove recordings that vanished upstream
+
+    def validated(self) -> CatalogOptions:
+        """The options, or a UsageError (exit 2) for nonsense."""
+        check_lang(self.wiki_lang)
+        for name in self.sources or ():
+            registry.get(name)
+        return self
+
+    def parameters(self, archives: list[Archive], queries: dict[str, list[str]], settings: Settings) -> dict:
+        """What the catalog manifests record about the run: `saved_options` reads it back."""
+        return {
+            "sources": [a.name for a in archives],
+            # Each archive's query option as given (None: its default), where refresh finds it again.
+            **{a.query_option.parameter: self.queries.get(a.name) for a in registry if a.query_option},
+            "queries": queries,  # what each archive listed
+            "species_file": _describe_file(self.species_file),
+            "wiki_lang": self.wiki_lang,
+            "since": self.since.isoformat() if self.since else None,
+            "endpoints": {
+                **{a.name: a.access(settings).api for a in archives},
+                "wikipedia": settings.wikipedia_api,
+            },
+        }
+
+
+def saved_options(folder: Path) -> CatalogOptions | None:
+    """The options of the last catalog run (what refresh starts from), from its manifest's parameters."""
+    previous = manifests.load_recordings(folder)
+    if previous is None:
+        return None
+    params = previous.parameters
+    return CatalogOptions(
+        sources=params.get("sources") or None,
+        queries={
+            a.name: params[a.query_option.parameter]
+            for a in registry
+            if a.query_option and params.get(a.query_option.parameter)
+        },
+        species_file=Path(params["species_file"]["path"]) if params.get("species_file") else None,
+        wiki_lang=params.get("wiki_lang") or "de",
+    )
 
 
 @dataclass
@@ -65,6 +106,15 @@ class CatalogReport:
     vanished: int = 0
     pruned: int = 0
     failures: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """The one line a catalog run ends with."""
+        return (
+            f"catalog: {self.added} new, {self.updated} updated recordings "
+            f"({', '.join(f'{k} {v}' for k, v in self.per_source.items()) or 'no source'}); "
+            f"{self.species} species; {self.skipped} items skipped; "
+            f"Wikipedia: {self.wiki_lookups} names in {self.wiki_requests} requests; bird checks: {self.bird_checks}"
+        )
 
 
 def read_species_file(path: Path) -> list[str]:
@@ -294,6 +344,7 @@ async def _catalog_archive(
 async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions) -> CatalogReport:
     """Catalog the archives into `folder`/recordings.json and species.json. See module doc."""
     folder = Path(folder)
+    options = options.validated()
     known_recordings = manifests.load_recordings(folder)  # bad manifests stop us before any request
     known_species = manifests.load_species(folder)
     species_list = read_species_file(options.species_file) if options.species_file else None
@@ -366,19 +417,7 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
     report.species = len(species)
     report.species_added = len(set(species) - set(previous_species))
 
-    parameters = {
-        "sources": [a.name for a in archives],
-        # Each archive's query option as given (None: its default), where refresh finds it again.
-        **{a.query_option.parameter: options.queries.get(a.name) for a in registry if a.query_option},
-        "queries": queries,
-        "species_file": _describe_file(options.species_file),
-        "wiki_lang": options.wiki_lang,
-        "since": options.since.isoformat() if options.since else None,
-        "endpoints": {
-            **{a.name: a.access(settings).api for a in archives},
-            "wikipedia": settings.wikipedia_api,
-        },
-    }
+    parameters = options.parameters(archives, queries, settings)
     manifests.save(
         folder / manifests.RECORDINGS,
         manifests.new_manifest(

@@ -126,6 +126,27 @@ class FetchReport:
     deferred: dict[str, int] = field(default_factory=dict)  # archive -> recordings left by its media budget
     unreachable_hosts: list[str] = field(default_factory=list)
 
+    def summary(self) -> str:
+        """The one line a fetch ends with."""
+        budgets = "".join(
+            f"; {n} left for a later run by the {a} media budget" for a, n in self.deferred.items()
+        )
+        return (
+            f"fetch: {self.downloaded} downloaded, {self.skipped} already cached, {self.duplicates} duplicates, "
+            f"{len(self.failed)} failed ({self.bytes / 2**20:.1f} MB, {self.requests} requests){budgets}"
+        )
+
+    def facts(self) -> dict[str, object]:
+        """The numbers for the JSON log."""
+        return {
+            "downloaded": self.downloaded,
+            "skipped": self.skipped,
+            "duplicates": self.duplicates,
+            "failed": len(self.failed),
+            "bytes": self.bytes,
+            "deferred": self.deferred,
+        }
+
     @property
     def nothing_reachable(self) -> bool:
         """Every download failed because its host could not be reached (exit 4)."""

@@ -150,6 +150,14 @@ class SelectionManifest(ManifestHeader):
     def selected_keys(self) -> list[str]:
         return sorted(key for s in self.species.values() for key in s.recordings)
 
+    def summary(self) -> str:
+        """The one line a filter run ends with."""
+        kept = sum(len(s.recordings) for s in self.species.values())
+        return (
+            f"filter: {len(self.species)} species with {kept} recordings kept, "
+            f"{len(self.dropped_species)} species dropped"
+        )
+
 
 DownloadStatus = Literal["ok", "failed", "duplicate"]
 
