@@ -22,8 +22,8 @@ test-faults: install
 	$(BIN)/python -m pytest -n 2 -m faults tests
 
 lint: install
-	$(BIN)/ruff check birdgrab tests bench
-	$(BIN)/ruff format --check birdgrab tests bench
+	$(BIN)/ruff check birdgrab tests bench scripts
+	$(BIN)/ruff format --check birdgrab tests bench scripts
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'

@@ -109,7 +109,7 @@ def _folder_bytes(folder: Path) -> int:
 def _birdgrab_fetch(sandbox: SandboxProcess, base: Path, prepared: Path, name: str) -> tuple[Run, int, int]:
     """One `birdgrab fetch --no-chunk` into an empty cache: (run, bytes cached, requests made)."""
     root = _fresh_root(base, name, prepared)
-    args = ["fetch", "--no-chunk", "--jobs", str(JOBS), "--quiet"]
+    args = ["fetch", "--no-chunk", "--jobs", str(JOBS), "--per-host", str(JOBS), "--quiet"]
     sandbox.reset_stats()
     run = run_birdgrab(args, sandbox.env, root).check("birdgrab fetch")
     requests = requests_made(sandbox.stats())

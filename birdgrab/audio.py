@@ -1,9 +1,7 @@
-"""The audio core: check that a file is audio, decode all of it, cut it into dataset chunks, fingerprint it.
+"""The audio core: cut decoded recordings into dataset chunks, fingerprint them.
 
-Which decoder reads what is decided by measurement (shared/notes/audio-decoding.md): libsndfile
-silently stops early on VBR mp3s without a Xing header and pads mp3s with big ID3 tags with stale
-audio, so mp3 goes through miniaudio, which decodes every frame; wav, flac and ogg go through
-soundfile. The file type comes from the file's first bytes, never from its name.
+What a file is comes from `birdgrab.probe` (its bytes, never its name); decoding, sample-exact as
+FFmpeg, from `birdgrab.decoders`. Chunks are written with soundfile (plain 16-bit PCM WAV).
 
 Everything streams in blocks, so memory stays bounded whatever the length of a recording.
 """
@@ -16,113 +14,34 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import miniaudio
 import numpy as np
 import soundfile as sf
-import soxr
 
+from birdgrab.decoders import decode_blocks, mono_blocks, open_decoder
 from birdgrab.files import TEMP_SUFFIX, commit_temp, safe_child
-from birdgrab.probe import AudioError, AudioFormat, probe
+from birdgrab.probe import AudioError, probe
 
-BLOCK_FRAMES = 1 << 16
-"""Frames decoded per block: large enough that per-block Python work is noise, small enough to be cheap."""
+# The decoding names are re-exported: callers read a recording through this module.
+__all__ = [
+    "SAME_RECORDING_SIMILARITY",
+    "AudioError",
+    "ChunkInfo",
+    "ChunkResult",
+    "Fingerprint",
+    "chunk_recording",
+    "decode_blocks",
+    "pcm_fingerprint",
+    "pcm_sha256",
+    "probe",
+    "similarity",
+]
 
 # libsndfile reads int16 sample k as k / 32768, so this scale gives 16-bit sources back exactly.
 _PCM16_SCALE = 32768.0
 _SILENCE_DBFS = -120.0  # the level reported for digital silence, whose true level is -inf
-_DECODER_ERRORS = (sf.SoundFileError, miniaudio.MiniaudioError)
-
-
-# --------------------------------------------------------------------------- decoding
-
-
-def _soundfile_blocks(path: Path, block_frames: int) -> Iterator[np.ndarray]:
-    with sf.SoundFile(path) as audio:
-        while len(block := audio.read(block_frames, dtype="float32", always_2d=True)):
-            yield block
-
-
-def _mp3_blocks(path: Path, sample_rate: int, channels: int, block_frames: int) -> Iterator[np.ndarray]:
-    stream = miniaudio.stream_file(
-        str(path),
-        output_format=miniaudio.SampleFormat.FLOAT32,
-        nchannels=channels,
-        sample_rate=sample_rate,
-        frames_to_read=block_frames,
-    )
-    for samples in stream:
-        yield np.frombuffer(samples, dtype=np.float32).reshape(-1, channels)
-
-
-@dataclass
-class AudioDecoder:
-    """A file opened for streaming decode at its native sample rate; `frames_decoded` counts as it goes."""
-
-    path: Path
-    format: AudioFormat
-    sample_rate: int
-    channels: int
-    frames_decoded: int = field(default=0, init=False)
-
-    def blocks(self, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
-        """Yield float32 arrays of shape (frames, channels), every frame of the file, in order.
-
-        A decoder failure midway raises `AudioError` saying how far decoding got.
-        """
-        self.frames_decoded = 0
-        if self.format == "mp3":
-            reader = _mp3_blocks(self.path, self.sample_rate, self.channels, block_frames)
-        else:
-            reader = _soundfile_blocks(self.path, block_frames)
-        while True:
-            try:
-                block = next(reader, None)
-            except _DECODER_ERRORS as exc:
-                decoded_s = self.frames_decoded / self.sample_rate
-                raise AudioError(
-                    f"corrupt {self.format}: decoding failed after {decoded_s:.1f} s", self.path
-                ) from exc
-            if block is None:
-                return
-            self.frames_decoded += len(block)
-            yield block
-
-
-def open_decoder(path: Path | str) -> AudioDecoder:
-    """Probe `path` (raising `AudioError` if it is not audio) and get it ready to decode block by block."""
-    info = probe(path)
-    return AudioDecoder(Path(path), info.format, info.sample_rate, info.channels)
-
-
-def decode_blocks(path: Path | str, block_frames: int = BLOCK_FRAMES) -> Iterator[np.ndarray]:
-    """Every frame of `path` as float32 blocks of shape (frames, channels) at its native sample rate.
-
-    >>> next(decode_blocks("XC123456.mp3")).shape  # doctest: +SKIP
-    (65536, 2)
-    """
-    return open_decoder(path).blocks(block_frames)
-
-
-def _mono(block: np.ndarray) -> np.ndarray:
-    """The mean of the channels, as a matrix-vector product: numpy's mean over a short axis is far slower."""
-    channels = block.shape[1]
-    if channels == 1:
-        return block[:, 0]
-    return block @ np.full(channels, 1.0 / channels, dtype=np.float32)
-
-
-def _mono_blocks(decoder: AudioDecoder, sample_rate: int) -> Iterator[np.ndarray]:
-    """The decoder's audio mixed to mono (mean of the channels) and resampled to `sample_rate` with soxr HQ."""
-    if sample_rate == decoder.sample_rate:
-        yield from (_mono(block) for block in decoder.blocks())
-        return
-    resampler = soxr.ResampleStream(decoder.sample_rate, sample_rate, 1, dtype="float32", quality="HQ")
-    for block in decoder.blocks():
-        yield resampler.resample_chunk(_mono(block))
-    yield resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
 
 
 def _to_pcm16(samples: np.ndarray) -> np.ndarray:
@@ -279,7 +198,7 @@ def chunk_recording(
     out_dir.mkdir(parents=True, exist_ok=True)
     writer = _ChunkWriter(out_dir, stem, sample_rate, chunk_s)
     try:
-        for samples in _mono_blocks(decoder, sample_rate):
+        for samples in mono_blocks(decoder, sample_rate):
             writer.add(samples)
         dropped_short = writer.finish(min_samples=math.ceil(min_chunk_s * sample_rate))
         kept = _loud_enough(writer.written, gate_db, floor_dbfs)
@@ -307,7 +226,7 @@ def pcm_sha256(path: Path | str) -> str:
     """
     digest = hashlib.sha256()
     decoder = open_decoder(path)
-    for samples in _mono_blocks(decoder, decoder.sample_rate):
+    for samples in mono_blocks(decoder, decoder.sample_rate):
         digest.update(_to_pcm16(samples).tobytes())
     return digest.hexdigest()
 
@@ -367,7 +286,7 @@ def pcm_fingerprint(path: Path | str) -> Fingerprint:
     max_frames = int(_FINGERPRINT_MAX_S * _FINGERPRINT_RATE / _FINGERPRINT_HOP)
     envelopes: list[np.ndarray] = []
     frames_seen = 0
-    for frames in _windows(_mono_blocks(decoder, _FINGERPRINT_RATE), _FINGERPRINT_WINDOW, _FINGERPRINT_HOP):
+    for frames in _windows(mono_blocks(decoder, _FINGERPRINT_RATE), _FINGERPRINT_WINDOW, _FINGERPRINT_HOP):
         if frames_seen < max_frames:
             power = (np.abs(np.fft.rfft(frames[: max_frames - frames_seen] * window, axis=1)) ** 2) @ bands
             envelopes.append(np.sqrt(power, dtype=np.float32))

@@ -41,7 +41,7 @@ from birdgrab.audio import (
     pcm_fingerprint,
     similarity,
 )
-from birdgrab.download import DownloadLedger, cached_file
+from birdgrab.download import Cache, DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.files import atomic_write_bytes, remove_stale_temps, safe_child
 from birdgrab.licences import licence_code
@@ -312,7 +312,7 @@ class DatasetBuilder:
             for key in chosen.recordings:
                 entry = self.downloads.entries.get(key)
                 recording = self.recordings.get(key)
-                path = cached_file(self.cache, entry)
+                path = Cache(self.cache).file_of(entry)
                 if entry is not None and entry.status == "duplicate":
                     continue  # the same bytes are chunked once, under the owning key
                 if path is None or recording is None or entry is None:
@@ -428,7 +428,7 @@ class DatasetBuilder:
         self._run(todo, now, on_progress)
         self._write_outputs(wanted)
         if self._evicted:
-            self.downloads.compact(self.downloads.loaded.parameters if self.downloads.loaded else {})
+            self.downloads.save()
         self.ledger.compact(
             {"split": list(self.options.split), "options": self.options.signature()},
             splits=dict(sorted(self.splits.items())),
@@ -483,8 +483,8 @@ class DatasetBuilder:
             self._remove_chunks(previous)
             reason = result.reason
             if result.bad_source:
-                self._evict(item, reason, now)
-                reason += " (removed from the cache: the next fetch downloads it again)"
+                reason += f" ({Cache(self.cache).evict(self.downloads, key, reason)})"
+                self._evicted = True
             self.report.failed[key] = reason
             self.ledger.record(
                 ChunkedRecording(
@@ -527,21 +527,6 @@ class DatasetBuilder:
                 updated_at=now,
             )
         )
-
-    def _evict(self, item: _Usable, reason: str, now) -> None:
-        """A verified download that does not decode (a bad file can pass the header check) leaves the
-        cache and becomes a failed download, so the next fetch gets it again."""
-        with contextlib.suppress(FileNotFoundError):
-            item.source.unlink()
-        entry = self.downloads.entries[item.recording.key]
-        update = {
-            "status": "failed",
-            "reason": f"cached file does not decode: {reason}",
-            "path": None,
-            "updated_at": now,
-        }
-        self.downloads.record(entry.model_copy(update=update))
-        self._evicted = True
 
     # -- metadata, classes, attribution ----------------------------------------------------------
     def _class_ids(self, labels: set[str]) -> dict[str, int]:

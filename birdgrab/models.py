@@ -170,7 +170,10 @@ class DownloadEntry(Model):
     bytes: int | None = None
     sha256: str | None = None
     format: str | None = None
-    duration_s: float | None = None
+    duration_s: float | None = Field(None, description="the decoded length, unless duration_estimated")
+    duration_estimated: bool = Field(
+        False, description="duration_s is the container's figure (AAC's padding is decoded too)"
+    )
     sample_rate: int | None = None
     channels: int | None = None
     duplicate_of: str | None = None

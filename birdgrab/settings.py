@@ -79,6 +79,7 @@ class Settings:
     archives: dict[str, ArchiveAccess] = field(default_factory=dict)  # archive name -> its access
     # Wikimedia asks for at most 3 concurrent requests.
     wikipedia: ServicePolicy = field(default_factory=lambda: ServicePolicy("Wikipedia", 3, None))
+    # Downloads: at most 6 at a time from any one host (what browsers open over HTTP/1.1).
     audio: ServicePolicy = field(
         default_factory=lambda: ServicePolicy("audio download", 6, None, timeout_s=60.0)
     )

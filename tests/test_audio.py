@@ -23,7 +23,7 @@ from birdgrab.audio import (
     similarity,
 )
 from birdgrab.errors import BirdgrabError
-from birdgrab.probe import AudioInfo, sniff_format
+from birdgrab.probe import AudioInfo
 from tests.audio_fixtures import (
     MP3_FRAME_SAMPLES,
     add_cover_art,
@@ -281,19 +281,6 @@ def test_probe_rejects_what_the_downloader_must_not_cache(tmp_path):
     for name in ("page.mp3", "noise.bin", "empty.mp3"):
         with pytest.raises(AudioError, match="not audio"):
             probe(tmp_path / name)
-
-
-def test_sniff_format_reads_magic_bytes():
-    assert sniff_format(b"ID3\x04\x00") == "mp3"
-    assert sniff_format(bytes.fromhex("fffb90c4")) == "mp3"
-    assert sniff_format(b"RIFF\x24\x00\x00\x00WAVEfmt ") == "wav"
-    assert sniff_format(b"fLaC\x00\x00\x00\x22") == "flac"
-    assert sniff_format(b"OggS\x00\x02") == "ogg"
-    assert sniff_format(bytes.fromhex("fff15080")) is None  # AAC in ADTS, not mp3
-    assert sniff_format(b"<html>") is None
-
-
-# --------------------------------------------------------------------------- atomic output
 
 
 def test_a_failure_midway_leaves_no_chunk_and_no_temporary_file(tmp_path, monkeypatch):

@@ -157,3 +157,16 @@ def test_unreachable_download_host_fails_fast_with_exit_4(birdgrab, sandbox):
     reasons = [e["reason"] for e in entries.values()]
     assert len(reasons) > 3 and sum("gave up on it" in r for r in reasons) >= len(reasons) - 4
     assert max(e["attempts"] for e in entries.values()) == 3
+
+
+def test_per_host_limit_bounds_the_connections_to_one_host(birdgrab, sandbox):
+    selection = catalog_and_filter(birdgrab)
+    sandbox.set_latency("*", 0.05)  # answers overlap, so the limit is what bounds them
+    sandbox.reset_counts()
+    result = birdgrab("fetch", "--no-chunk", "--jobs", "8", "--per-host", "2")
+    assert result.exit_code == 0, result.output
+    counts = sandbox.counts()
+    # every archive of the sandbox is on one host: 8 workers, never more than 2 requests at a time
+    assert counts["peak-in-flight"] == 2
+    downloaded = birdgrab.manifest("downloads.json")["entries"]
+    assert len(downloaded) == sum(len(s["recordings"]) for s in selection["species"].values())

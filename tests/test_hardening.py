@@ -46,6 +46,7 @@ from tests.conftest import FAST_RETRIES, Birdgrab
         ["catalog", "--species-file", "/nonexistent/species.txt"],
         ["fetch", "--jobs", "0"],
         ["fetch", "--max-file-mb", "-5"],
+        ["fetch", "--per-host", "0"],
         ["chunk", "--split", "80/20"],
         ["chunk", "--split", "50/30/30"],
         ["chunk", "--sample-rate", "10"],

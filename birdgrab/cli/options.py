@@ -394,6 +394,7 @@ class FetchArgs:
     """Options of the download step, shared by `fetch` and `refresh` (CONTRACT.md)."""
 
     jobs: int
+    per_host: int | None
     max_file_mb: float
     no_chunk: bool
 
@@ -402,7 +403,7 @@ class FetchArgs:
         from birdgrab.download import FetchOptions
 
         return FetchOptions(
-            jobs=self.jobs, per_host=self.jobs, max_file_mb=self.max_file_mb, min_free_mb=min_free_mb
+            jobs=self.jobs, per_host=self.per_host, max_file_mb=self.max_file_mb, min_free_mb=min_free_mb
         ).validated()
 
 
@@ -411,6 +412,13 @@ fetch_options = option_group(
     FetchArgs,
     [
         option("jobs", int, 4, "--jobs", "-j", help="Concurrent downloads."),
+        option(
+            "per_host",
+            int | None,
+            None,
+            "--per-host",
+            help="At most this many concurrent downloads from one host [default: 6, or BIRDGRAB_DOWNLOAD_CONCURRENCY].",
+        ),
         option("max_file_mb", float, 2048, "--max-file-mb", help="Refuse any single file larger than this."),
         option("no_chunk", bool, False, "--no-chunk", help="Only download; do not build the dataset."),
     ],

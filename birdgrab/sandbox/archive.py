@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
-from birdgrab.sandbox.audio import AudioSpec
+from birdgrab.sandbox.audio import AudioFile, AudioSpec
 
 WikiStatus = Literal["article", "genus", "section", "disambiguation", "missing"]
 
@@ -69,7 +69,7 @@ class XcRecording:
     length_s: float  # the declared length; the audio's true duration when there is audio
     uploaded: date
     file_name: str  # "" for restricted species
-    audio: AudioSpec | None  # None: restricted species, or a metadata-only (bulk) record
+    audio: AudioSpec | AudioFile | None  # None: restricted species, or a metadata-only (bulk) record
     # The remaining v3 fields exactly as served (loc, lat, lon, alt, sex, stage, method, time, date,
     # also, rmk, animal-seen, playback-used, temp, regnr, auto, dvc, mic, annotation-set).
     details: dict[str, Any] = field(compare=False)

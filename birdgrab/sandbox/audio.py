@@ -98,6 +98,27 @@ class AudioSpec:
         return round(self.duration_s * self.sample_rate)
 
 
+@dataclass(frozen=True)
+class AudioFile:
+    """A real file served as it is, instead of rendered audio: what a real encoder or a field recorder made.
+
+    `format` is the upload's extension and `duration_s`/`sample_rate` what the archive declares; the
+    bytes are the truth. The ETag follows the file's size and modification time, so replacing the
+    file is an upstream change.
+    """
+
+    path: Path
+    format: str
+    duration_s: float
+    sample_rate: int
+    content_type: str = "application/octet-stream"
+
+    @property
+    def digest(self) -> str:
+        stat = self.path.stat()
+        return hashlib.sha256(f"{self.path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:24]
+
+
 # -- synthesis -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Syllables:
@@ -291,7 +312,10 @@ class AudioCache:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
-    def path(self, spec: AudioSpec) -> Path:
+    def path(self, spec: AudioSpec | AudioFile) -> Path:
+        """The file to serve for `spec`: an `AudioFile` is its own, a synthetic spec is rendered once."""
+        if isinstance(spec, AudioFile):
+            return spec.path
         target = self.root / f"{spec.digest}.{spec.format}"
         if target.exists():
             return target

@@ -25,7 +25,7 @@ from birdgrab.sandbox.archive import (
     WikiStatus,
     XcRecording,
 )
-from birdgrab.sandbox.audio import SAMPLE_RATES, AudioFormat, AudioSpec, voice_for
+from birdgrab.sandbox.audio import SAMPLE_RATES, AudioFile, AudioFormat, AudioSpec, voice_for
 from birdgrab.sandbox.config import SandboxConfig
 
 FIRST_XC_ID = 400_000
@@ -296,7 +296,7 @@ def _xc_recording(
     country: str,
     subspecies: str = "",
     types: tuple[str, ...],
-    audio: AudioSpec | None,
+    audio: AudioSpec | AudioFile | None,
     uploaded: date | None = None,
     background: tuple[str, ...] = (),
 ) -> XcRecording:
@@ -872,3 +872,23 @@ def grow(
         archive, config, inat_observations, f"{label}:inaturalist", created=datetime.now(UTC)
     )
     return added + [r.key for r in records] + observed
+
+
+def upload(archive: Archive, config: SandboxConfig, audio: AudioFile, species: str) -> str:
+    """A xeno-canto upload of a real file as a recording of `species` (a bird added, without any
+    Wikipedia article, if the archive does not know it). Returns its key."""
+    if species not in archive.species:
+        archive.add(species=[Species(name=species, english=f"{species} (uploaded)")])
+    rng = random.Random(f"{config.seed}:upload:{audio.path.name}:{len(archive.xc)}")
+    (xc_id,) = _fresh_ids(rng, max(archive.xc, default=FIRST_XC_ID), 1)
+    record = _xc_recording(
+        rng,
+        xc_id,
+        archive.species[species],
+        country="Germany",
+        types=("song",),
+        audio=audio,
+        uploaded=date.today(),
+    )
+    archive.add(xc=[record])
+    return record.key

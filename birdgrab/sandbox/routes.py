@@ -10,7 +10,8 @@ import json
 import re
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from html import escape
@@ -20,7 +21,7 @@ from urllib.parse import unquote
 
 from birdgrab.sandbox import europeana, inaturalist, mediawiki, xenocanto
 from birdgrab.sandbox.archive import Archive
-from birdgrab.sandbox.audio import AudioCache, AudioSpec
+from birdgrab.sandbox.audio import AudioCache, AudioFile, AudioSpec
 from birdgrab.sandbox.config import SandboxConfig
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -73,13 +74,27 @@ class Counters:
         "xc-api", "xc-download", "xc-audio", "europeana-search", "europeana-record", "europeana-audio",
         "inat-api", "inat-incremental", "inat-audio", "wiki-api", "wiki-titles", "audio-bytes",
         "xc-audio-bytes", "europeana-audio-bytes", "inat-audio-bytes",
-        "audio-range-requests", "landing", "not-found", "faults",
+        "audio-range-requests", "landing", "not-found", "faults", "peak-in-flight",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
         self._paths: Counter[str] = Counter()
+        self._in_flight = 0
         self._lock = threading.Lock()
+
+    @contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """Count a request as in flight while it is answered; `peak-in-flight` keeps the high-water
+        mark (every service is on one host: this is what a client's per-host limit bounds)."""
+        with self._lock:
+            self._in_flight += 1
+            self._counts["peak-in-flight"] = max(self._counts["peak-in-flight"], self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def add(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -284,7 +299,7 @@ class Services:
     def landing(self, request: Request) -> Response:
         return html_response(200, unquote(request.path), "A landing page of the birdgrab sandbox archive.")
 
-    def _audio(self, spec: AudioSpec, request: Request) -> Response:
+    def _audio(self, spec: AudioSpec | AudioFile, request: Request) -> Response:
         path = self.audio.path(spec)  # renders on first use
         size = path.stat().st_size
         headers = {"Accept-Ranges": "bytes", "ETag": f'"{spec.digest}"'}

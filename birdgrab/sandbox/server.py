@@ -22,13 +22,13 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 import numpy as np
 
 from birdgrab.files import atomic_write_bytes
 from birdgrab.sandbox import catalogue, mediawiki
-from birdgrab.sandbox.audio import AudioCache, default_cache_dir
+from birdgrab.sandbox.audio import AudioCache, AudioFile, default_cache_dir
 from birdgrab.sandbox.config import SandboxConfig
 from birdgrab.sandbox.faults import Decision, FaultPlan, FaultRule
 from birdgrab.sandbox.routes import (
@@ -171,6 +171,11 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path.startswith("/_sandbox/"):
             self._send(sandbox._control(self.command, url.path, body), head)
             return
+        with sandbox._counters.in_flight():
+            self._route(url, head)
+
+    def _route(self, url: SplitResult, head: bool) -> None:
+        sandbox = self.server.sandbox
         counters = sandbox._counters
         counters.add_path(url.path)
         found = resolve(url.path) if self.command in ("GET", "HEAD") else None
@@ -365,6 +370,11 @@ class Sandbox:
         """Make recordings vanish upstream (`xc:<id>`, `europeana:<id>`); returns the keys that existed."""
         with self._changes:
             return self.archive.remove(keys)
+
+    def upload(self, audio: AudioFile, species: str) -> str:
+        """Serve a real file as a new xeno-canto recording of `species`; returns its key (`xc:<id>`)."""
+        with self._changes:
+            return catalogue.upload(self.archive, self.config, audio, species)
 
     def audio_path(self, key: str) -> Path:
         """The rendered file of a recording (rendering it now if needed)."""

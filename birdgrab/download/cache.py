@@ -1,0 +1,97 @@
+"""The audio cache: verified files by content address, partial files, and eviction.
+
+Layout: `cache/<sha[:2]>/<sha256>.<format>` for every verified file (the same bytes under two keys
+are stored once) and `cache/.partial/<sha1 of key>.part` for transfers in progress. Only this
+module decides where a file lives and when it leaves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from birdgrab import manifests
+from birdgrab.download.ledger import DownloadLedger
+from birdgrab.files import TEMP_SUFFIX
+from birdgrab.models import DownloadEntry
+
+PARTIAL_DIR = ".partial"
+
+
+class Cache:
+    """One cache folder.
+
+    >>> cache = Cache(Path("cache"))                                   # doctest: +SKIP
+    >>> cache.file_of(ledger.entries["xc:254462"])                     # doctest: +SKIP
+    PosixPath('cache/3f/3f9a...e1.mp3')
+    """
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.partial_dir = self.root / PARTIAL_DIR
+
+    def partial(self, key: str) -> Path:
+        """Where the transfer of `key` streams to; stable across runs, so a cut transfer resumes."""
+        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        return self.partial_dir / f"{hashlib.sha1(key.encode()).hexdigest()}{TEMP_SUFFIX}"
+
+    def place(self, partial: Path, sha256: str, audio_format: str) -> str:
+        """Move a verified partial file to its content address; returns that path relative to the cache."""
+        relative = f"{sha256[:2]}/{sha256}.{audio_format}"
+        final = self.root / relative
+        if final.exists() and final.stat().st_size == partial.stat().st_size:
+            remove(partial)  # the same bytes are already cached (another key, or a crash before recording)
+        else:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(partial, final)
+        return relative
+
+    def file_of(self, entry: DownloadEntry | None) -> Path | None:
+        """The verified cache file of an ok entry, if it is still there with its size."""
+        if entry is None or entry.status != "ok" or not entry.path:
+            return None
+        path = self.root / entry.path
+        try:
+            return path if path.stat().st_size == entry.bytes else None
+        except OSError:
+            return None
+
+    def holds(self, ledger: DownloadLedger, key: str) -> bool:
+        """Whether `key`'s bytes are in the cache (its own file, or the owner's if it is a duplicate)."""
+        entry = ledger.entries.get(key)
+        if entry is not None and entry.status == "duplicate" and entry.duplicate_of:
+            entry = ledger.entries.get(entry.duplicate_of)
+        return self.file_of(entry) is not None
+
+    def evict(self, ledger: DownloadLedger, key: str, reason: str) -> str:
+        """Take a cached file that does not decode out of the cache and record why; returns what
+        happens next, for the person reading the failure.
+
+        A verified download can still fail to decode (a bad file can pass the header check). The
+        entry becomes a failed download, so the next fetch gets the file again.
+        """
+        entry = ledger.entries[key]
+        path = self.file_of(entry)
+        if path is not None:
+            remove(path)
+        update = {
+            "status": "failed",
+            "reason": f"cached file does not decode: {reason}",
+            "path": None,
+            "updated_at": manifests.utc_now(),
+        }
+        ledger.record(entry.model_copy(update=update))
+        return "removed from the cache: the next fetch downloads it again"
+
+    def free_mb(self) -> float:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(self.root).free / 2**20
+
+
+def remove(path: Path) -> None:
+    """Remove a file that may already be gone."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
