@@ -67,7 +67,9 @@ class FetchReport:
 
     def summary(self) -> str:
         """The one line a fetch ends with."""
-        budgets = "".join(f"; {n} left for a later run by the {a} media budget" for a, n in self.deferred.items())
+        budgets = "".join(
+            f"; {n} left for a later run by the {a} media budget" for a, n in self.deferred.items()
+        )
         return (
             f"fetch: {self.downloaded} downloaded, {self.skipped} already cached, {self.duplicates} duplicates, "
             f"{len(self.failed)} failed ({self.bytes / 2**20:.1f} MB, {self.requests} requests){budgets}"
