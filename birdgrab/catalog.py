@@ -19,6 +19,7 @@ from pathlib import Path
 from birdgrab import manifests
 from birdgrab.errors import ServiceError, ServiceUnreachable, UsageError
 from birdgrab.models import (
+    IncompleteListing,
     Recording,
     RecordingsManifest,
     SkippedItem,
@@ -32,6 +33,7 @@ from birdgrab.sources import CatalogBatch
 from birdgrab.sources.archive import Archive, ListingRequest, RequestTally
 from birdgrab.sources.registry import registry
 from birdgrab.sources.wikipedia import Wikipedia, check_lang
+from birdgrab.taxonomy import WikidataUse, fetch_taxon_ids, vouch_for_genera
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class CatalogOptions:
             "endpoints": {
                 **{a.name: a.access(settings).api for a in archives},
                 "wikipedia": settings.wikipedia_api,
+                "wikidata": settings.wikidata_api,
             },
         }
 
@@ -97,9 +100,11 @@ class CatalogReport:
     updated: int = 0
     per_source: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
+    skipped_by_kind: dict[str, int] = field(default_factory=dict)  # placeholder, unidentified, ...
     species: int = 0
     wiki_requests: int = 0
     wiki_lookups: int = 0
+    wikidata_requests: int = 0
     bird_checks: int = 0
     species_added: int = 0
     requests: int = 0  # to every service, retries included
@@ -107,12 +112,17 @@ class CatalogReport:
     pruned: int = 0
     failures: list[str] = field(default_factory=list)
 
+    def describe_skipped(self) -> str:
+        """'5 items skipped (placeholder 3, unidentified 2)'."""
+        kinds = ", ".join(f"{kind} {count}" for kind, count in self.skipped_by_kind.items())
+        return f"{self.skipped} items skipped" + (f" ({kinds})" if kinds else "")
+
     def summary(self) -> str:
         """The one line a catalog run ends with."""
         return (
             f"catalog: {self.added} new, {self.updated} updated recordings "
             f"({', '.join(f'{k} {v}' for k, v in self.per_source.items()) or 'no source'}); "
-            f"{self.species} species; {self.skipped} items skipped; "
+            f"{self.species} species; {self.describe_skipped()}; "
             f"Wikipedia: {self.wiki_lookups} names in {self.wiki_requests} requests; bird checks: {self.bird_checks}"
         )
 
@@ -161,10 +171,18 @@ def choose_archives(settings: Settings, requested: list[str] | None) -> list[Arc
 
 
 def listing_request(
-    archive: Archive, options: CatalogOptions, species: list[str] | None, seen_at: datetime
+    archive: Archive,
+    options: CatalogOptions,
+    species: list[str] | None,
+    seen_at: datetime,
+    agent_names: dict[str, str] | None = None,
 ) -> ListingRequest:
     return ListingRequest(
-        query=options.queries.get(archive.name), species=species, since=options.since, seen_at=seen_at
+        query=options.queries.get(archive.name),
+        species=species,
+        since=options.since,
+        seen_at=seen_at,
+        agent_names=agent_names or {},
     )
 
 
@@ -178,6 +196,39 @@ def mark_vanished(
         gone = key not in fresh and recording.found_by in listed.get(recording.source, set())
         result[key] = recording.model_copy(update={"vanished": True}) if gone else recording
     return result
+
+
+def forget_non_species(
+    known: dict[str, Recording], previous: dict[str, Species], skipped: list[SkippedItem]
+) -> tuple[dict[str, Recording], dict[str, Species]]:
+    """Recordings an earlier version took for species ("Mystery mystery", "Vogelstimmen am") are
+    skipped now: they leave the catalog, and so do the species only they named."""
+    rejected = {item.key for item in skipped if item.key in known}
+    if not rejected:
+        return known, previous
+    names = {known[key].scientific_name for key in rejected}
+    kept = {key: r for key, r in known.items() if key not in rejected}
+    still_named = {r.scientific_name for r in kept.values()}
+    gone = names - still_named
+    return kept, {name: s for name, s in previous.items() if name not in gone}
+
+
+def known_agent_names(recordings: dict[str, Recording]) -> dict[str, str]:
+    """Recordists earlier runs resolved from references (agent URI -> name or credited provider):
+    not asked about again."""
+    return {r.recordist_id: r.recordist or "" for r in recordings.values() if r.recordist_id}
+
+
+def complete_listings(queries: set[str], incomplete: list[IncompleteListing]) -> set[str]:
+    """The queries whose listing arrived whole: only those can tell that a recording vanished."""
+    return queries - {listing.query for listing in incomplete}
+
+
+def describe_incomplete(listing: IncompleteListing) -> str:
+    return (
+        f"{listing.source} listed {listing.arrived} of the {listing.expected} records it counts for "
+        f"{listing.query!r}: incomplete, asked again next run"
+    )
 
 
 def merge_recordings(
@@ -274,6 +325,7 @@ def group_species(
             english_name=english[0][0] if english else (before.english_name if before else None),
             wiki=dict(sorted(wiki.items())),
             recordings=dict(sorted(Counter(r.source for r in group_recordings).items())),
+            taxon_ids=before.taxon_ids if before else None,
         )
         groups: dict[str, set[str]] = defaultdict(set)  # archive name -> the groups it files them under
         for r in group_recordings:
@@ -357,15 +409,21 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
         )
     now = manifests.utc_now()
     report = CatalogReport()
-    requests = {a.name: listing_request(a, options, species_list, now) for a in archives}
+    agent_names = known_agent_names(known_recordings.recordings if known_recordings else {})
+    requests = {a.name: listing_request(a, options, species_list, now, agent_names) for a in archives}
     queries = {a.name: a.queries(requests[a.name]) for a in archives}  # a bad query stops us here
 
     outcomes = await asyncio.gather(
         *(_catalog_archive(a, settings, requests[a.name], report) for a in archives),
         return_exceptions=True,
     )
+    batches = {a.name: o for a, o in zip(archives, outcomes, strict=True) if isinstance(o, CatalogBatch)}
+    wikidata = WikidataUse()
+    genera = dict(known_species.genera) if known_species else {}
+    await vouch_for_genera(settings, batches, genera, now, wikidata)
     fresh: dict[str, Recording] = {}
     skipped: list[SkippedItem] = []
+    incomplete: list[IncompleteListing] = []
     listed: dict[str, set[str]] = {}  # archive name -> queries listed completely this run
     unreachable = 0
     for archive, outcome in zip(archives, outcomes, strict=True):
@@ -379,24 +437,38 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
             fresh.update(outcome.recordings)
             skipped.extend(outcome.skipped)
             report.per_source[archive.name] = len(outcome.recordings)
-            listed[archive.name] = archive.complete_listings(requests[archive.name])
+            listed[archive.name] = complete_listings(
+                set()
+                if archive.name in wikidata.held_back  # items wait for their genus check
+                else archive.complete_listings(requests[archive.name]),
+                outcome.incomplete,
+            )
+            incomplete += outcome.incomplete
+            report.failures += [describe_incomplete(listing) for listing in outcome.incomplete]
     if unreachable == len(archives):
         raise ServiceUnreachable(
             ", ".join(a.name for a in archives), "no source reachable; nothing was changed"
         )
 
-    recordings, report.added, report.updated = merge_recordings(
-        known_recordings.recordings if known_recordings else {}, fresh
+    known = known_recordings.recordings if known_recordings else {}
+    known, previous_species = forget_non_species(
+        known, known_species.species if known_species else {}, skipped
     )
+    recordings, report.added, report.updated = merge_recordings(known, fresh)
     recordings = mark_vanished(recordings, fresh, listed)
     report.vanished = sum(r.vanished for r in recordings.values())
     if options.prune:
         recordings = {k: r for k, r in recordings.items() if not r.vanished}
         report.pruned = report.vanished
         report.vanished = 0
-    previous_species = known_species.species if known_species else {}
     species = await _resolve_species(settings, recordings, previous_species, options, now, report)
     await _check_birds(settings, species, now, report)
+    await fetch_taxon_ids(
+        settings, species, options.wiki_lang, now, wikidata, stale_before=_stale_before(options, now)
+    )
+    report.wikidata_requests = wikidata.requests
+    report.requests += wikidata.requests
+    report.failures += wikidata.failures
 
     class_of = _class_of(species)
     if species_list is not None:
@@ -405,7 +477,12 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
             if key in fresh and class_of.get(recording.scientific_name) not in wanted:
                 del recordings[key]
                 skipped.append(
-                    SkippedItem(key=key, name=recording.scientific_name, reason=NOT_IN_SPECIES_FILE)
+                    SkippedItem(
+                        key=key,
+                        name=recording.scientific_name,
+                        reason=NOT_IN_SPECIES_FILE,
+                        kind="not in species file",
+                    )
                 )
         present = {class_of.get(r.scientific_name) for r in recordings.values()}
         species = {k: v for k, v in species.items() if k in present}
@@ -414,8 +491,9 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
         for key, r in sorted(recordings.items())
     }
     report.skipped = len(skipped)
+    report.skipped_by_kind = dict(sorted(Counter(s.kind or "other" for s in skipped).items()))
     report.species = len(species)
-    report.species_added = len(set(species) - set(previous_species))
+    report.species_added = len(set(species) - set(known_species.species if known_species else {}))
 
     parameters = options.parameters(archives, queries, settings)
     manifests.save(
@@ -426,12 +504,23 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
             counts=dict(sorted(Counter(r.source for r in recordings.values()).items())),
             recordings=recordings,
             skipped=sorted(skipped, key=lambda s: (s.key, s.reason)),
+            incomplete_listings=incomplete,
         ),
     )
     manifests.save(
-        folder / manifests.SPECIES, manifests.new_manifest(SpeciesManifest, parameters, species=species)
+        folder / manifests.SPECIES,
+        manifests.new_manifest(
+            SpeciesManifest, parameters, species=species, genera=dict(sorted(genera.items()))
+        ),
     )
     return report
+
+
+def _stale_before(options: CatalogOptions, now: datetime) -> datetime | None:
+    """Facts looked up before this are asked again (all of them with refresh_wiki)."""
+    if options.refresh_wiki:
+        return now
+    return now - timedelta(days=options.wiki_max_age_days) if options.wiki_max_age_days else None
 
 
 def _describe_file(path: Path | None) -> dict[str, str] | None:

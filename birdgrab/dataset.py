@@ -614,6 +614,7 @@ class DatasetBuilder:
                 "english_wikipedia_url": english_article.url
                 if english_article and english_article.is_species_article
                 else None,
+                **_taxon_ids(info),
                 "recordings": c["recordings"],
                 "chunks": c["chunks"],
                 "splits": {s: c[s] for s in SPLITS},
@@ -677,6 +678,16 @@ def _similar_length(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return False
     return abs(a - b) <= max(0.5, 0.02 * max(a, b))
+
+
+def _taxon_ids(species: Species | None) -> dict[str, str | None]:
+    """classes.json's ids in other taxonomies (Wikidata, eBird, GBIF), None where unknown."""
+    ids = species.taxon_ids if species else None
+    return {
+        "wikidata_id": ids.wikidata_id if ids else None,
+        "ebird_taxon_id": ids.ebird if ids else None,
+        "gbif_taxon_id": ids.gbif if ids else None,
+    }
 
 
 def _csv_bytes(columns: list[str], rows: list[dict]) -> bytes:

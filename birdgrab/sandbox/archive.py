@@ -34,7 +34,7 @@ class Species:
 
     name: str  # the binomial xeno-canto uses; Europeana may use a synonym
     english: str
-    group: str = "birds"  # xeno-canto's grp
+    group: str = "birds"  # xeno-canto's grp ("" is served as null)
     german: str | None = None  # the German Wikipedia title its name leads to (None: no article)
     wiki_de: WikiStatus = "missing"  # what that title is: the species article, or a trap
     english_article: str | None = None
@@ -182,6 +182,9 @@ class Truths:
     non_birds: list[str] = field(default_factory=list)
     synonyms: dict[str, str] = field(default_factory=dict)  # Europeana's name -> xeno-canto's name
     unnamed_items: list[str] = field(default_factory=list)  # Europeana items whose title names no species
+    non_taxon_titles: list[str] = field(default_factory=list)  # parse as binomials, genus no taxon
+    agent_creators: list[str] = field(default_factory=list)  # Europeana items whose dcCreator is a reference
+    placeholders: list[str] = field(default_factory=list)  # xeno-canto: "Mystery mystery", "Sonus naturalis"
     hostile: list[str] = field(default_factory=list)
     # iNaturalist: sound keys by the trap they hold.
     inat_all_rights_reserved: list[str] = field(default_factory=list)  # license_code null

@@ -10,6 +10,20 @@ Profile = Literal["demo", "scale"]
 
 
 @dataclass(frozen=True)
+class PageSize:
+    """A server that decides its page size (shared/api/xeno-canto-v3.md): at most `records` a page
+    whatever `per_page` or `rows` asks. With `counted_as_asked` it pages as if it served what was
+    asked (xeno-canto's numPages, Europeana's next cursor), so records are lost between pages."""
+
+    records: int
+    counted_as_asked: bool = False
+
+    def __post_init__(self) -> None:
+        if self.records < 1:
+            raise ValueError("a page holds at least 1 record")
+
+
+@dataclass(frozen=True)
 class SandboxConfig:
     """The sandbox's archive and keys; the same config (and seed) always gives the same archive.
 

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from birdgrab.sandbox.archive import Archive, EuropeanaItem
+from birdgrab.sandbox.config import PageSize
 
 Answer = tuple[int, dict[str, Any]]
 Params = Mapping[str, Sequence[str]]
@@ -50,6 +51,15 @@ def decode_cursor(cursor: str) -> int:
     return int.from_bytes(raw, "big")
 
 
+# Agents that records name: dcCreator gives only these references. Other references (a GND URI)
+# are named nowhere: clients credit the data provider.
+AGENTS = {
+    "http://data.europeana.eu/agent/85541": "Tembrock, Günter",
+    "#Frommolt_Karl-Heinz": "Frommolt, Karl-Heinz",
+}
+UNNAMED_AGENT = "https://d-nb.info/gnd/11913506X"
+
+
 def _last(params: Params, name: str) -> str | None:
     values = params.get(name)
     return values[-1] if values else None
@@ -71,7 +81,13 @@ def _bad_request(given: str | None, message: str) -> Answer:
 
 
 def media_url(item: EuropeanaItem, base: str) -> str:
+    """Where the item's audio is served."""
     return f"{base}/tierstimmenarchiv/recordings/{quote(item.media_name)}"
+
+
+def _web_resources(item: EuropeanaItem, base: str) -> list[dict[str, Any]]:
+    """The record's web resources: the media file and the landing page."""
+    return [{"about": url} for url in (media_url(item, base), _landing_url(item, base))]
 
 
 def _landing_url(item: EuropeanaItem, base: str) -> str:
@@ -141,8 +157,17 @@ def _int_param(params: Params, name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
-def search(archive: Archive, params: Params, *, key: str, base: str, repeat_previous: bool = False) -> Answer:
-    """GET /record/v2/search.json. `repeat_previous` (a fault) serves a few items of the previous page again."""
+def search(
+    archive: Archive,
+    params: Params,
+    *,
+    key: str,
+    base: str,
+    repeat_previous: bool = False,
+    page_size: PageSize | None = None,
+) -> Answer:
+    """GET /record/v2/search.json. `repeat_previous` (a fault) serves a few items of the previous page
+    again; `page_size` makes the server decide how many items a page holds."""
     given = _last(params, "wskey")
     if given != key:
         return _unauthorised(given)
@@ -181,7 +206,9 @@ def search(archive: Archive, params: Params, *, key: str, base: str, repeat_prev
         if _refinements_allow_sound(params.get("qf", ()))
         else []
     )
-    shown = found[offset : offset + rows]
+    served = min(rows, page_size.records) if page_size else rows
+    shown = found[offset : offset + served]
+    step = rows if page_size and page_size.counted_as_asked else served
     if repeat_previous and shown and offset:
         shown = found[max(0, offset - REPEATED_ITEMS) : offset] + shown
     body: dict[str, Any] = {
@@ -191,8 +218,8 @@ def search(archive: Archive, params: Params, *, key: str, base: str, repeat_prev
         "itemsCount": len(shown),
         "totalResults": len(found),
     }
-    if cursor is not None and rows and offset + rows < len(found):
-        body["nextCursor"] = encode_cursor(offset + rows)
+    if cursor is not None and step and offset + step < len(found):
+        body["nextCursor"] = encode_cursor(offset + step)
     body["items"] = [item_json(item, key, base) for item in shown]
     return 200, body
 
@@ -223,8 +250,12 @@ def record(archive: Archive, item_id: str, params: Params, *, key: str, base: st
                 "edmIsShownAt": _landing_url(item, base),
                 "edmIsShownBy": media_url(item, base),
                 "edmRights": {"def": [item.rights]},
+                "webResources": _web_resources(item, base),
             }
         ],
+        "agents": [{"about": item.creator, "prefLabel": {"de": [AGENTS[item.creator]]}}]
+        if item.creator in AGENTS
+        else None,
         "proxies": [{name: value for name, value in proxy.items() if value is not None}],
         "year": {"def": [item.year]} if item.year else None,
     }

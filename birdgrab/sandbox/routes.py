@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from birdgrab.sandbox import europeana, inaturalist, mediawiki, xenocanto
+from birdgrab.sandbox import europeana, inaturalist, mediawiki, wikidata, xenocanto
 from birdgrab.sandbox.archive import Archive
 from birdgrab.sandbox.audio import AudioCache, AudioFile, AudioSpec
-from birdgrab.sandbox.config import SandboxConfig
+from birdgrab.sandbox.config import PageSize, SandboxConfig
 
 JSON_TYPE = "application/json; charset=utf-8"
 HTML_TYPE = "text/html; charset=utf-8"
@@ -72,8 +72,8 @@ class Counters:
 
     NAMES = (
         "xc-api", "xc-download", "xc-audio", "europeana-search", "europeana-record", "europeana-audio",
-        "inat-api", "inat-incremental", "inat-audio", "wiki-api", "wiki-titles", "audio-bytes",
-        "xc-audio-bytes", "europeana-audio-bytes", "inat-audio-bytes",
+        "inat-api", "inat-incremental", "inat-audio", "wiki-api", "wiki-titles", "wikidata-api",
+        "wikidata-entities", "audio-bytes", "xc-audio-bytes", "europeana-audio-bytes", "inat-audio-bytes",
         "audio-range-requests", "landing", "not-found", "faults", "peak-in-flight",
     )  # fmt: skip
 
@@ -168,6 +168,7 @@ ROUTES = (
     _route(r"/inaturalist/v1/observations", "inat_api", "inat-api", "inat-api", API_FAULTS),
     _route(r"/inaturalist/sounds/(\d+)\.[a-z0-9]+", "inat_file", "inat-audio", "inat-audio", AUDIO_FAULTS),
     _route(r"/wikipedia/([a-z-]+)/w/api\.php", "wiki_api", "wiki", "wiki-api", API_FAULTS | {"maxlag"}),
+    _route(r"/wikidata/w/api\.php", "wikidata_api", "wikidata", "wikidata-api", API_FAULTS | {"maxlag"}),
     _route(r"/(?:xeno-canto/\d+|tierstimmenarchiv/webinterface/.+|europeana/item/.+|wikipedia/[a-z-]+/wiki/.+"
            r"|inaturalist/observations/\d+)",
            "landing", None, "landing"),
@@ -213,6 +214,8 @@ class Services:
         self.audio = audio
         self.counters = counters
         self.base = ""  # "http://host:port", set once the server listens
+        self.wikidata = wikidata.WikidataIndex()
+        self.page_sizes: dict[str, PageSize] = {}  # "xeno-canto", "europeana": the server decides
 
     def answer(self, route: Route, request: Request) -> Response:
         return getattr(self, route.handler)(request)
@@ -226,6 +229,7 @@ class Services:
             base=self.base,
             today=date.today(),
             repeat_previous="repeat_page" in request.modes,
+            page_size=self.page_sizes.get("xeno-canto"),
         )
         return json_response(status, body)
 
@@ -249,6 +253,7 @@ class Services:
             key=self.config.europeana_key,
             base=self.base,
             repeat_previous="repeat_page" in request.modes,
+            page_size=self.page_sizes.get("europeana"),
         )
         return json_response(status, body)
 
@@ -286,6 +291,12 @@ class Services:
         pages = self.archive.wiki.get(lang, {})
         return json_response(200, mediawiki.query(pages, lang, params, self.base))
 
+    def wikidata_api(self, request: Request) -> Response:
+        params = request.last
+        asked = [v for name in ("ids", "titles") for v in params.get(name, "").split("|") if v]
+        self.counters.add("wikidata-entities", len(asked))
+        return json_response(200, self.wikidata.answer(self.archive, params))
+
     # -- pages and files ----------------------------------------------------------------------
     def index(self, request: Request) -> Response:
         return html_response(
@@ -293,7 +304,7 @@ class Services:
             "birdgrab sandbox archive",
             "xeno-canto: /xeno-canto/api/3/recordings; Europeana: /europeana/record/v2/search.json; "
             "iNaturalist: /inaturalist/v1/observations; Wikipedia: /wikipedia/{lang}/w/api.php; "
-            "control: /_sandbox/stats.",
+            "Wikidata: /wikidata/w/api.php; control: /_sandbox/stats.",
         )
 
     def landing(self, request: Request) -> Response:

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from birdgrab.sandbox.archive import Archive, XcRecording
+from birdgrab.sandbox.config import PageSize
 
 Predicate = Callable[[XcRecording], bool]
 Answer = tuple[int, dict[str, Any]]
@@ -181,7 +182,7 @@ def recording_json(r: XcRecording, base: str) -> dict[str, Any]:
         "gen": r.genus,
         "sp": r.epithet,
         "ssp": r.subspecies,
-        "grp": r.group,
+        "grp": r.group or None,
         "en": r.english,
         "rec": r.recordist,
         "cnt": r.country,
@@ -256,8 +257,10 @@ def recordings(
     base: str,
     today: date,
     repeat_previous: bool = False,
+    page_size: PageSize | None = None,
 ) -> Answer:
-    """GET /api/3/recordings. `repeat_previous` (a fault) serves a few records of the previous page again."""
+    """GET /api/3/recordings. `repeat_previous` (a fault) serves a few records of the previous page
+    again; `page_size` makes the server decide how many records a page holds."""
     if params.get("key") != key:
         return 401, KEY_ERROR
     try:
@@ -273,14 +276,16 @@ def recordings(
     except QueryError as exc:
         return _error(exc.code, exc.message)
     found = [r for r in archive.xc_sorted() if all(p(r) for p in predicates)]
-    start = (page - 1) * per_page
-    shown = found[start : start + per_page]
+    served = min(per_page, page_size.records) if page_size else per_page
+    counted_in = per_page if page_size and page_size.counted_as_asked else served
+    start = (page - 1) * served
+    shown = found[start : start + served]
     if repeat_previous and shown and start:
         shown = found[max(0, start - REPEATED_RECORDS) : start] + shown
     return 200, {
         "numRecordings": str(len(found)),
         "numSpecies": str(len({r.name.lower() for r in found})),
         "page": page,
-        "numPages": math.ceil(len(found) / per_page) + 1,
+        "numPages": math.ceil(len(found) / counted_in) + 1,
         "recordings": [recording_json(r, base) for r in shown],
     }

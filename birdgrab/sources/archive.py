@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, ClassVar
 
@@ -58,6 +59,8 @@ class ListingRequest:
     species: list[str] | None  # canonical binomials from --species-file; None: no species list
     since: date | None  # only what is new or changed since then (an incremental listing)
     seen_at: datetime
+    # Recordists earlier runs named from references (agent URI -> name): not asked about again.
+    agent_names: Mapping[str, str] = field(default_factory=dict)
 
 
 class RequestTally:
