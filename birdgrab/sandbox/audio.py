@@ -33,7 +33,7 @@ BLOCK_S = 10
 
 AudioFormat = Literal["mp3", "wav", "flac", "m4a"]
 SyllableShape = Literal["up", "down", "warble", "trill"]
-# The two mp3 traps from shared/notes/audio-decoding.md.
+# The two mp3 traps of docs/audio.md.
 Mp3Quirk = Literal["", "vbr_no_xing", "id3_cover"]
 
 CONTENT_TYPES: dict[str, str] = {
@@ -254,7 +254,7 @@ def _id3_cover_tag(spec: AudioSpec) -> bytes:
 
 def _mp3_bytes(spec: AudioSpec) -> bytes:
     if spec.mp3_quirk == "vbr_no_xing":
-        # shared/notes/audio-decoding.md: VBR segments, each without its Xing frame, concatenated.
+        # docs/audio.md: VBR segments, each without its Xing frame, concatenated.
         return b"".join(_without_first_frame(_encode_mp3(spec, [block])) for block in blocks(spec))
     if spec.mp3_quirk == "id3_cover":
         return _id3_cover_tag(spec) + _without_first_frame(_encode_mp3(spec, blocks(spec), constant=True))

@@ -118,7 +118,7 @@ DEMO_SPECIES: tuple[DemoSpecies, ...] = (
     DemoSpecies("Strix aluco", "Tawny Owl", xc=2, countries=("France",), types=("call", "song"), europeana=1,
                 europeana_title="Waldkauz | Strix aluco - Lautfolge, Ruf", german="Waldkauz", gender="Der",
                 family=("Eigentlichen Eulen", "Strigidae"), english_article="Tawny owl"),
-    # xeno-canto's placeholders (shared/api/xeno-canto-v3.md): no species, whatever their group says.
+    # xeno-canto's placeholders (docs/archives.md): no species, whatever their group says.
     DemoSpecies("Mystery mystery", "Identity unknown", xc=2),
     DemoSpecies("Sonus naturalis", "Soundscape", xc=1, group="", types=("soundscape",)),
 )  # fmt: skip
@@ -753,14 +753,14 @@ def _inat_observation(
         )
     return InatObservation(
         id=obs_id,
-        taxon_id=_stable_number(f"inat:{entry.taxon_name}", 10_000, 1_000_000),
+        taxon_id=stable_number(f"inat:{entry.taxon_name}", 10_000, 1_000_000),
         taxon_name=entry.taxon_name,
         rank=entry.rank,
         species=entry.species,
         ancestor_ids=(48460, 1, 2, 355675, INAT_TAXA[entry.iconic]),
         iconic=entry.iconic,
         common_name=None if entry.species is None else _inat_common_name(entry),
-        user_id=_stable_number(f"inat-user:{login}", 1000, 9_999_999),
+        user_id=stable_number(f"inat-user:{login}", 1000, 9_999_999),
         login=login,
         user_name=user_name,
         observed_on=created.date() - timedelta(days=rng.randrange(0, 3)) if rng.random() < 0.95 else None,
@@ -819,7 +819,9 @@ def _add_observations(
     """`count` research-grade observations of demo birds in Germany, one m4a sound each, after those
     already there; returns their sound keys."""
     rng = random.Random(f"{config.seed}:{label}")
-    birds = [d.name for d in DEMO_SPECIES if d.group == "birds" and not d.restricted]
+    birds = [
+        d.name for d in DEMO_SPECIES if d.group == "birds" and not d.restricted and d.name not in PLACEHOLDERS
+    ]
     sounds = (s.id for o in archive.inaturalist.values() for s in o.sounds)
     obs_ids = _fresh_ids(rng, max(archive.inaturalist, default=FIRST_INAT_OBSERVATION), count)
     sound_ids = _fresh_ids(rng, max(sounds, default=FIRST_INAT_SOUND), count)

@@ -11,7 +11,7 @@ Profile = Literal["demo", "scale"]
 
 @dataclass(frozen=True)
 class PageSize:
-    """A server that decides its page size (shared/api/xeno-canto-v3.md): at most `records` a page
+    """A server that decides its page size (docs/archives.md): at most `records` a page
     whatever `per_page` or `rows` asks. With `counted_as_asked` it pages as if it served what was
     asked (xeno-canto's numPages, Europeana's next cursor), so records are lost between pages."""
 

@@ -22,7 +22,7 @@ from birdgrab.http_client import ServiceClient
 from birdgrab.models import Recording, SkippedItem
 from birdgrab.names import NameError_, parse_scientific_name
 from birdgrab.settings import MediaBudget, ServicePolicy, Settings
-from birdgrab.sources import CatalogBatch, absolute_url, clean_text, recording_key, to_float
+from birdgrab.sources import CatalogBatch, absolute_url, clean_text, count_field, recording_key, to_float
 from birdgrab.sources.archive import Archive, ListingRequest, QueryOption, RequestTally
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,10 @@ def _taxon_name(taxon: dict[str, Any]) -> tuple[str, str | None]:
     """(species binomial, subspecies epithet) of a taxon; NameError_ when it is no species."""
     rank = clean_text(taxon.get("rank")) or "unknown"
     name = clean_text(taxon.get("name")) or ""
+    if rank == "hybrid":
+        raise NameError_(f"hybrid taxon, not a species: {name[:80]!r}", "hybrid")
     if rank not in _SPECIES_RANKS:
-        kind = "hybrid" if rank == "hybrid" else f"{rank}-level"
-        raise NameError_(f"{kind} taxon, not a species: {name[:80]!r}")
+        raise NameError_(f"{rank}-level taxon, not a species: {name[:80]!r}", "unidentified")
     parsed = parse_scientific_name(name)
     return parsed.binomial, parsed.subspecies if rank == "subspecies" else None
 
@@ -147,7 +148,7 @@ def parse_observation(
         key = recording_key(SOURCE, str(sound["id"]))
         audio_url = absolute_url(sound.get("file_url"), "https")
         if audio_url is None:
-            skipped.append(SkippedItem(key=key, name=binomial, reason=SOUNDCLOUD))
+            skipped.append(SkippedItem(key=key, name=binomial, reason=SOUNDCLOUD, kind="no file"))
             continue
         code = clean_text(sound.get("license_code"))
         licence, licence_url = LICENCES.get(code.lower(), (None, None)) if code else (None, None)
@@ -217,6 +218,7 @@ class INaturalist:
         if since is not None:
             params.append(("updated_since", since.isoformat()))
         last_id, pages, total = 0, 0, None
+        observations: set[int] = set()
         while True:
             body = await self.client.get_json(
                 self._api,
@@ -229,16 +231,18 @@ class INaturalist:
                 ],
             )
             pages += 1
-            total = total if total is not None else body.get("total_results")
+            total = total if total is not None else count_field(body.get("total_results"))
             results = [r for r in body["results"] if isinstance(r, dict)]
             for observation in results:
                 self._parse(observation, seen_at, query, batch)
             ids = [r["id"] for r in results if isinstance(r.get("id"), int) and not isinstance(r["id"], bool)]
+            observations.update(ids)
             served = body.get("per_page") if isinstance(body.get("per_page"), int) else PER_PAGE
             # A short page is the end; one whose ids do not move on would be asked again for ever.
             if not ids or max(ids) <= last_id or len(body["results"]) < served:
                 break
             last_id = max(ids)
+        batch.check_complete(SOURCE, query, total, len(observations))
         log.info(
             "iNaturalist: %d sounds for %s (%d pages, %s observations counted)",
             len(batch.recordings),
@@ -261,14 +265,13 @@ class INaturalist:
         except NameError_ as exc:
             for sound in observation.get("sounds") or []:
                 if isinstance(sound, dict) and isinstance(sound.get("id"), int):
-                    batch.skip(
-                        SkippedItem(
-                            key=recording_key(SOURCE, str(sound["id"])), name=name or "?", reason=exc.reason
-                        )
-                    )
+                    key = recording_key(SOURCE, str(sound["id"]))
+                    batch.skip(SkippedItem(key=key, name=name or "?", reason=exc.reason, kind=exc.kind))
             return
         except ValueError as exc:
-            batch.skip(SkippedItem(key=recording_key(SOURCE, "?"), name=name or "?", reason=str(exc)))
+            batch.skip(
+                SkippedItem(key=recording_key(SOURCE, "?"), name=name or "?", reason=str(exc), kind="no id")
+            )
             return
         for recording in recordings:
             batch.add(recording)
