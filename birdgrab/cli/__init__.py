@@ -215,12 +215,7 @@ def fetch(common: Common, chunking: ChunkArgs, fetching: FetchArgs) -> None:
             )
         return code
 
-    writes = (
-        (common.manifests, common.cache)
-        if fetching.no_chunk
-        else (common.manifests, common.cache, common.out)
-    )
-    run(work, common, locks=writes)
+    run(work, common, locks=fetching.writes(common))
 
 
 @app.command(epilog="Example: birdgrab chunk --sample-rate 16000 --chunk-seconds 10 --split 80/10/10")
@@ -308,12 +303,7 @@ def refresh(
         )
         return 1 if failed else 0
 
-    writes = (
-        (common.manifests, common.cache)
-        if fetching.no_chunk
-        else (common.manifests, common.cache, common.out)
-    )
-    run(work, common, locks=writes)
+    run(work, common, locks=fetching.writes(common))
 
 
 @app.command(epilog="Example: birdgrab stats --wiki-lang de")

@@ -398,6 +398,11 @@ class FetchArgs:
     max_file_mb: float
     no_chunk: bool
 
+    def writes(self, common: Common) -> tuple[Path, ...]:
+        """The folders a download run writes (and locks): the dataset too, unless --no-chunk."""
+        folders = (common.manifests, common.cache)
+        return folders if self.no_chunk else (*folders, common.out)
+
     def options(self, min_free_mb: float) -> FetchOptions:
         """Validated download options (a UsageError, exit 2, for nonsense)."""
         from birdgrab.download import FetchOptions

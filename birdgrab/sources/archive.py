@@ -13,14 +13,15 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import SecretStr
 
 from birdgrab.errors import UsageError
+from birdgrab.http_client import CheckPayload, DescribeError, ServiceClient
 from birdgrab.settings import (
     ArchiveAccess,
     MediaBudget,
@@ -188,3 +189,45 @@ class Archive(ABC):
     def credit(self) -> str:
         """'xeno-canto (https://xeno-canto.org)', for ATTRIBUTION.md."""
         return f"{self.title} ({self.home_url})"
+
+
+class ArchiveClient:
+    """An open connection to one archive's API: its endpoint, its key (when it needs one) and a
+    `ServiceClient` with its politeness policy. Use as an async context manager."""
+
+    def __init__(
+        self,
+        archive: Archive,
+        settings: Settings,
+        *,
+        describe_error: DescribeError,
+        check_payload: CheckPayload,
+    ):
+        self._api = archive.access(settings).api
+        self._key = archive.api_key(settings)
+        self.client = ServiceClient(
+            archive.policy_in(settings), settings, describe_error=describe_error, check_payload=check_payload
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.client.aclose()
+
+    async def list_each(
+        self,
+        queries: list[str],
+        batch: CatalogBatch,
+        tally: RequestTally,
+        search: Callable[[str, CatalogBatch], Awaitable[object]],
+    ) -> CatalogBatch:
+        """Each query listed into `batch` by `search`, then the client closed; the requests it made
+        are counted in `tally` even when a listing fails."""
+        async with self:
+            try:
+                for query in queries:
+                    await search(query, batch)
+                return batch
+            finally:
+                tally.add(self.client.requests_made)

@@ -18,12 +18,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from birdgrab.errors import ServiceError, UsageError
-from birdgrab.http_client import ServiceClient
 from birdgrab.models import Recording, SkippedItem
 from birdgrab.names import NameError_, parse_scientific_name
 from birdgrab.settings import MediaBudget, ServicePolicy, Settings
 from birdgrab.sources import CatalogBatch, absolute_url, clean_text, count_field, recording_key, to_float
-from birdgrab.sources.archive import Archive, ListingRequest, QueryOption, RequestTally
+from birdgrab.sources.archive import Archive, ArchiveClient, ListingRequest, QueryOption, RequestTally
 
 log = logging.getLogger(__name__)
 
@@ -193,21 +192,13 @@ def check_payload(body: Any, headers: object) -> None:
         raise ServiceError("iNaturalist", "unexpected answer: no results list")
 
 
-class INaturalist:
+class INaturalist(ArchiveClient):
     """Client for the iNaturalist v1 observations endpoint (no key needed)."""
 
     def __init__(self, settings: Settings):
-        archive = INaturalistArchive()
-        self._api = archive.access(settings).api
-        self.client = ServiceClient(
-            archive.policy_in(settings), settings, describe_error=describe_error, check_payload=check_payload
+        super().__init__(
+            INaturalistArchive(), settings, describe_error=describe_error, check_payload=check_payload
         )
-
-    async def __aenter__(self) -> INaturalist:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.client.aclose()
 
     async def search(
         self, query: str, *, seen_at: datetime, since: date | None = None, batch: CatalogBatch | None = None
@@ -308,11 +299,12 @@ class INaturalistArchive(Archive):
         return [urlencode(params)]
 
     async def catalog(self, settings: Settings, request: ListingRequest, tally: RequestTally) -> CatalogBatch:
-        async with INaturalist(settings) as inat:
-            try:
-                batch = CatalogBatch()
-                for query in self.queries(request):
-                    await inat.search(query, seen_at=request.seen_at, since=request.since, batch=batch)
-                return batch
-            finally:
-                tally.add(inat.client.requests_made)
+        inat = INaturalist(settings)
+        return await inat.list_each(
+            self.queries(request),
+            CatalogBatch(),
+            tally,
+            lambda query, batch: inat.search(
+                query, seen_at=request.seen_at, since=request.since, batch=batch
+            ),
+        )
