@@ -18,7 +18,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from birdgrab.audio import chunk_recording
+from birdgrab.dataset.cutting import chunk_recording
 from tests.audio_fixtures import (
     bird_song,
     chunk_in_child,

@@ -189,6 +189,9 @@ class SelectionManifest(ManifestHeader):
     species: dict[str, SelectedSpecies] = Field(default_factory=dict)
     dropped_species: dict[str, DroppedSpecies] = Field(default_factory=dict)
     dropped_recordings: dict[str, str] = Field(default_factory=dict, description="key -> reason")
+    catalog_revision: int | None = Field(
+        None, description="the recordings store's revision this selection was made from"
+    )
 
     def selected_keys(self) -> list[str]:
         return sorted(key for s in self.species.values() for key in s.recordings)
@@ -200,6 +203,14 @@ class SelectionManifest(ManifestHeader):
             f"filter: {len(self.species)} species with {kept} recordings kept, "
             f"{len(self.dropped_species)} species dropped"
         )
+
+
+class SelectionHeader(ManifestHeader):
+    """selection.json without its lists: the options and catalogue revision it was made with,
+    read without building an object per recording."""
+
+    kind: Literal["selection"] = "selection"
+    catalog_revision: int | None = None
 
 
 DownloadStatus = Literal["ok", "failed", "duplicate"]
@@ -221,6 +232,9 @@ class DownloadEntry(Model):
     channels: int | None = None
     duplicate_of: str | None = None
     reason: str | None = None
+    note: str | None = Field(
+        None, description="why the audio came from another address than the recording's (its link rotted)"
+    )
     attempts: int = 0
     updated_at: datetime
 
@@ -267,6 +281,13 @@ class ChunksManifest(ManifestHeader):
     splits: dict[str, Split] = Field(default_factory=dict, description="recording key -> split, kept stable")
     near_duplicate_checks: dict[str, float] = Field(
         default_factory=dict, description="'keyA|keyB|shaA|shaB' -> fingerprint similarity, computed once"
+    )
+
+
+class ClassIdsManifest(ManifestHeader):
+    kind: Literal["class_ids"] = "class_ids"
+    ids: dict[str, int] = Field(
+        default_factory=dict, description="class label -> id; never renumbered, kept for absent classes"
     )
 
 

@@ -23,24 +23,25 @@ from birdgrab.dataset import ChunkOptions, run_chunk
 from birdgrab.download import FetchOptions, run_downloads
 from birdgrab.models import (
     ChunksManifest,
+    ClassIdsManifest,
     DownloadsManifest,
-    RecordingsManifest,
     RefreshManifest,
     SelectionManifest,
     SpeciesManifest,
 )
 from birdgrab.overrides import Overrides
-from birdgrab.selection import FilterOptions, run_filter
+from birdgrab.selection import FilterOptions, is_current, run_filter
 from birdgrab.selection import saved_options as saved_filter_options
 from birdgrab.settings import Settings
+from birdgrab.store import RecordingStore
 
 REFRESH = "refresh.json"
 MANIFESTS = [
-    (manifests.RECORDINGS, RecordingsManifest),
     (manifests.SPECIES, SpeciesManifest),
     (manifests.SELECTION, SelectionManifest),
     (manifests.DOWNLOADS, DownloadsManifest),
     (manifests.CHUNKS, ChunksManifest),
+    (manifests.CLASS_IDS, ClassIdsManifest),
 ]
 
 
@@ -124,6 +125,9 @@ async def run_refresh(
     folder = Path(folder)
     report = RefreshReport()
     # Every manifest is checked before the first request: a bad one stops the run untouched.
+    existing = RecordingStore.open(folder)  # (a recordings.json of an earlier version moves in here)
+    if existing is not None:
+        existing.close()
     for name, model in MANIFESTS:
         manifests.load(folder / name, model)
     state = manifests.load(folder / REFRESH, RefreshManifest)
@@ -143,7 +147,8 @@ async def run_refresh(
     report.failures += catalog_report.failures
     report.requests += catalog_report.requests
 
-    run_filter(folder, filters)
+    if not is_current(folder, filters):  # the same catalogue and options would give the same selection
+        run_filter(folder, filters)
     fetch_report = await run_downloads(
         settings, folder, cache, options.fetch, on_fetch_progress, on_fetch_start
     )

@@ -30,7 +30,7 @@ def research_bird_sounds(sandbox) -> dict[str, tuple]:
 def test_catalog_turns_sounds_into_recordings_with_every_quirk(birdgrab, sandbox):
     result = birdgrab("catalog", "--source", "inaturalist")
     assert result.exit_code == 0, result.output
-    manifest = birdgrab.manifest("recordings.json")
+    manifest = birdgrab.catalogue()
     recordings, skipped = manifest["recordings"], {s["key"]: s for s in manifest["skipped"]}
     truths = sandbox.archive.truths
     expected = research_bird_sounds(sandbox)
@@ -93,7 +93,7 @@ def test_paging_by_id_goes_past_the_result_window(tmp_path):
         assert refused.status_code == 403
         sandbox.reset_counts()
         assert birdgrab("catalog", "--source", "inaturalist").exit_code == 0
-        assert len(birdgrab.manifest("recordings.json")["recordings"]) == observations
+        assert len(birdgrab.recordings()) == observations
         assert sandbox.counts()["inat-api"] == math.ceil(observations / 200)
 
 
@@ -104,7 +104,7 @@ def test_a_server_serving_fewer_per_page_than_asked_is_paged_to_the_end(tmp_path
         listed = research_bird_sounds(sandbox)
         truths = sandbox.archive.truths
         expected = set(listed) - set(truths.inat_soundcloud) - set(truths.inat_not_species)
-        assert set(birdgrab.manifest("recordings.json")["recordings"]) == expected
+        assert set(birdgrab.recordings()) == expected
         observations = len({o.id for o, _ in listed.values()})
         assert sandbox.counts()["inat-api"] == observations // 5 + 1
 
@@ -187,12 +187,12 @@ def test_refresh_asks_only_for_observations_updated_since_the_last_run(birdgrab,
     assert birdgrab("catalog", "--source", "inaturalist").exit_code == 0
     assert birdgrab("filter", "--min-files", "1", "--no-wiki").exit_code == 0
     assert birdgrab("refresh", "--no-chunk").exit_code == 0
-    before = set(birdgrab.manifest("recordings.json")["recordings"])
+    before = set(birdgrab.recordings())
     added = sandbox.grow(inat_observations=2)
     sandbox.reset_counts()
     result = birdgrab("refresh", "--no-chunk")
     assert result.exit_code == 0, result.output
-    recordings = birdgrab.manifest("recordings.json")["recordings"]
+    recordings = birdgrab.recordings()
     assert set(recordings) == before | set(added)
     assert sandbox.counts()["inat-incremental"] == sandbox.counts()["inat-api"] == 1
     assert not any(

@@ -62,9 +62,15 @@ app = typer.Typer(
 
 
 # -- running a command -------------------------------------------------------------------------------
-def run(work: Callable[[], int | None], common: Common, *, locks: tuple[Path, ...] = ()) -> None:
-    """Run one command body, holding the locks of the folders it writes, and turn its outcome into
-    the contract's exit code."""
+def run(
+    work: Callable[[], int | None],
+    common: Common,
+    *,
+    locks: tuple[Path, ...] = (),
+    dataset: Path | None = None,
+) -> None:
+    """Run one command body, holding the locks of the folders it writes (`dataset`: the published
+    folder, whose lock lives beside it), and turn its outcome into the contract's exit code."""
     setup_logging(
         quiet=common.quiet,
         verbose=common.verbose,
@@ -72,7 +78,7 @@ def run(work: Callable[[], int | None], common: Common, *, locks: tuple[Path, ..
         log_file=common.log_file,
     )
     try:
-        with folder_locks(*locks):
+        with folder_locks(*locks, published=dataset):
             code = work() or 0
     except BirdgrabError as exc:
         log.error("%s", redact(str(exc)), extra={"event": "error", "exit_code": exc.exit_code})
@@ -108,7 +114,7 @@ def finish(event: str, summary: str, facts: dict[str, Any], failures: Iterable[t
 @common_options
 @catalog_options
 def catalog(common: Common, catalog: CatalogOptions) -> None:
-    """Query the archives and resolve species on Wikipedia into manifests/recordings.json and species.json."""
+    """Query the archives and resolve species on Wikipedia into manifests/recordings.sqlite and species.json."""
     from birdgrab.catalog import run_catalog
 
     def work() -> int:
@@ -215,7 +221,12 @@ def fetch(common: Common, chunking: ChunkArgs, fetching: FetchArgs) -> None:
             )
         return code
 
-    run(work, common, locks=fetching.writes(common))
+    run(
+        work,
+        common,
+        locks=(common.manifests, common.cache),
+        dataset=None if fetching.no_chunk else common.out,
+    )
 
 
 @app.command(epilog="Example: birdgrab chunk --sample-rate 16000 --chunk-seconds 10 --split 80/10/10")
@@ -232,7 +243,7 @@ def chunk(
         options = chunking.options(jobs)
         return _chunk_and_report(common.manifests, common.cache, common.out, options, common.rich)
 
-    run(work, common, locks=(common.manifests, common.out))
+    run(work, common, locks=(common.manifests,), dataset=common.out)
 
 
 @app.command(
@@ -303,7 +314,12 @@ def refresh(
         )
         return 1 if failed else 0
 
-    run(work, common, locks=fetching.writes(common))
+    run(
+        work,
+        common,
+        locks=(common.manifests, common.cache),
+        dataset=None if fetching.no_chunk else common.out,
+    )
 
 
 @app.command(epilog="Example: birdgrab stats --wiki-lang de")
@@ -368,7 +384,27 @@ def export(
         finish("export", report.summary(), report.facts(), sorted(report.failed.items()))
         return 1 if report.failed else 0
 
-    run(work, common, locks=(dataset,) if dataset.is_dir() else ())  # a missing one: exit 2, not created
+    # The dataset's lock lives beside it (nothing but the dataset inside); a missing one: exit 2, not created.
+    run(work, common, dataset=dataset if dataset.is_dir() else None)
+
+
+@app.command(epilog="Example: birdgrab report --dataset dataset --out dataset/report.html")
+@common_options_writing("HTML page to write (default: report.html in the dataset folder).", None)
+def report(
+    common: Common,
+    dataset: Annotated[
+        Path, typer.Option("--dataset", help="The dataset folder (what fetch and chunk wrote).")
+    ] = Path("dataset"),
+) -> None:
+    """A self-contained HTML page about the dataset: classes, hours, splits, licences, recordists, spectrograms."""
+    from birdgrab.report import run_report
+
+    def work() -> int:
+        summary = run_report(dataset, common.out or dataset / "report.html", common.manifests)
+        log.info("%s", summary.summary(), extra={"event": "report.done", **summary.facts()})
+        return 0
+
+    run(work, common, dataset=dataset if dataset.is_dir() else None)
 
 
 def _version(value: bool) -> None:

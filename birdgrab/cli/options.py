@@ -146,9 +146,9 @@ _COMMON = [
 common_options = option_group("common", Common, _COMMON)
 
 
-def common_options_writing(what: str, default: Path) -> Callable:
+def common_options_writing(what: str, default: Path | None) -> Callable:
     """The common options, with `--out` naming what this command writes instead of the dataset folder."""
-    out = option("out", Path, default, "--out", help=what)
+    out = option("out", Path | None if default is None else Path, default, "--out", help=what)
     return option_group("common", Common, [out if p.name == "out" else p for p in _COMMON])
 
 
@@ -397,11 +397,6 @@ class FetchArgs:
     per_host: int | None
     max_file_mb: float
     no_chunk: bool
-
-    def writes(self, common: Common) -> tuple[Path, ...]:
-        """The folders a download run writes (and locks): the dataset too, unless --no-chunk."""
-        folders = (common.manifests, common.cache)
-        return folders if self.no_chunk else (*folders, common.out)
 
     def options(self, min_free_mb: float) -> FetchOptions:
         """Validated download options (a UsageError, exit 2, for nonsense)."""

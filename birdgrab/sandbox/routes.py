@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from html import escape
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -72,9 +73,9 @@ class Counters:
 
     NAMES = (
         "xc-api", "xc-download", "xc-audio", "europeana-search", "europeana-record", "europeana-audio",
-        "inat-api", "inat-incremental", "inat-audio", "wiki-api", "wiki-titles", "wikidata-api",
-        "wikidata-entities", "audio-bytes", "xc-audio-bytes", "europeana-audio-bytes", "inat-audio-bytes",
-        "audio-range-requests", "landing", "not-found", "faults", "peak-in-flight",
+        "europeana-dead-links", "inat-api", "inat-incremental", "inat-audio", "wiki-api", "wiki-titles",
+        "wikidata-api", "wikidata-entities", "audio-bytes", "xc-audio-bytes", "europeana-audio-bytes",
+        "inat-audio-bytes", "audio-range-requests", "landing", "not-found", "faults", "peak-in-flight",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -165,8 +166,9 @@ ROUTES = (
     _route(r"/europeana/record/v2(/.+)\.json", "europeana_record", "europeana-api", "europeana-record", API_FAULTS),
     _route(r"/tierstimmenarchiv/recordings/([^/]+)", "europeana_media", "europeana-audio", "europeana-audio",
            AUDIO_FAULTS),
-    _route(r"/inaturalist/v1/observations", "inat_api", "inat-api", "inat-api", API_FAULTS),
-    _route(r"/inaturalist/sounds/(\d+)\.[a-z0-9]+", "inat_file", "inat-audio", "inat-audio", AUDIO_FAULTS),
+        "europeana-dead-links", "inat-api", "inat-incremental", "inat-audio", "wiki-api", "wiki-titles",
+        "wikidata-api", "wikidata-entities", "audio-bytes", "xc-audio-bytes", "europeana-audio-bytes",
+        "inat-audio-bytes", "audio-range-requests", "landing", "not-found", "faults", "peak-in-flight",
     _route(r"/wikipedia/([a-z-]+)/w/api\.php", "wiki_api", "wiki", "wiki-api", API_FAULTS | {"maxlag"}),
     _route(r"/wikidata/w/api\.php", "wikidata_api", "wikidata", "wikidata-api", API_FAULTS | {"maxlag"}),
     _route(r"/(?:xeno-canto/\d+|tierstimmenarchiv/webinterface/.+|europeana/item/.+|wikipedia/[a-z-]+/wiki/.+"
@@ -267,6 +269,14 @@ class Services:
     def europeana_media(self, request: Request) -> Response:
         item = self.archive.europeana_media(unquote(request.match[1]))
         return not_found() if item is None else self._audio(item.audio, request)
+
+    def europeana_rotten(self, request: Request) -> Response:
+        """A media link that rotted: 403 or 404, as the item says."""
+        item = self.archive.europeana_media(unquote(request.match[1]))
+        if item is None or not item.dead_link:
+            return not_found()
+        status = HTTPStatus(item.dead_link)
+        return html_response(status.value, f"{status.value} {status.phrase}")
 
     # -- iNaturalist --------------------------------------------------------------------------
     def inat_api(self, request: Request) -> Response:

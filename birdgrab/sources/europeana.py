@@ -239,7 +239,7 @@ class Europeana(ArchiveClient):
         batch.check_complete(SOURCE, query, expected, batch.arrived - arrived_before)
         log.info(
             "Europeana: %d items for %r (%d pages, %d skipped)",
-            len(batch.recordings),
+            batch.count,
             query,
             pages,
             len(batch.skipped),
@@ -267,10 +267,15 @@ class Europeana(ArchiveClient):
         except ValueError as exc:
             batch.skip(SkippedItem(key=recording_key(SOURCE, "?"), name=title, reason=str(exc), kind="no id"))
             return None
-        return None if recording.key in batch.recordings else recording
+        return None if recording.key in batch else recording
 
     async def _record(self, item_id: str) -> Any:
         return await self.client.get_json(self._record_url(item_id), {"wskey": self._key})
+
+    async def other_media(self, recording: Recording) -> list[str]:
+        """The record's web resources other than the recording's media link (for when it rots)."""
+        body = await self._record(recording.source_id)
+        return [url for url in web_resources_from_record(body) if url != recording.audio_url]
 
     async def _complete(self, parsed: list[Recording], agent_names: dict[str, str]) -> list[Recording]:
         """Ask the Record API, concurrently within the service limits, about items without
@@ -326,11 +331,23 @@ class EuropeanaArchive(Archive):
     def complete_listings(self, request: ListingRequest) -> set[str]:
         return set(self.queries(request))  # the cursor walk always lists everything
 
-    async def catalog(self, settings: Settings, request: ListingRequest, tally: RequestTally) -> CatalogBatch:
+    async def other_media(self, settings: Settings, recording: Recording, tally: RequestTally) -> list[str]:
+        """The Record API's other web resources of the item (webResources, hasView): a rotten
+        edmIsShownBy is often served on under another address."""
+        async with Europeana(settings) as europeana:
+            try:
+                return await europeana.other_media(recording)
+            finally:
+                tally.add(europeana.client.requests_made)
+
+    async def catalog(
+        self, settings: Settings, request: ListingRequest, tally: RequestTally, batch: CatalogBatch
+    ) -> CatalogBatch:
+        batch.agent_names.update(request.agent_names)
         europeana = Europeana(settings)
         return await europeana.list_each(
             self.queries(request),
-            CatalogBatch(agent_names=dict(request.agent_names)),
+            batch,
             tally,
             lambda query, batch: europeana.search(query, seen_at=request.seen_at, batch=batch),
         )

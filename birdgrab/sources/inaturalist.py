@@ -298,11 +298,13 @@ class INaturalistArchive(Archive):
             return [urlencode([*params, ("taxon_name", name)]) for name in request.species]
         return [urlencode(params)]
 
-    async def catalog(self, settings: Settings, request: ListingRequest, tally: RequestTally) -> CatalogBatch:
+    async def catalog(
+        self, settings: Settings, request: ListingRequest, tally: RequestTally, batch: CatalogBatch
+    ) -> CatalogBatch:
         inat = INaturalist(settings)
         return await inat.list_each(
             self.queries(request),
-            CatalogBatch(),
+            batch,
             tally,
             lambda query, batch: inat.search(
                 query, seen_at=request.seen_at, since=request.since, batch=batch
