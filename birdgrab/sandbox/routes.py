@@ -166,9 +166,10 @@ ROUTES = (
     _route(r"/europeana/record/v2(/.+)\.json", "europeana_record", "europeana-api", "europeana-record", API_FAULTS),
     _route(r"/tierstimmenarchiv/recordings/([^/]+)", "europeana_media", "europeana-audio", "europeana-audio",
            AUDIO_FAULTS),
-        "europeana-dead-links", "inat-api", "inat-incremental", "inat-audio", "wiki-api", "wiki-titles",
-        "wikidata-api", "wikidata-entities", "audio-bytes", "xc-audio-bytes", "europeana-audio-bytes",
-        "inat-audio-bytes", "audio-range-requests", "landing", "not-found", "faults", "peak-in-flight",
+    _route(r"/tierstimmenarchiv/old/([^/]+)", "europeana_rotten", "europeana-audio", "europeana-dead-links",
+           REDIRECT_FAULTS),
+    _route(r"/inaturalist/v1/observations", "inat_api", "inat-api", "inat-api", API_FAULTS),
+    _route(r"/inaturalist/sounds/(\d+)\.[a-z0-9]+", "inat_file", "inat-audio", "inat-audio", AUDIO_FAULTS),
     _route(r"/wikipedia/([a-z-]+)/w/api\.php", "wiki_api", "wiki", "wiki-api", API_FAULTS | {"maxlag"}),
     _route(r"/wikidata/w/api\.php", "wikidata_api", "wikidata", "wikidata-api", API_FAULTS | {"maxlag"}),
     _route(r"/(?:xeno-canto/\d+|tierstimmenarchiv/webinterface/.+|europeana/item/.+|wikipedia/[a-z-]+/wiki/.+"
