@@ -25,11 +25,12 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from birdgrab import __version__, manifests
+from birdgrab import __version__
 from birdgrab.export.dataset_files import DatasetFolder, read_dataset
 from birdgrab.export.shards import chunk_path
 from birdgrab.files import atomic_write_bytes
 from birdgrab.licences import is_no_derivatives, is_non_commercial
+from birdgrab.store import RecordingStore
 
 log = logging.getLogger(__name__)
 
@@ -191,14 +192,12 @@ td:first-child, th:first-child { text-align: left; } tr:nth-child(even) { backgr
 def _recording_lengths(rows: pd.DataFrame, manifests_dir: Path | None) -> tuple[pd.Series, str]:
     """Lengths of the dataset's recordings: from the catalogue when it has them, else the chunks' span."""
     keys = rows["recording_key"].unique()
-    catalogue = (
-        manifests.load_recordings(manifests_dir) if manifests_dir and Path(manifests_dir).is_dir() else None
-    )
-    if catalogue is not None:
-        known = {k: catalogue.recordings[k].length_s for k in keys if k in catalogue.recordings}
-        lengths = pd.Series({k: v for k, v in known.items() if v}, dtype="float64")
-        if len(lengths) >= len(keys) / 2:
-            return lengths, "from the archives"
+    store = RecordingStore.open(manifests_dir) if manifests_dir and Path(manifests_dir).is_dir() else None
+    if store is not None:
+        with store:
+            known = {key: r.length_s for key, r in store.get_many(keys).items() if r.length_s}
+        if len(known) >= len(keys) / 2:
+            return pd.Series(known, dtype="float64"), "from the archives"
     span = (
         (rows["offset_s"] + rows["duration_s"] - rows.get("padded_s", 0)).groupby(rows["recording_key"]).max()
     )

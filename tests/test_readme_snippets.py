@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
+
 from tests.snippets import python_blocks, run_snippet, snippets
 
 # Each name is run by a test: the ones that need only pandas below, the others in
 # tests/consumers/test_loaders.py.
-TESTED = {"keras", "hf-export", "hf-audiofolder", "torch", "label-map", "ebird-map", "metadata-pandas"}
+TESTED = {
+    "keras", "hf-export", "hf-audiofolder", "torch", "label-map", "ebird-map", "metadata-pandas", "recordings-sqlite",
+}  # fmt: skip
 
 
 def test_every_python_snippet_is_named_and_tested():
@@ -38,3 +42,10 @@ def test_metadata_pandas_snippet_reads_text_as_text(small_dataset, monkeypatch):
     assert metadata["recorded_year"].dtype.kind == "i"
     for column in ("recordist", "country", "quality", "source_id", "recorded_date"):
         assert metadata[column].map(type).eq(str).all(), column
+
+
+def test_recordings_sqlite_snippet_reads_the_catalogue(small_dataset, monkeypatch):
+    monkeypatch.chdir(small_dataset.parent)
+    recordings = run_snippet("recordings-sqlite")["recordings"]
+    metadata = pd.read_csv(small_dataset / "metadata.csv", keep_default_na=False)
+    assert set(metadata["recording_key"]) <= set(recordings["key"])
