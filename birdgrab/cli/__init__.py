@@ -184,7 +184,7 @@ def filter_(
 def fetch(common: Common, chunking: ChunkArgs, fetching: FetchArgs) -> None:
     """Download the selection into the cache (concurrent, resumable, verified, deduplicated), then chunk it."""
     from birdgrab import render
-    from birdgrab.download import run_downloads
+    from birdgrab.download.run import run_downloads
 
     def work() -> int:
         settings = load_settings()
@@ -205,6 +205,14 @@ def fetch(common: Common, chunking: ChunkArgs, fetching: FetchArgs) -> None:
         if rich_output:
             render.console().print(render.fetch_table(report))
         finish("fetch", report.summary(), report.facts(), sorted(report.failed.items()))
+        # Listed, but not a failure: the same bytes would be rejected again (exit 0).
+        for key, reason in sorted(report.rejected.items()):
+            log.info(
+                "rejected: %s: %s",
+                key,
+                reason,
+                extra={"event": "fetch.rejected", "key": key, "reason": reason},
+            )
         if report.stopped:
             log.error("%s", report.stopped, extra={"event": "fetch.stopped"})
             return 1

@@ -28,7 +28,7 @@ from birdgrab.sources.registry import registry
 if TYPE_CHECKING:  # birdgrab.dataset imports the audio stack, which fetch-only runs need not load
     from birdgrab.catalog import CatalogOptions
     from birdgrab.dataset import ChunkOptions
-    from birdgrab.download import FetchOptions
+    from birdgrab.download.run import FetchOptions
     from birdgrab.selection import FilterOptions
 
 
@@ -396,14 +396,19 @@ class FetchArgs:
     jobs: int
     per_host: int | None
     max_file_mb: float
+    retry_rejected: bool
     no_chunk: bool
 
     def options(self, min_free_mb: float) -> FetchOptions:
         """Validated download options (a UsageError, exit 2, for nonsense)."""
-        from birdgrab.download import FetchOptions
+        from birdgrab.download.run import FetchOptions
 
         return FetchOptions(
-            jobs=self.jobs, per_host=self.per_host, max_file_mb=self.max_file_mb, min_free_mb=min_free_mb
+            jobs=self.jobs,
+            per_host=self.per_host,
+            max_file_mb=self.max_file_mb,
+            min_free_mb=min_free_mb,
+            retry_rejected=self.retry_rejected,
         ).validated()
 
 
@@ -420,6 +425,13 @@ fetch_options = option_group(
             help="At most this many concurrent downloads from one host [default: 6, or BIRDGRAB_DOWNLOAD_CONCURRENCY].",
         ),
         option("max_file_mb", float, 2048, "--max-file-mb", help="Refuse any single file larger than this."),
+        option(
+            "retry_rejected",
+            bool,
+            False,
+            "--retry-rejected",
+            help="Download files rejected as unusable again, even if unchanged upstream.",
+        ),
         option("no_chunk", bool, False, "--no-chunk", help="Only download; do not build the dataset."),
     ],
 )
