@@ -1,6 +1,6 @@
 """Finding bird calls in a recording: an energy detector in the birds' band over a per-recording noise floor.
 
-How it works. While the recording is decoded, every 32 ms frame (hop 16 ms, Hann window) is turned
+How it works. While the recording is decoded, every 16 ms frame (at 32 kHz; Hann window) is turned
 into the power of 24 log-spaced bands between 1 kHz and 10 kHz (or 0.45 x the sample rate): the
 band of nearly all bird vocalisations, above wind, traffic and handling noise. Per band, the
 recording's own noise floor is the median of that band over the whole recording and its spread the
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FRAME = 1024
+FRAME = 512  # 16 ms at 32 kHz; frames do not overlap: detection, not analysis, and a third of the cost
 HOP = 512
 BANDS = 24
 LOW_HZ = 1000.0
@@ -55,10 +55,11 @@ class EventDetector:
         high = min(HIGH_HZ, 0.45 * sample_rate)
         edges = np.geomspace(LOW_HZ, high, BANDS + 1)
         bins = np.fft.rfftfreq(FRAME, 1.0 / sample_rate)
-        band = np.searchsorted(edges, bins, side="right") - 1
-        inside = (band >= 0) & (band < BANDS)
-        self._bands = np.zeros((len(bins), BANDS), dtype=np.float32)
-        self._bands[np.flatnonzero(inside), band[inside]] = 1.0
+        # Bands as runs of FFT bins, summed with reduceat: a matrix product would go through BLAS,
+        # whose threads spin on a busy machine (measured: 3x the cost of the whole detector).
+        first = np.searchsorted(bins, edges)
+        keep = np.flatnonzero(np.diff(first) > 0)  # a band narrower than a bin has no bin of its own
+        self._starts, self._stop = first[keep], int(first[-1])
         self._window = np.hanning(FRAME).astype(np.float32)
         self._carry = np.zeros(0, dtype=np.float32)
         self._levels: list[np.ndarray] = []
@@ -67,8 +68,10 @@ class EventDetector:
         carry = np.concatenate([self._carry, samples.astype(np.float32, copy=False)])
         count = (len(carry) - FRAME) // HOP + 1 if len(carry) >= FRAME else 0
         if count:
-            frames = np.lib.stride_tricks.sliding_window_view(carry, FRAME)[: count * HOP : HOP]
-            power = np.abs(np.fft.rfft(frames * self._window, axis=1)) ** 2 @ self._bands
+            frames = carry[: count * HOP].reshape(count, FRAME)  # HOP == FRAME: a view, no copy
+            spectrum = np.fft.rfft(frames * self._window, axis=1)
+            power = spectrum.real**2 + spectrum.imag**2
+            power = np.add.reduceat(power[:, : self._stop], self._starts, axis=1)
             self._levels.append((10.0 * np.log10(power + 1e-12)).astype(np.float16))
             carry = carry[count * HOP :]
         self._carry = carry
