@@ -24,7 +24,7 @@ run() { echo; echo "\$ birdgrab $*"; "$BIN/birdgrab" "$@"; }
 COMMON=(--manifests "$DEMO/manifests" --cache "$DEMO/cache" --out "$DEMO/dataset")
 run catalog "${COMMON[@]}"
 run filter "${COMMON[@]}" --min-files 3
-run fetch "${COMMON[@]}"
+run fetch "${COMMON[@]}" --windows events
 run stats "${COMMON[@]}"
 echo
 echo "demo: manifests in $DEMO/manifests, audio cache in $DEMO/cache, dataset in $DEMO/dataset"
