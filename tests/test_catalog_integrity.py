@@ -3,6 +3,9 @@ not, and placeholders that never become species."""
 
 from __future__ import annotations
 
+import csv
+import json
+
 from tests.test_e2e_catalog import expected_xc_keys
 
 
@@ -15,7 +18,7 @@ def test_a_server_that_serves_small_pages_is_listed_whole(birdgrab, sandbox):
     sandbox.set_page_size("xeno-canto", 4)  # whatever per_page asks
     result = birdgrab("catalog", "--source", "xeno-canto")
     assert result.exit_code == 0, result.output
-    recordings = birdgrab.manifest("recordings.json")
+    recordings = birdgrab.catalogue()
     assert {k for k in recordings["recordings"]} == expected_xc_keys(sandbox)
     assert recordings["incomplete_listings"] == []
     listed = listed_by_default(sandbox)
@@ -32,7 +35,7 @@ def test_a_short_listing_is_incomplete_marks_nothing_vanished_and_is_retried(bir
     result = birdgrab("catalog", "--source", "xeno-canto")
     assert result.exit_code == 1
     assert "incomplete" in result.output and "asked again next run" in result.output
-    recordings = birdgrab.manifest("recordings.json")
+    recordings = birdgrab.catalogue()
     [listing] = recordings["incomplete_listings"]
     expected = listed_by_default(sandbox)
     assert listing["expected"] == expected and listing["arrived"] == 8 < expected
@@ -40,7 +43,7 @@ def test_a_short_listing_is_incomplete_marks_nothing_vanished_and_is_retried(bir
 
     sandbox.set_page_size("xeno-canto", None)
     assert birdgrab("catalog", "--source", "xeno-canto").exit_code == 0
-    recordings = birdgrab.manifest("recordings.json")
+    recordings = birdgrab.catalogue()
     assert recordings["incomplete_listings"] == []
     assert [k for k, r in recordings["recordings"].items() if r["vanished"]] == [gone]
 
@@ -48,13 +51,13 @@ def test_a_short_listing_is_incomplete_marks_nothing_vanished_and_is_retried(bir
 def test_europeana_items_lost_between_cursor_pages_make_an_incomplete_listing(birdgrab, sandbox):
     sandbox.set_page_size("europeana", 10)  # fewer than the 100 rows asked: cursor paging still gets all
     assert birdgrab("catalog", "--source", "europeana").exit_code == 0
-    complete = set(birdgrab.manifest("recordings.json")["recordings"])
+    complete = set(birdgrab.catalogue()["recordings"])
     assert sandbox.counts()["europeana-search"] > 1
     # a cursor that advances by the rows asked, not by the items served: items are lost
     sandbox.set_page_size("europeana", 10, counted_as_asked=True)
     result = birdgrab("catalog", "--source", "europeana")
     assert result.exit_code == 1 and "incomplete" in result.output
-    recordings = birdgrab.manifest("recordings.json")
+    recordings = birdgrab.catalogue()
     [listing] = recordings["incomplete_listings"]
     assert listing["source"] == "europeana" and listing["arrived"] == 10 < listing["expected"]
     assert set(recordings["recordings"]) == complete and not any(
@@ -67,7 +70,7 @@ def test_placeholders_are_skipped_with_a_reason_and_counted(birdgrab, sandbox):
     result = birdgrab("catalog", "--source", "xeno-canto", "--xc-query", "cnt:germany")
     assert result.exit_code == 0, result.output
     placeholders = set(sandbox.archive.truths.placeholders)
-    recordings = birdgrab.manifest("recordings.json")
+    recordings = birdgrab.catalogue()
     assert placeholders and not placeholders & set(recordings["recordings"])
     skipped = {s["key"]: s for s in recordings["skipped"]}
     assert all(skipped[key]["kind"] == "placeholder" for key in placeholders)
@@ -83,7 +86,7 @@ def test_placeholders_are_skipped_with_a_reason_and_counted(birdgrab, sandbox):
 def test_titles_are_species_only_when_their_genus_is_a_taxon(birdgrab, sandbox):
     result = birdgrab("catalog")
     assert result.exit_code == 0, result.output
-    recordings = birdgrab.manifest("recordings.json")
+    recordings = birdgrab.catalogue()
     skipped = {s["key"]: s for s in recordings["skipped"]}
     for key in sandbox.archive.truths.non_taxon_titles:
         assert key not in recordings["recordings"]
@@ -130,12 +133,12 @@ def test_wikidata_down_is_a_failed_item_retried_next_run(birdgrab, sandbox):
         env={"BIRDGRAB_WIKIDATA_API": "http://127.0.0.1:9/w/api.php", "BIRDGRAB_RETRY_ATTEMPTS": "2"},
     )
     assert result.exit_code == 1 and "Wikidata" in result.output
-    recordings = birdgrab.manifest("recordings.json")
+    recordings = birdgrab.catalogue()
     [owl] = [i.key for i in sandbox.archive.europeana.values() if i.title.startswith("Waldkauz |")]
     assert owl not in recordings["recordings"]  # held back until its genus is checked
     assert all(s.get("taxon_ids") is None for s in birdgrab.manifest("species.json")["species"].values())
     assert birdgrab("catalog").exit_code == 0
-    assert owl in birdgrab.manifest("recordings.json")["recordings"]
+    assert owl in birdgrab.catalogue()["recordings"]
     species = birdgrab.manifest("species.json")["species"].values()
     articles = [s for s in species if s["wiki"]["de"]["status"] == "article"]
     assert articles and all(s["taxon_ids"] for s in articles)
@@ -145,7 +148,7 @@ def test_creators_given_by_reference_are_named_or_credited_to_the_provider(birdg
     from birdgrab.sandbox.europeana import AGENTS, DATA_PROVIDER, UNNAMED_AGENT
 
     assert birdgrab("catalog", "--source", "europeana").exit_code == 0
-    recordings = birdgrab.manifest("recordings.json")["recordings"]
+    recordings = birdgrab.catalogue()["recordings"]
     planted = [
         sandbox.archive.europeana[key.split(":", 1)[1]] for key in sandbox.archive.truths.agent_creators
     ]
@@ -165,3 +168,36 @@ def test_creators_given_by_reference_are_named_or_credited_to_the_provider(birdg
     sandbox.reset_counts()
     assert birdgrab("catalog", "--source", "europeana").exit_code == 0
     assert sandbox.counts()["europeana-record"] == no_media  # agents are known now
+
+
+def test_rotten_media_links_fall_back_and_classes_carry_taxonomy_ids(birdgrab, sandbox):
+    names = birdgrab.root / "species.txt"
+    names.write_text("Erithacus rubecula\nRana temporaria\n")
+    assert birdgrab("catalog", "--species-file", str(names)).exit_code == 0
+    assert birdgrab("filter", "--min-files", "1", "--any-group", "--source", "europeana").exit_code == 0
+    result = birdgrab("fetch")
+    assert result.exit_code == 1  # one file is lost for good, and said so
+    entries = birdgrab.manifest("downloads.json")["entries"]
+    moved, lost = (sandbox.archive.recording(key) for key in sandbox.archive.truths.dead_links)
+    assert (
+        entries[moved.key]["status"] == "ok" and "/tierstimmenarchiv/recordings/" in entries[moved.key]["url"]
+    )
+    assert "answered HTTP 404" in entries[moved.key]["note"]
+    reason = entries[lost.key]["reason"]
+    assert entries[lost.key]["status"] == "failed" and reason.startswith(
+        "HTTP 403; other addresses failed too"
+    )
+    assert "HTML" in reason  # the record's other web resource is a landing page, not audio
+    assert sandbox.counts()["europeana-dead-links"] == 2
+
+    classes = {c["label"]: c for c in json.loads((birdgrab.out / "classes.json").read_text()).values()}
+    species = birdgrab.manifest("species.json")["species"]
+    robin = classes["Erithacus_rubecula"]
+    assert robin["ebird_taxon_id"] == species["Erithacus rubecula"]["taxon_ids"]["ebird"] == "eurrob1"
+    assert robin["gbif_taxon_id"].isdigit() and robin["wikidata_id"].startswith("Q")
+    assert classes["Rana_temporaria"]["ebird_taxon_id"] is None  # a frog: eBird has no id for it
+    with open(birdgrab.out / "CREDITS.csv", newline="") as handle:
+        recordists = {row["recording_key"]: row["recordist"] for row in csv.DictReader(handle)}
+    assert not any("://" in name or name.startswith("#") for name in recordists.values())
+    tagged = [k for k in sandbox.archive.truths.agent_creators if k in recordists]
+    assert tagged and all(recordists[k] == "Frommolt, Karl-Heinz" for k in tagged)

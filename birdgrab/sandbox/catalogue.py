@@ -18,6 +18,7 @@ from birdgrab.sandbox.archive import (
     XC_LICENCES,
     Archive,
     EuropeanaItem,
+    GeneratedXc,
     Species,
     Truths,
     WikiPage,
@@ -29,6 +30,11 @@ from birdgrab.sandbox.config import SandboxConfig
 from birdgrab.sandbox.europeana import UNNAMED_AGENT
 
 FIRST_XC_ID = 400_000
+# Bulk (generated) records: ids far above every stored one, uploaded long before any `grow`.
+BULK_FIRST_ID = 50_000_000
+BULK_PER_SPECIES = 100
+BULK_UPLOADED = date(2024, 6, 1)
+BULK_VARIANTS = 997  # prime: the variants do not line up with the blocks of a species
 GROWN_RECORDINGS_PER_SPECIES = 5
 
 
@@ -122,14 +128,17 @@ DEMO_SPECIES: tuple[DemoSpecies, ...] = (
 )  # fmt: skip
 PLACEHOLDERS = ("Mystery mystery", "Sonus naturalis")
 _LATE = frozenset({"Strix aluco", *PLACEHOLDERS})
-# Europeana items (by number: 0-3 Turdus philomelos, 7-9 Erithacus rubecula) whose dcCreator is only
-# a reference: the same agent twice (one Record API request names both), an agent no record names, a #tag.
+# Europeana items (by number: 0-3 Turdus philomelos, 7-9 Erithacus rubecula, 24-25 Rana temporaria)
+# whose dcCreator is only a reference: the same agent twice (one Record API request names both), an
+# agent no record names, a #tag; and items whose edmIsShownBy rotted: (status, the record lists the
+# moved file). The one lost for good is a frog's, outside the default (birds only) selection.
 _REFERENCED_CREATORS = {
     1: "http://data.europeana.eu/agent/85541",
     3: "http://data.europeana.eu/agent/85541",
     2: UNNAMED_AGENT,
     8: "#Frommolt_Karl-Heinz",
 }
+_DEAD_LINKS = {7: (404, True), 24: (403, False)}
 # Titles that read as binomials whose "genus" is no taxon: a tape, and (from other collections) art.
 NON_TAXON_TITLES = (
     "Vogelstimmen am Müggelsee, Tonband 3",
@@ -472,10 +481,13 @@ def _demo_wiki(entry: DemoSpecies) -> dict[str, list[WikiPage]]:
 
 
 def _plant_record_trap(item: EuropeanaItem, number: int, truths: Truths) -> EuropeanaItem:
-    """Creators given only by reference (by the item's number)."""
+    """Creators given only by reference, and media links that rotted (by the item's number)."""
     if (creator := _REFERENCED_CREATORS.get(number)) is not None:
         item = dataclasses.replace(item, creator=creator)
         truths.agent_creators.append(item.key)
+    if (rot := _DEAD_LINKS.get(number)) is not None:
+        item = dataclasses.replace(item, dead_link=rot[0], media_moved=rot[1])
+        truths.dead_links.append(item.key)
     return item
 
 
@@ -653,11 +665,41 @@ def _add_hostile(archive: Archive, config: SandboxConfig) -> None:
 
 
 def _add_bulk(archive: Archive, config: SandboxConfig) -> None:
-    """Metadata-only records (their audio 404s), 100 per generated species, for catalog benchmarks."""
+    """Metadata-only records (their audio 404s), 100 per generated species, made on request: a
+    catalogue of a million recordings costs the sandbox its species and nothing per record.
+    Each is one of `BULK_VARIANTS` records drawn at random, given its own id, species and file."""
     count = config.xc_bulk_recordings
-    _add_generated(
-        archive, config, species=-(-count // 100), recordings=count, label="bulk", with_audio=False
-    )
+    species = _generated_species(archive, -(-count // BULK_PER_SPECIES))
+    entries = [entry for entry, _ in species]
+    variants = [
+        _xc_recording(
+            random.Random(f"{config.seed}:bulk:{k}"),
+            BULK_FIRST_ID,
+            entries[0],
+            country="Germany",
+            types=("song", "call"),
+            audio=None,
+            uploaded=BULK_UPLOADED,
+        )
+        for k in range(min(count, BULK_VARIANTS))
+    ]
+
+    def make(index: int) -> XcRecording:
+        variant, entry = variants[index % len(variants)], entries[index // BULK_PER_SPECIES]
+        genus, _, epithet = entry.name.partition(" ")
+        xc_id = BULK_FIRST_ID + index
+        return dataclasses.replace(
+            variant,
+            id=xc_id,
+            genus=genus,
+            epithet=epithet,
+            english=entry.english,
+            file_name=f"XC{xc_id}-{variant.file_name.split('-', 1)[1]}",
+        )
+
+    archive.add(species=entries, wiki={"de": [page for _, pages in species for page in pages]})
+    names = tuple(entry.name.lower() for entry in entries)
+    archive.generated = GeneratedXc(BULK_FIRST_ID, count, BULK_PER_SPECIES, names, make)
 
 
 def build_archive(config: SandboxConfig) -> Archive:

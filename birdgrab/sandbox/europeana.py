@@ -85,9 +85,20 @@ def media_url(item: EuropeanaItem, base: str) -> str:
     return f"{base}/tierstimmenarchiv/recordings/{quote(item.media_name)}"
 
 
+def shown_by(item: EuropeanaItem, base: str) -> str:
+    """The item's edmIsShownBy: its media, or for a rotten link an old address that answers 403/404."""
+    if item.dead_link:
+        return f"{base}/tierstimmenarchiv/old/{quote(item.media_name)}"
+    return media_url(item, base)
+
+
 def _web_resources(item: EuropeanaItem, base: str) -> list[dict[str, Any]]:
-    """The record's web resources: the media file and the landing page."""
-    return [{"about": url} for url in (media_url(item, base), _landing_url(item, base))]
+    """The record's web resources: the media link, the landing page and, where the archive moved a
+    rotten file, its new address."""
+    resources = [shown_by(item, base), _landing_url(item, base)]
+    if item.dead_link and item.media_moved:
+        resources.append(media_url(item, base))
+    return [{"about": url} for url in resources]
 
 
 def _landing_url(item: EuropeanaItem, base: str) -> str:
@@ -129,7 +140,7 @@ def _reusable(item: EuropeanaItem, reusability: Sequence[str]) -> bool:
 
 def item_json(item: EuropeanaItem, key: str, base: str) -> dict[str, Any]:
     """A search item, fields as in shared/api/europeana-search-page.json; empty fields are omitted."""
-    media = media_url(item, base)
+    media = shown_by(item, base)
     fields: dict[str, Any] = {
         "completeness": 6 if item.media_in_search else 5,
         "dataProvider": [DATA_PROVIDER],
@@ -248,7 +259,7 @@ def record(archive: Archive, item_id: str, params: Params, *, key: str, base: st
                 "about": f"/aggregation/provider{item.id}",
                 "edmDataProvider": {"def": [DATA_PROVIDER]},
                 "edmIsShownAt": _landing_url(item, base),
-                "edmIsShownBy": media_url(item, base),
+                "edmIsShownBy": shown_by(item, base),
                 "edmRights": {"def": [item.rights]},
                 "webResources": _web_resources(item, base),
             }

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from html import escape
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -72,8 +73,9 @@ class Counters:
 
     NAMES = (
         "xc-api", "xc-download", "xc-audio", "europeana-search", "europeana-record", "europeana-audio",
-        "wiki-api", "wiki-titles", "wikidata-api", "wikidata-entities", "audio-bytes", "xc-audio-bytes",
-        "europeana-audio-bytes", "audio-range-requests", "landing", "not-found", "faults", "peak-in-flight",
+        "europeana-dead-links", "wiki-api", "wiki-titles", "wikidata-api", "wikidata-entities", "audio-bytes",
+        "xc-audio-bytes", "europeana-audio-bytes", "audio-range-requests", "landing", "not-found", "faults",
+        "peak-in-flight",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -164,6 +166,8 @@ ROUTES = (
     _route(r"/europeana/record/v2(/.+)\.json", "europeana_record", "europeana-api", "europeana-record", API_FAULTS),
     _route(r"/tierstimmenarchiv/recordings/([^/]+)", "europeana_media", "europeana-audio", "europeana-audio",
            AUDIO_FAULTS),
+    _route(r"/tierstimmenarchiv/old/([^/]+)", "europeana_rotten", "europeana-audio", "europeana-dead-links",
+           REDIRECT_FAULTS),
     _route(r"/wikipedia/([a-z-]+)/w/api\.php", "wiki_api", "wiki", "wiki-api", API_FAULTS | {"maxlag"}),
     _route(r"/wikidata/w/api\.php", "wikidata_api", "wikidata", "wikidata-api", API_FAULTS | {"maxlag"}),
     _route(r"/(?:xeno-canto/\d+|tierstimmenarchiv/webinterface/.+|europeana/item/.+|wikipedia/[a-z-]+/wiki/.+)",
@@ -263,6 +267,14 @@ class Services:
     def europeana_media(self, request: Request) -> Response:
         item = self.archive.europeana_media(unquote(request.match[1]))
         return not_found() if item is None else self._audio(item.audio, request)
+
+    def europeana_rotten(self, request: Request) -> Response:
+        """A media link that rotted: 403 or 404, as the item says."""
+        item = self.archive.europeana_media(unquote(request.match[1]))
+        if item is None or not item.dead_link:
+            return not_found()
+        status = HTTPStatus(item.dead_link)
+        return html_response(status.value, f"{status.value} {status.phrase}")
 
     # -- Wikipedia ----------------------------------------------------------------------------
     def wiki_api(self, request: Request) -> Response:

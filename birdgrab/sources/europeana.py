@@ -248,7 +248,7 @@ class Europeana:
         batch.check_complete(SOURCE, query, expected, batch.arrived - arrived_before)
         log.info(
             "Europeana: %d items for %r (%d pages, %d skipped)",
-            len(batch.recordings),
+            batch.count,
             query,
             pages,
             len(batch.skipped),
@@ -276,10 +276,15 @@ class Europeana:
         except ValueError as exc:
             batch.skip(SkippedItem(key=recording_key(SOURCE, "?"), name=title, reason=str(exc), kind="no id"))
             return None
-        return None if recording.key in batch.recordings else recording
+        return None if recording.key in batch else recording
 
     async def _record(self, item_id: str) -> Any:
         return await self.client.get_json(self._record_url(item_id), {"wskey": self._key})
+
+    async def other_media(self, recording: Recording) -> list[str]:
+        """The record's web resources other than the recording's media link (for when it rots)."""
+        body = await self._record(recording.source_id)
+        return [url for url in web_resources_from_record(body) if url != recording.audio_url]
 
     async def _complete(self, parsed: list[Recording], agent_names: dict[str, str]) -> list[Recording]:
         """Ask the Record API, concurrently within the service limits, about items without
@@ -335,10 +340,21 @@ class EuropeanaArchive(Archive):
     def complete_listings(self, request: ListingRequest) -> set[str]:
         return set(self.queries(request))  # the cursor walk always lists everything
 
-    async def catalog(self, settings: Settings, request: ListingRequest, tally: RequestTally) -> CatalogBatch:
+    async def other_media(self, settings: Settings, recording: Recording, tally: RequestTally) -> list[str]:
+        """The Record API's other web resources of the item (webResources, hasView): a rotten
+        edmIsShownBy is often served on under another address."""
         async with Europeana(settings) as europeana:
             try:
-                batch = CatalogBatch(agent_names=dict(request.agent_names))
+                return await europeana.other_media(recording)
+            finally:
+                tally.add(europeana.client.requests_made)
+
+    async def catalog(
+        self, settings: Settings, request: ListingRequest, tally: RequestTally, batch: CatalogBatch
+    ) -> CatalogBatch:
+        async with Europeana(settings) as europeana:
+            try:
+                batch.agent_names.update(request.agent_names)
                 for query in self.queries(request):
                     await europeana.search(query, seen_at=request.seen_at, batch=batch)
                 return batch
