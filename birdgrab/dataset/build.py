@@ -78,7 +78,7 @@ def run_chunk(
     score_pairs(pairs, scores)
     duplicates = near_duplicates([p for ps in pairs.values() for p in ps], scores)
     plan = plan_build(
-        found.usable, duplicates, selection, recordings.recordings, ledger.entries, kept_splits, options
+        found.usable, duplicates, selection, recordings, ledger.entries, kept_splits, options
     )
     report.near_duplicates = len(plan.duplicates)
 
