@@ -77,9 +77,7 @@ def run_chunk(
     pairs = near_duplicate_pairs(found.usable)
     score_pairs(pairs, scores)
     duplicates = near_duplicates([p for ps in pairs.values() for p in ps], scores)
-    plan = plan_build(
-        found.usable, duplicates, selection, recordings, ledger.entries, kept_splits, options
-    )
+    plan = plan_build(found.usable, duplicates, selection, recordings, ledger.entries, kept_splits, options)
     report.near_duplicates = len(plan.duplicates)
 
     _apply_departures(plan, found.usable, ledger, out, report)
