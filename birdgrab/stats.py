@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,8 @@ class Stats:
     per_source: dict[str, int] = field(default_factory=dict)
     downloadable: int = 0
     skipped: int = 0
+    skipped_by_kind: dict[str, int] = field(default_factory=dict)  # placeholder, unidentified, ...
+    incomplete_listings: list[str] = field(default_factory=list)  # "<archive>: <query>" of the last catalog
     rows: list[SpeciesRow] = field(default_factory=list)
     dataset: DatasetStats | None = None
 
@@ -77,6 +80,8 @@ def collect(folder: Path, wiki_lang: str = "de", out: Path | None = None) -> Sta
     stats.per_source = dict(recordings.counts)
     stats.downloadable = sum(r.downloadable for r in recordings.recordings.values())
     stats.skipped = len(recordings.skipped)
+    stats.skipped_by_kind = dict(sorted(Counter(s.kind or "other" for s in recordings.skipped).items()))
+    stats.incomplete_listings = [f"{i.source}: {i.query}" for i in recordings.incomplete_listings]
     for s in species.species.values():
         article = s.article(wiki_lang)
         status = (
