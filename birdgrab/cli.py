@@ -230,7 +230,7 @@ def catalog(
         bool, typer.Option("--refresh-wiki", help="Ask Wikipedia again about species already known.")
     ] = False,
 ) -> None:
-    """Query the archives and resolve species on Wikipedia into manifests/recordings.json and species.json."""
+    """Query the archives and resolve species on Wikipedia into manifests/recordings.sqlite and species.json."""
     from birdgrab.catalog import CatalogOptions, run_catalog
 
     def work() -> int:
@@ -797,9 +797,9 @@ def stats(
     _run(work, common)
 
 
-def common_options_writing(what: str, default: Path) -> Callable:
+def common_options_writing(what: str, default: Path | None) -> Callable:
     """The common options, with `--out` naming what this command writes instead of the dataset folder."""
-    out = Annotated[Path, typer.Option("--out", help=what)]
+    out = Annotated[Path | None if default is None else Path, typer.Option("--out", help=what)]
     return option_group(
         "common",
         Common,
@@ -870,6 +870,29 @@ def export(
         return 1 if report.failed else 0
 
     # The dataset's lock lives beside it (nothing but the dataset inside); a missing one: exit 2, not created.
+    _run(work, common, dataset=dataset if dataset.is_dir() else None)
+
+
+@app.command(epilog="Example: birdgrab report --dataset dataset --out dataset/report.html")
+@common_options_writing("HTML page to write (default: report.html in the dataset folder).", None)
+def report(common: Common, dataset: DatasetDir = Path("dataset")) -> None:
+    """A self-contained HTML page about the dataset: classes, hours, splits, licences, recordists, spectrograms."""
+    from birdgrab.report import run_report
+
+    def work() -> int:
+        summary = run_report(dataset, common.out or dataset / "report.html", common.manifests)
+        log.info(
+            "report: %d classes, %d chunks, %.2f h, %d spectrograms: %s (%.1f MB)",
+            summary.classes,
+            summary.chunks,
+            summary.hours,
+            summary.thumbnails,
+            summary.path,
+            summary.bytes / 2**20,
+            extra={"event": "report.done", "path": str(summary.path), "thumbnails": summary.thumbnails},
+        )
+        return 0
+
     _run(work, common, dataset=dataset if dataset.is_dir() else None)
 
 

@@ -185,9 +185,20 @@ class SelectionManifest(ManifestHeader):
     species: dict[str, SelectedSpecies] = Field(default_factory=dict)
     dropped_species: dict[str, DroppedSpecies] = Field(default_factory=dict)
     dropped_recordings: dict[str, str] = Field(default_factory=dict, description="key -> reason")
+    catalog_revision: int | None = Field(
+        None, description="the recordings store's revision this selection was made from"
+    )
 
     def selected_keys(self) -> list[str]:
         return sorted(key for s in self.species.values() for key in s.recordings)
+
+
+class SelectionHeader(ManifestHeader):
+    """selection.json without its lists: the options and catalogue revision it was made with,
+    read without building an object per recording."""
+
+    kind: Literal["selection"] = "selection"
+    catalog_revision: int | None = None
 
 
 DownloadStatus = Literal["ok", "failed", "duplicate"]

@@ -54,16 +54,11 @@ async def vouch_for_genera(
     """Skip (or hold back) the free-text recordings of `batches` whose genus is no known taxon;
     `cache` gains Wikidata's verdicts on the genera it was asked about."""
     vouched = {
-        genus_of(r.scientific_name)
-        for batch in batches.values()
-        if not batch.free_text_names
-        for r in batch.recordings.values()
+        genus_of(name) for batch in batches.values() if not batch.free_text_names for name in batch.names()
     } | {genus for genus, check in cache.items() if check.taxon}
     free = {source: batch for source, batch in batches.items() if batch.free_text_names}
     unknown = sorted(
-        {genus_of(r.scientific_name) for batch in free.values() for r in batch.recordings.values()}
-        - vouched
-        - set(cache)
+        {genus_of(name) for batch in free.values() for name in batch.names()} - vouched - set(cache)
     )
     if unknown:
         try:
@@ -79,19 +74,19 @@ async def vouch_for_genera(
             use.failures.append(f"{exc} (titles whose genus is unchecked are held back until next run)")
             log.error("%s", exc, extra={"event": "catalog.wikidata.failed"})
     for source, batch in free.items():
-        for key, recording in list(batch.recordings.items()):
-            genus = genus_of(recording.scientific_name)
+        for key, name, original_name in batch.entries():
+            genus = genus_of(name)
             check = cache.get(genus)
             if genus in vouched or (check is not None and check.taxon):
                 continue
-            del batch.recordings[key]
+            batch.drop(key)
             if check is None:
                 use.held_back.add(source)
                 continue
             batch.skip(
                 SkippedItem(
                     key=key,
-                    name=recording.original_name,
+                    name=original_name,
                     reason=f"not a species: {genus!r} is no genus that xeno-canto or Wikidata knows",
                     kind=NOT_A_TAXON,
                 )

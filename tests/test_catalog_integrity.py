@@ -18,7 +18,7 @@ def test_a_server_that_serves_small_pages_is_listed_whole(birdgrab, sandbox):
     sandbox.set_page_size("xeno-canto", 4)  # whatever per_page asks
     result = birdgrab("catalog", "--source", "xeno-canto")
     assert result.exit_code == 0, result.output
-    recordings = birdgrab.manifest("recordings.json")
+    recordings = birdgrab.catalogue()
     assert {k for k in recordings["recordings"]} == expected_xc_keys(sandbox)
     assert recordings["incomplete_listings"] == []
     listed = listed_by_default(sandbox)
@@ -35,7 +35,7 @@ def test_a_short_listing_is_incomplete_marks_nothing_vanished_and_is_retried(bir
     result = birdgrab("catalog", "--source", "xeno-canto")
     assert result.exit_code == 1
     assert "incomplete" in result.output and "asked again next run" in result.output
-    recordings = birdgrab.manifest("recordings.json")
+    recordings = birdgrab.catalogue()
     [listing] = recordings["incomplete_listings"]
     expected = listed_by_default(sandbox)
     assert listing["expected"] == expected and listing["arrived"] == 8 < expected
@@ -44,7 +44,7 @@ def test_a_short_listing_is_incomplete_marks_nothing_vanished_and_is_retried(bir
 
     sandbox.set_page_size("xeno-canto", None)
     assert birdgrab("catalog", "--source", "xeno-canto").exit_code == 0
-    recordings = birdgrab.manifest("recordings.json")
+    recordings = birdgrab.catalogue()
     assert recordings["incomplete_listings"] == []
     assert [k for k, r in recordings["recordings"].items() if r["vanished"]] == [gone]
 
@@ -52,13 +52,13 @@ def test_a_short_listing_is_incomplete_marks_nothing_vanished_and_is_retried(bir
 def test_europeana_items_lost_between_cursor_pages_make_an_incomplete_listing(birdgrab, sandbox):
     sandbox.set_page_size("europeana", 10)  # fewer than the 100 rows asked: cursor paging still gets all
     assert birdgrab("catalog", "--source", "europeana").exit_code == 0
-    complete = set(birdgrab.manifest("recordings.json")["recordings"])
+    complete = set(birdgrab.catalogue()["recordings"])
     assert sandbox.counts()["europeana-search"] > 1
     # a cursor that advances by the rows asked, not by the items served: items are lost
     sandbox.set_page_size("europeana", 10, counted_as_asked=True)
     result = birdgrab("catalog", "--source", "europeana")
     assert result.exit_code == 1 and "incomplete" in result.output
-    recordings = birdgrab.manifest("recordings.json")
+    recordings = birdgrab.catalogue()
     [listing] = recordings["incomplete_listings"]
     assert listing["source"] == "europeana" and listing["arrived"] == 10 < listing["expected"]
     assert set(recordings["recordings"]) == complete and not any(
@@ -71,7 +71,7 @@ def test_placeholders_are_skipped_with_a_reason_and_counted(birdgrab, sandbox):
     result = birdgrab("catalog", "--source", "xeno-canto", "--xc-query", "cnt:germany")
     assert result.exit_code == 0, result.output
     placeholders = set(sandbox.archive.truths.placeholders)
-    recordings = birdgrab.manifest("recordings.json")
+    recordings = birdgrab.catalogue()
     assert placeholders and not placeholders & set(recordings["recordings"])
     skipped = {s["key"]: s for s in recordings["skipped"]}
     assert all(skipped[key]["kind"] == "placeholder" for key in placeholders)
@@ -88,7 +88,7 @@ def test_placeholders_are_skipped_with_a_reason_and_counted(birdgrab, sandbox):
 def test_titles_are_species_only_when_their_genus_is_a_taxon(birdgrab, sandbox):
     result = birdgrab("catalog")
     assert result.exit_code == 0, result.output
-    recordings = birdgrab.manifest("recordings.json")
+    recordings = birdgrab.catalogue()
     skipped = {s["key"]: s for s in recordings["skipped"]}
     for key in sandbox.archive.truths.non_taxon_titles:
         assert key not in recordings["recordings"]
@@ -135,12 +135,12 @@ def test_wikidata_down_is_a_failed_item_retried_next_run(birdgrab, sandbox):
         env={"BIRDGRAB_WIKIDATA_API": "http://127.0.0.1:9/w/api.php", "BIRDGRAB_RETRY_ATTEMPTS": "2"},
     )
     assert result.exit_code == 1 and "Wikidata" in result.output
-    recordings = birdgrab.manifest("recordings.json")
+    recordings = birdgrab.catalogue()
     [owl] = [i.key for i in sandbox.archive.europeana.values() if i.title.startswith("Waldkauz |")]
     assert owl not in recordings["recordings"]  # held back until its genus is checked
     assert all(s.get("taxon_ids") is None for s in birdgrab.manifest("species.json")["species"].values())
     assert birdgrab("catalog").exit_code == 0
-    assert owl in birdgrab.manifest("recordings.json")["recordings"]
+    assert owl in birdgrab.catalogue()["recordings"]
     species = birdgrab.manifest("species.json")["species"].values()
     articles = [s for s in species if s["wiki"]["de"]["status"] == "article"]
     assert articles and all(s["taxon_ids"] for s in articles)
@@ -150,7 +150,7 @@ def test_creators_given_by_reference_are_named_or_credited_to_the_provider(birdg
     from birdgrab.sandbox.europeana import AGENTS, DATA_PROVIDER, UNNAMED_AGENT
 
     assert birdgrab("catalog", "--source", "europeana").exit_code == 0
-    recordings = birdgrab.manifest("recordings.json")["recordings"]
+    recordings = birdgrab.catalogue()["recordings"]
     planted = [
         sandbox.archive.europeana[key.split(":", 1)[1]] for key in sandbox.archive.truths.agent_creators
     ]

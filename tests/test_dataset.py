@@ -20,13 +20,13 @@ from birdgrab.models import (
     ChunksManifest,
     DownloadEntry,
     Recording,
-    RecordingsManifest,
     SelectedSpecies,
     SelectionManifest,
     Species,
     SpeciesManifest,
     WikiArticle,
 )
+from birdgrab.store import RecordingStore
 from tests.audio_fixtures import bird_song, mp3_bytes, write_audio
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
@@ -130,10 +130,7 @@ class World:
             )
             for name in {r.species for r in self.recordings.values()}
         }
-        manifests.save(
-            self.manifests / "recordings.json",
-            manifests.new_manifest(RecordingsManifest, {}, recordings=self.recordings),
-        )
+        RecordingStore.create_from(self.manifests, self.recordings.values())
         manifests.save(
             self.manifests / "species.json", manifests.new_manifest(SpeciesManifest, {}, species=species)
         )

@@ -27,6 +27,7 @@ from birdgrab.download import Cache, DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.files import remove_stale_temps, safe_child
 from birdgrab.models import ChunkedRecording, SelectionManifest
+from birdgrab.store import RecordingStore
 
 
 def run_chunk(
@@ -45,12 +46,14 @@ def run_chunk(
     folder, cache, out = Path(folder), Path(cache), Path(out)
     options = options.validated()
     selection = manifests.load(folder / manifests.SELECTION, SelectionManifest)
-    recordings = manifests.load_recordings(folder)
+    store = RecordingStore.open(folder)
     species = manifests.load_species(folder)
-    if selection is None or recordings is None:
+    if selection is None or store is None:
         raise UsageError(f"no selection in {folder}: run `birdgrab catalog`, `filter` and `fetch` first")
     downloads = DownloadLedger(folder)
     ledger = ChunksLedger(folder)
+    with store:  # what the dataset is made of (the selection and what is in it), not the catalogue
+        recordings = store.get_many([*selection.selected_keys(), *ledger.entries])
     loaded = ledger.loaded
     kept_splits = dict(loaded.splits) if loaded else {}
     if loaded and tuple(loaded.parameters.get("split") or ()) != options.split:
@@ -65,7 +68,7 @@ def run_chunk(
         path = Cache(cache).file_of(downloads.entries.get(key))
         if path is not None:
             cached[key] = path
-    found = usable_files(selection, recordings.recordings, downloads.entries, cached)
+    found = usable_files(selection, recordings, downloads.entries, cached)
     report.not_downloaded, report.failed = found.not_downloaded, dict(found.failed)
     pairs = near_duplicate_pairs(found.usable)
     score_pairs(pairs, scores)
@@ -90,7 +93,7 @@ def run_chunk(
         out,
         options,
         writers.DatasetContent(
-            entries, recordings.recordings, species.species if species else {}, plan.splits, class_ids
+            entries, recordings, species.species if species else {}, plan.splits, class_ids
         ),
         report,
     )

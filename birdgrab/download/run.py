@@ -28,6 +28,7 @@ from birdgrab.probe import AudioError, probe
 from birdgrab.settings import Settings, redact
 from birdgrab.sources.archive import RequestTally
 from birdgrab.sources.registry import registry
+from birdgrab.store import RecordingStore
 
 DEFAULT_JOBS = 4
 DEFAULT_MAX_FILE_MB = 2048
@@ -212,23 +213,25 @@ async def run_downloads(
     options = options.validated()
     folder, cache = Path(folder), Cache(cache_root)
     selection = manifests.load(folder / manifests.SELECTION, SelectionManifest)
-    recordings = manifests.load_recordings(folder)
-    if selection is None or recordings is None:
+    store = RecordingStore.open(folder)
+    if selection is None or store is None:
         raise UsageError(f"no selection in {folder}: run `birdgrab catalog` and `birdgrab filter` first")
     ledger = DownloadLedger(folder)
     report = FetchReport()
     keys = selection.selected_keys()
     report.selected = len(keys)
+    missing = [key for key in keys if not cache.holds(ledger, key)]
+    report.skipped = len(keys) - len(missing)
+    with store:
+        recordings = store.get_many(missing)  # only what is still to fetch is read from the catalogue
     queue: asyncio.Queue[Recording] = asyncio.Queue()
-    for key in keys:
-        if cache.holds(ledger, key):
-            report.skipped += 1
-        elif key not in recordings.recordings:
-            report.failed[key] = "not in recordings.json (run catalog again)"
-        elif recordings.recordings[key].vanished:
+    for key in missing:
+        if key not in recordings:
+            report.failed[key] = "not in the catalogue (run catalog again)"
+        elif recordings[key].vanished:
             report.vanished += 1  # gone upstream before we got it: nothing to retry
         else:
-            queue.put_nowait(recordings.recordings[key])
+            queue.put_nowait(recordings[key])
     if on_start:
         on_start(queue.qsize())
     progress = on_progress or (lambda event, amount: None)

@@ -38,9 +38,11 @@ class Written:
     files: dict[str, list[str]] = field(default_factory=dict)  # split -> shard paths, relative
     rows: dict[str, pd.DataFrame] = field(default_factory=dict)  # split -> exported rows
     failed: dict[str, str] = field(default_factory=dict)  # file_name -> reason
+    bytes: dict[str, int] = field(default_factory=dict)  # split -> bytes of its shards
 
-    def add(self, shard: Shard, path: str, exported: pd.DataFrame) -> None:
+    def add(self, shard: Shard, path: str, exported: pd.DataFrame, size: int) -> None:
         self.files.setdefault(shard.split, []).append(path)
+        self.bytes[shard.split] = self.bytes.get(shard.split, 0) + size
         previous = self.rows.get(shard.split)
         self.rows[shard.split] = exported if previous is None else pd.concat([previous, exported])
 
@@ -114,5 +116,6 @@ def write_shards(
                 yield rows, audio
 
         write_shard(target / relative, batches())
-        written.add(shard, relative, pd.concat(exported) if exported else shard.rows.iloc[:0])
+        exported_rows = pd.concat(exported) if exported else shard.rows.iloc[:0]
+        written.add(shard, relative, exported_rows, (target / relative).stat().st_size)
     return written

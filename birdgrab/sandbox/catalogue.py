@@ -18,6 +18,7 @@ from birdgrab.sandbox.archive import (
     XC_LICENCES,
     Archive,
     EuropeanaItem,
+    GeneratedXc,
     Species,
     Truths,
     WikiPage,
@@ -29,6 +30,11 @@ from birdgrab.sandbox.config import SandboxConfig
 from birdgrab.sandbox.europeana import UNNAMED_AGENT
 
 FIRST_XC_ID = 400_000
+# Bulk (generated) records: ids far above every stored one, uploaded long before any `grow`.
+BULK_FIRST_ID = 50_000_000
+BULK_PER_SPECIES = 100
+BULK_UPLOADED = date(2024, 6, 1)
+BULK_VARIANTS = 997  # prime: the variants do not line up with the blocks of a species
 GROWN_RECORDINGS_PER_SPECIES = 5
 
 
@@ -659,11 +665,41 @@ def _add_hostile(archive: Archive, config: SandboxConfig) -> None:
 
 
 def _add_bulk(archive: Archive, config: SandboxConfig) -> None:
-    """Metadata-only records (their audio 404s), 100 per generated species, for catalog benchmarks."""
+    """Metadata-only records (their audio 404s), 100 per generated species, made on request: a
+    catalogue of a million recordings costs the sandbox its species and nothing per record.
+    Each is one of `BULK_VARIANTS` records drawn at random, given its own id, species and file."""
     count = config.xc_bulk_recordings
-    _add_generated(
-        archive, config, species=-(-count // 100), recordings=count, label="bulk", with_audio=False
-    )
+    species = _generated_species(archive, -(-count // BULK_PER_SPECIES))
+    entries = [entry for entry, _ in species]
+    variants = [
+        _xc_recording(
+            random.Random(f"{config.seed}:bulk:{k}"),
+            BULK_FIRST_ID,
+            entries[0],
+            country="Germany",
+            types=("song", "call"),
+            audio=None,
+            uploaded=BULK_UPLOADED,
+        )
+        for k in range(min(count, BULK_VARIANTS))
+    ]
+
+    def make(index: int) -> XcRecording:
+        variant, entry = variants[index % len(variants)], entries[index // BULK_PER_SPECIES]
+        genus, _, epithet = entry.name.partition(" ")
+        xc_id = BULK_FIRST_ID + index
+        return dataclasses.replace(
+            variant,
+            id=xc_id,
+            genus=genus,
+            epithet=epithet,
+            english=entry.english,
+            file_name=f"XC{xc_id}-{variant.file_name.split('-', 1)[1]}",
+        )
+
+    archive.add(species=entries, wiki={"de": [page for _, pages in species for page in pages]})
+    names = tuple(entry.name.lower() for entry in entries)
+    archive.generated = GeneratedXc(BULK_FIRST_ID, count, BULK_PER_SPECIES, names, make)
 
 
 def build_archive(config: SandboxConfig) -> Archive:

@@ -30,7 +30,8 @@ class SandboxConfig:
     `profile="demo"` is the hand-made archive of about 25 species with every planted trap;
     `"scale"` starts empty. In both, the knobs add generated content on top:
     `extra_species` x `recordings_per_species` xeno-canto recordings of short audio (WAV files of
-    about `audio_bytes` when set) and `xc_bulk_recordings` metadata-only records (their audio 404s).
+    about `audio_bytes` when set) and `xc_bulk_recordings` metadata-only records (their audio 404s),
+    made on request and never stored, so a million of them cost the sandbox only their species.
 
     >>> SandboxConfig(profile="scale", extra_species=50, recordings_per_species=20)  # doctest: +ELLIPSIS
     SandboxConfig(...)

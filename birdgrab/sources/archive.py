@@ -160,8 +160,11 @@ class Archive(ABC):
         return set(self.queries(request)) if request.since is None else set()
 
     @abstractmethod
-    async def catalog(self, settings: Settings, request: ListingRequest, tally: RequestTally) -> CatalogBatch:
-        """Every recording the request's queries list, with the items skipped and why."""
+    async def catalog(
+        self, settings: Settings, request: ListingRequest, tally: RequestTally, batch: CatalogBatch
+    ) -> CatalogBatch:
+        """Every recording the request's queries list, with the items skipped and why, put into
+        `batch` as it arrives (the catalog's batch writes them to disk page by page); returns it."""
 
     async def check_birds(
         self, settings: Settings, names: list[str], tally: RequestTally

@@ -248,7 +248,7 @@ class Europeana:
         batch.check_complete(SOURCE, query, expected, batch.arrived - arrived_before)
         log.info(
             "Europeana: %d items for %r (%d pages, %d skipped)",
-            len(batch.recordings),
+            batch.count,
             query,
             pages,
             len(batch.skipped),
@@ -276,7 +276,7 @@ class Europeana:
         except ValueError as exc:
             batch.skip(SkippedItem(key=recording_key(SOURCE, "?"), name=title, reason=str(exc), kind="no id"))
             return None
-        return None if recording.key in batch.recordings else recording
+        return None if recording.key in batch else recording
 
     async def _record(self, item_id: str) -> Any:
         return await self.client.get_json(self._record_url(item_id), {"wskey": self._key})
@@ -349,10 +349,12 @@ class EuropeanaArchive(Archive):
             finally:
                 tally.add(europeana.client.requests_made)
 
-    async def catalog(self, settings: Settings, request: ListingRequest, tally: RequestTally) -> CatalogBatch:
+    async def catalog(
+        self, settings: Settings, request: ListingRequest, tally: RequestTally, batch: CatalogBatch
+    ) -> CatalogBatch:
         async with Europeana(settings) as europeana:
             try:
-                batch = CatalogBatch(agent_names=dict(request.agent_names))
+                batch.agent_names.update(request.agent_names)
                 for query in self.queries(request):
                     await europeana.search(query, seen_at=request.seen_at, batch=batch)
                 return batch

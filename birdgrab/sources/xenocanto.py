@@ -262,39 +262,39 @@ class XenoCanto:
                 )
         return parsed
 
-    async def _fetch_page(self, query: str, number: int, seen_at: datetime, found_by: str) -> ParsedPage:
-        # Parsed as soon as it arrives, while later pages are still on their way.
-        return self._parse_page(await self._page(query, number), seen_at, found_by)
+    def _collect(self, page: ParsedPage, batch: CatalogBatch) -> None:
+        for recording in page.recordings:
+            batch.add(recording)
+        for item in page.skipped:
+            batch.skip(item)
 
     async def search(
         self, query: str, *, seen_at: datetime, since: date | None = None, batch: CatalogBatch | None = None
     ) -> CatalogBatch:
         """All recordings matching a tag query (uploaded since `since`, if given). Pages after the
-        first are fetched concurrently; the service's rate limiter spaces them out."""
+        first are fetched concurrently (the service's rate limiter spaces them out) and each goes
+        into `batch` as soon as it is parsed, so a listing of any size is never held whole."""
         batch = batch if batch is not None else CatalogBatch()
         full_query = f"{query} since:{since.isoformat()}" if since else query
         first = await self._page(full_query, 1)
-        pages = [self._parse_page(first, seen_at, query)]
-        if pages[0].size:
-            pages += await gather_failfast(
-                self._fetch_page(full_query, n, seen_at, query) for n in range(2, page_count(first) + 1)
-            )
+        parsed = self._parse_page(first, seen_at, query)
         arrived_before = batch.arrived
-        for page in pages:
-            if page.size == 0:  # numPages may overcount: an empty page is the end
-                break
-            for recording in page.recordings:
-                batch.add(recording)
-            for item in page.skipped:
-                batch.skip(item)
+        self._collect(parsed, batch)
+        pages = page_count(first) if parsed.size else 1
+
+        async def fetch(number: int) -> None:
+            # numPages may overcount: a page past the end is empty and adds nothing
+            self._collect(self._parse_page(await self._page(full_query, number), seen_at, query), batch)
+
+        await gather_failfast(fetch(n) for n in range(2, pages + 1))
         batch.check_complete(
             SOURCE, query, count_field(first.get("numRecordings")), batch.arrived - arrived_before
         )
         log.info(
             "xeno-canto: %d recordings for %s",
-            len(batch.recordings),
+            batch.count,
             full_query,
-            extra={"event": "catalog.xc.query", "query": full_query, "pages": len(pages)},
+            extra={"event": "catalog.xc.query", "query": full_query, "pages": pages},
         )
         return batch
 
@@ -334,10 +334,11 @@ class XenoCantoArchive(Archive):
             return [f"{species_query(name)}{extra}" for name in request.species]
         return [request.query or DEFAULT_QUERY]
 
-    async def catalog(self, settings: Settings, request: ListingRequest, tally: RequestTally) -> CatalogBatch:
+    async def catalog(
+        self, settings: Settings, request: ListingRequest, tally: RequestTally, batch: CatalogBatch
+    ) -> CatalogBatch:
         async with XenoCanto(settings) as xc:
             try:
-                batch = CatalogBatch()
                 for query in self.queries(request):
                     await xc.search(query, seen_at=request.seen_at, since=request.since, batch=batch)
                 return batch
