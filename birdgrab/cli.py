@@ -33,7 +33,7 @@ from birdgrab.sources.registry import registry
 
 if TYPE_CHECKING:  # birdgrab.dataset imports the audio stack, which fetch-only runs need not load
     from birdgrab.dataset import ChunkOptions
-    from birdgrab.download import FetchOptions
+    from birdgrab.download.run import FetchOptions
 
 log = logging.getLogger("birdgrab")
 
@@ -362,13 +362,18 @@ class FetchArgs:
     jobs: int
     per_host: int | None
     max_file_mb: float
+    retry_rejected: bool
 
     def options(self, min_free_mb: float) -> FetchOptions:
         """Validated download options (a UsageError, exit 2, for nonsense)."""
-        from birdgrab.download import FetchOptions
+        from birdgrab.download.run import FetchOptions
 
         return FetchOptions(
-            jobs=self.jobs, per_host=self.per_host, max_file_mb=self.max_file_mb, min_free_mb=min_free_mb
+            jobs=self.jobs,
+            per_host=self.per_host,
+            max_file_mb=self.max_file_mb,
+            min_free_mb=min_free_mb,
+            retry_rejected=self.retry_rejected,
         ).validated()
 
 
@@ -397,6 +402,17 @@ fetch_options = option_group(
                     float, typer.Option("--max-file-mb", help="Refuse any single file larger than this.")
                 ],
                 2048,
+            ),
+            (
+                "retry_rejected",
+                Annotated[
+                    bool,
+                    typer.Option(
+                        "--retry-rejected",
+                        help="Download files rejected as unusable again, even if unchanged upstream.",
+                    ),
+                ],
+                False,
             ),
         ]
     ],
@@ -562,7 +578,7 @@ def fetch(
 ) -> None:
     """Download the selection into the cache (concurrent, resumable, verified, deduplicated), then chunk it."""
     from birdgrab import render
-    from birdgrab.download import run_downloads
+    from birdgrab.download.run import run_downloads
 
     def work() -> int:
         settings = load_settings()
@@ -583,10 +599,11 @@ def fetch(
         if rich_output:
             render.console().print(render.fetch_table(report))
         log.info(
-            "fetch: %d downloaded, %d already cached, %d duplicates, %d failed (%.1f MB, %d requests)",
+            "fetch: %d downloaded, %d already cached, %d duplicates, %d rejected, %d failed (%.1f MB, %d requests)",
             report.downloaded,
             report.skipped,
             report.duplicates,
+            len(report.rejected),
             len(report.failed),
             report.bytes / 2**20,
             report.requests,
@@ -595,10 +612,19 @@ def fetch(
                 "downloaded": report.downloaded,
                 "skipped": report.skipped,
                 "duplicates": report.duplicates,
+                "rejected": len(report.rejected),
                 "failed": len(report.failed),
                 "bytes": report.bytes,
             },
         )
+        # Listed, but not a failure: the same bytes would be rejected again (exit 0).
+        for key, reason in sorted(report.rejected.items()):
+            log.info(
+                "rejected: %s: %s",
+                key,
+                reason,
+                extra={"event": "fetch.rejected", "key": key, "reason": reason},
+            )
         for key, reason in sorted(report.failed.items()):
             log.warning(
                 "failed: %s: %s", key, reason, extra={"event": "fetch.failed", "key": key, "reason": reason}

@@ -65,15 +65,19 @@ def selection_table(selection: SelectionManifest, wiki_lang: str | None) -> Tabl
     return table
 
 
-def _counts_table(title: str, rows: list[tuple[str, object]], failed: dict[str, str]) -> Table:
-    """A two-column summary (what, count), then one red row per failure reason, commonest first."""
+def _counts_table(
+    title: str, rows: list[tuple[str, object]], failed: dict[str, str], rejected: dict[str, str] | None = None
+) -> Table:
+    """A two-column summary (what, count), then one row per rejection reason (yellow: listed, not a
+    failure) and per failure reason (red), commonest first."""
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
     for what, count in rows:
         table.add_row(what, str(count))
-    for reason, count in sorted(Counter(failed.values()).items(), key=lambda kv: (-kv[1], kv[0])):
-        table.add_row(f"failed: {reason}", str(count), style="red")
+    for verdict, reasons, style in (("rejected", rejected or {}, "yellow"), ("failed", failed, "red")):
+        for reason, count in sorted(Counter(reasons.values()).items(), key=lambda kv: (-kv[1], kv[0])):
+            table.add_row(f"{verdict}: {reason}", str(count), style=style)
     return table
 
 
@@ -86,7 +90,7 @@ def fetch_table(report) -> Table:
     ]
     if report.vanished:
         rows.append(("vanished upstream before download", report.vanished))
-    return _counts_table("fetch", rows, report.failed)
+    return _counts_table("fetch", rows, report.failed, report.rejected)
 
 
 def chunk_table(report) -> Table:
@@ -129,6 +133,10 @@ def print_stats(stats: Stats, out: Console) -> None:
     )
     for listing in stats.incomplete_listings:
         out.print(f"incomplete listing (asked again next run): {listing}")
+    if stats.rejected:
+        out.print(f"rejected as unusable ({len(stats.rejected)}; fetched again only once changed upstream):")
+        for key, reason in sorted(stats.rejected.items()):
+            out.print(f"  {key}: {reason}", markup=False, highlight=False)
     if stats.dataset is None:
         out.print("dataset: not built yet (birdgrab fetch, or birdgrab chunk)")
         return

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from birdgrab import manifests
+from birdgrab.download import DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.models import SPLITS
 from birdgrab.store import RecordingStore
@@ -40,6 +41,7 @@ class Stats:
     skipped: int = 0
     skipped_by_kind: dict[str, int] = field(default_factory=dict)  # placeholder, unidentified, ...
     incomplete_listings: list[str] = field(default_factory=list)  # "<archive>: <query>" of the last catalog
+    rejected: dict[str, str] = field(default_factory=dict)  # key -> why its downloaded bytes are unusable
     rows: list[SpeciesRow] = field(default_factory=list)
     dataset: DatasetStats | None = None
 
@@ -84,6 +86,8 @@ def collect(folder: Path, wiki_lang: str = "de", out: Path | None = None) -> Sta
         stats.skipped = store.skipped_count()
         stats.skipped_by_kind = store.skipped_by_kind()
         stats.incomplete_listings = [f"{i.source}: {i.query}" for i in store.incomplete_listings()]
+    downloads = DownloadLedger(folder).entries
+    stats.rejected = {key: e.reason or "" for key, e in downloads.items() if e.status == "rejected"}
     for s in species.species.values():
         article = s.article(wiki_lang)
         status = (

@@ -308,9 +308,9 @@ def test_corrupt_file_fails_with_a_reason_and_the_rest_goes_on(world):
     assert bad in report.failed and "HTML" in report.failed[bad]
     assert report.recordings == 5 and len(world.metadata()) == 12
     assert not any("xc-666" in name for name in world.wavs())
-    # the undecodable file left the cache and is a failed download again, for the next fetch
+    # the undecodable file left the cache, rejected: the same bytes are not downloaded again
     entry = DownloadLedger(world.manifests).entries[bad]
-    assert entry.status == "failed" and "does not decode" in entry.reason
+    assert entry.status == "rejected" and "does not decode" in entry.reason
     assert not list(
         world.cache.glob(f"*/{hashlib.sha256(b'<html><body>Error 500</body></html>' * 50).hexdigest()}*")
     )
