@@ -140,10 +140,13 @@ def print_stats(stats: Stats, out: Console) -> None:
         )
     out.print(table)
     sources = ", ".join(f"{k}: {v}" for k, v in sorted(stats.per_source.items()))
+    kinds = ", ".join(f"{kind} {count}" for kind, count in stats.skipped_by_kind.items())
     out.print(
         f"recordings: {stats.recordings} ({sources}); downloadable: {stats.downloadable}; "
-        f"archive items skipped: {stats.skipped}"
+        f"archive items skipped: {stats.skipped}" + (f" ({kinds})" if kinds else "")
     )
+    for listing in stats.incomplete_listings:
+        out.print(f"incomplete listing (asked again next run): {listing}")
     if stats.rejected:
         out.print(f"rejected as unusable ({len(stats.rejected)}; fetched again only once changed upstream):")
         for key, reason in sorted(stats.rejected.items()):
