@@ -101,8 +101,7 @@ def chunk_table(report) -> Table:
         ("rebuilt / unchanged / removed", f"{report.built} / {report.unchanged} / {report.removed}"),
         ("chunks written / in the dataset", f"{report.chunks_written} / {report.chunks_total}"),
         ("classes", report.classes),
-        ("silent chunks dropped (gate)", report.dropped_silent),
-        ("short last pieces dropped", report.dropped_short),
+        ("windows not written", report.dropped_summary()),
         ("near-duplicates chunked once", report.near_duplicates),
         ("not downloaded (yet)", report.not_downloaded),
     ]
@@ -128,10 +127,13 @@ def print_stats(stats: Stats, out: Console) -> None:
         )
     out.print(table)
     sources = ", ".join(f"{k}: {v}" for k, v in sorted(stats.per_source.items()))
+    kinds = ", ".join(f"{kind} {count}" for kind, count in stats.skipped_by_kind.items())
     out.print(
         f"recordings: {stats.recordings} ({sources}); downloadable: {stats.downloadable}; "
-        f"archive items skipped: {stats.skipped}"
+        f"archive items skipped: {stats.skipped}" + (f" ({kinds})" if kinds else "")
     )
+    for listing in stats.incomplete_listings:
+        out.print(f"incomplete listing (asked again next run): {listing}")
     if stats.rejected:
         out.print(f"rejected as unusable ({len(stats.rejected)}; fetched again only once changed upstream):")
         for key, reason in sorted(stats.rejected.items()):

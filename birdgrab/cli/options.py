@@ -326,6 +326,17 @@ filter_overrides = option_group(
 )
 
 
+class WindowsName(StrEnum):
+    fixed = "fixed"
+    events = "events"
+
+
+class SplitByName(StrEnum):
+    recording = "recording"
+    recordist = "recordist"
+    site = "site"
+
+
 @dataclass(frozen=True)
 class ChunkArgs:
     """Options of the chunk step, shared by `fetch`, `chunk` and `refresh` (CONTRACT.md)."""
@@ -337,6 +348,12 @@ class ChunkArgs:
     no_gate: bool
     split: str
     min_free_mb: float
+    windows: WindowsName
+    hop_seconds: float | None
+    max_chunks_per_recording: int | None
+    max_chunks_per_class: int | None
+    noise_class: bool
+    split_by: SplitByName
 
     def options(self, jobs: int) -> ChunkOptions:
         """Validated chunk options (a UsageError, exit 2, for nonsense); at most one process a core."""
@@ -350,6 +367,12 @@ class ChunkArgs:
             split=parse_split(self.split),
             jobs=max(1, min(jobs, os.cpu_count() or 1)),
             min_free_mb=self.min_free_mb,
+            windows=self.windows.value,
+            hop_s=self.hop_seconds,
+            max_chunks_per_recording=self.max_chunks_per_recording,
+            max_chunks_per_class=self.max_chunks_per_class,
+            noise_class=self.noise_class,
+            split_by=self.split_by.value,
         ).validated()
 
 
@@ -384,6 +407,42 @@ chunk_options = option_group(
             "--min-free-mb",
             min=0,
             help="Stop cleanly (exit 1) when free disk space falls below this.",
+        ),
+        option(
+            "windows",
+            WindowsName,
+            WindowsName.fixed,
+            "--windows",
+            help="fixed: on the clock, kept by the silence gate; events: placed on detected calls.",
+        ),
+        option(
+            "hop_seconds",
+            float | None,
+            None,
+            "--hop-seconds",
+            help="Fixed windows start this far apart (overlap when shorter).",
+        ),
+        option(
+            "max_chunks_per_recording",
+            int | None,
+            None,
+            "--max-chunks-per-recording",
+            help="Keep a recording's N most active windows.",
+        ),
+        option(
+            "max_chunks_per_class",
+            int | None,
+            None,
+            "--max-chunks-per-class",
+            help="At most N chunks a class, spread over its recordings.",
+        ),
+        option("noise_class", bool, False, "--noise-class", help="Add a class 'noise' of call-free windows."),
+        option(
+            "split_by",
+            SplitByName,
+            SplitByName.recording,
+            "--split-by",
+            help="Keep each recording, recordist or site in one split.",
         ),
     ],
 )
