@@ -270,6 +270,17 @@ def _validate_lang(lang: str) -> None:
         raise UsageError(f"--wiki-lang {lang!r} is not a Wikipedia language code (e.g. de, en)")
 
 
+class WindowsName(StrEnum):
+    fixed = "fixed"
+    events = "events"
+
+
+class SplitByName(StrEnum):
+    recording = "recording"
+    recordist = "recordist"
+    site = "site"
+
+
 # Options of the chunk step, shared by `fetch`, `chunk` and `refresh` (CONTRACT.md).
 @dataclass(frozen=True)
 class ChunkArgs:
@@ -280,6 +291,12 @@ class ChunkArgs:
     no_gate: bool
     split: str
     min_free_mb: float
+    windows: WindowsName
+    hop_seconds: float | None
+    max_chunks_per_recording: int | None
+    max_chunks_per_class: int | None
+    noise_class: bool
+    split_by: SplitByName
 
     def options(self, jobs: int) -> ChunkOptions:
         """Validated chunk options (a UsageError, exit 2, for nonsense); at most one process a core."""
@@ -293,6 +310,12 @@ class ChunkArgs:
             split=parse_split(self.split),
             jobs=max(1, min(jobs, os.cpu_count() or 1)),
             min_free_mb=self.min_free_mb,
+            windows=self.windows.value,
+            hop_s=self.hop_seconds,
+            max_chunks_per_recording=self.max_chunks_per_recording,
+            max_chunks_per_class=self.max_chunks_per_class,
+            noise_class=self.noise_class,
+            split_by=self.split_by.value,
         ).validated()
 
 
@@ -350,6 +373,62 @@ chunk_options = option_group(
                     ),
                 ],
                 200,
+            ),
+            (
+                "windows",
+                Annotated[
+                    WindowsName,
+                    typer.Option(
+                        "--windows",
+                        help="fixed: on the clock, kept by the silence gate; events: placed on detected calls.",
+                    ),
+                ],
+                WindowsName.fixed,
+            ),
+            (
+                "hop_seconds",
+                Annotated[
+                    float | None,
+                    typer.Option(
+                        "--hop-seconds", help="Fixed windows start this far apart (overlap when shorter)."
+                    ),
+                ],
+                None,
+            ),
+            (
+                "max_chunks_per_recording",
+                Annotated[
+                    int | None,
+                    typer.Option(
+                        "--max-chunks-per-recording", help="Keep a recording's N most active windows."
+                    ),
+                ],
+                None,
+            ),
+            (
+                "max_chunks_per_class",
+                Annotated[
+                    int | None,
+                    typer.Option(
+                        "--max-chunks-per-class", help="At most N chunks a class, spread over its recordings."
+                    ),
+                ],
+                None,
+            ),
+            (
+                "noise_class",
+                Annotated[
+                    bool, typer.Option("--noise-class", help="Add a class 'noise' of call-free windows.")
+                ],
+                False,
+            ),
+            (
+                "split_by",
+                Annotated[
+                    SplitByName,
+                    typer.Option("--split-by", help="Keep each recording, recordist or site in one split."),
+                ],
+                SplitByName.recording,
             ),
         ]
     ],
@@ -437,7 +516,7 @@ def _chunk_and_report(manifests: Path, cache: Path, out: Path, options, rich_out
         render.console().print(render.chunk_table(report))
     log.info(
         "chunk: %d recordings (%d rebuilt, %d unchanged, %d removed), %d chunks written, %d in the dataset, "
-        "%d classes; %d silent and %d short pieces dropped; %d near-duplicates; %d failed",
+        "%d classes; windows not written: %s; %d near-duplicates; %d failed",
         report.recordings,
         report.built,
         report.unchanged,
@@ -445,8 +524,7 @@ def _chunk_and_report(manifests: Path, cache: Path, out: Path, options, rich_out
         report.chunks_written,
         report.chunks_total,
         report.classes,
-        report.dropped_silent,
-        report.dropped_short,
+        render.dropped_summary(report.dropped),
         report.near_duplicates,
         len(report.failed),
         extra={
@@ -455,6 +533,7 @@ def _chunk_and_report(manifests: Path, cache: Path, out: Path, options, rich_out
             "built": report.built,
             "chunks_written": report.chunks_written,
             "chunks_total": report.chunks_total,
+            "dropped": dict(report.dropped),
             "failed": len(report.failed),
         },
     )

@@ -251,6 +251,9 @@ class ChunkRow(Model):
     duration_s: float
     padded_s: float
     rms_dbfs: float
+    activity_s: float | None = Field(None, description="seconds of detected calls inside; None: not detected")
+    noise: bool = Field(False, description="a call-free window of the noise class")
+    capped: bool = Field(False, description="left out (file removed) by --max-chunks-per-class")
 
 
 class ChunkedRecording(Model):

@@ -93,14 +93,28 @@ def fetch_table(report) -> Table:
     return _counts_table("fetch", rows, report.failed, report.rejected)
 
 
+DROP_REASONS = {
+    "no_event": "without a call",
+    "silent": "silent (gate)",
+    "short": "short last pieces",
+    "capped": "over --max-chunks-per-recording",
+    "class_cap": "over --max-chunks-per-class",
+}
+
+
+def dropped_summary(dropped: dict[str, int]) -> str:
+    """'340 without a call, 3 short last pieces', or 'none'."""
+    parts = [f"{dropped[reason]} {text}" for reason, text in DROP_REASONS.items() if dropped.get(reason)]
+    return ", ".join(parts) or "none"
+
+
 def chunk_table(report) -> Table:
     rows = [
         ("recordings in the dataset", report.recordings),
         ("rebuilt / unchanged / removed", f"{report.built} / {report.unchanged} / {report.removed}"),
         ("chunks written / in the dataset", f"{report.chunks_written} / {report.chunks_total}"),
         ("classes", report.classes),
-        ("silent chunks dropped (gate)", report.dropped_silent),
-        ("short last pieces dropped", report.dropped_short),
+        ("windows not written", dropped_summary(report.dropped)),
         ("near-duplicates chunked once", report.near_duplicates),
         ("not downloaded (yet)", report.not_downloaded),
     ]
