@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-SUITES = ["catalog", "fetch", "chunk", "dedupe", "refresh"]
+SUITES = ["catalog", "fetch", "chunk", "dedupe", "refresh", "scale"]
 RESULTS = Path(__file__).parent / "results"
 
 

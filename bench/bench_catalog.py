@@ -24,6 +24,7 @@ from bench.harness import SandboxProcess, run_birdgrab
 from birdgrab.sandbox import SandboxConfig
 from birdgrab.sandbox.catalogue import build_archive
 from birdgrab.sources.xenocanto import DEFAULT_QUERY as DEFAULT_XC_QUERY
+from birdgrab.store import RecordingStore
 
 BULK_RECORDINGS = 20_000
 LATENCY_S = 1.0  # per xeno-canto API page
@@ -88,7 +89,8 @@ def _catalog(sandbox: SandboxProcess, work: Path) -> tuple[list[str], list[str]]
     birdgrab.check("birdgrab catalog")
     stats = sandbox.stats()
     species = _species_count(root)
-    recordings = len(json.loads((root / "manifests" / "recordings.json").read_text())["recordings"])
+    with RecordingStore.open(root / "manifests") as store:  # type: ignore[union-attr]
+        recordings = store.count()
     sequential_s, sequential_records = _sequential_pages(sandbox, query, real_pages)
     ratio_bound = birdgrab.wall_s / bound
     lines += [

@@ -20,7 +20,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from birdgrab.audio import chunk_recording, decode_blocks
+from birdgrab.dataset.cutting import chunk_recording
+from birdgrab.decoders import decode_blocks
 from tests.audio_fixtures import (
     bird_song,
     chunk_in_child,

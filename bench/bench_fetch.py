@@ -26,12 +26,12 @@ from bench.harness import REPO, Run, SandboxProcess, requests_made, run_birdgrab
 from birdgrab import manifests
 from birdgrab.models import (
     Recording,
-    RecordingsManifest,
     SelectedSpecies,
     SelectionManifest,
     SpeciesManifest,
 )
 from birdgrab.sandbox import Sandbox, SandboxConfig
+from birdgrab.store import RecordingStore
 
 SPECIES = 10
 PER_SPECIES = 30
@@ -84,12 +84,13 @@ def _prepare(sandbox: SandboxProcess, root: Path) -> list[str]:
     filter_args = ["filter", "--min-files", "1", "--no-wiki", "--any-group", "--quiet"]
     run_birdgrab(filter_args, sandbox.env, root, fast).check("filter")
     folder = root / "manifests"
-    recordings = json.loads((folder / "recordings.json").read_text())["recordings"]
+    with RecordingStore.open(folder) as store:  # type: ignore[union-attr]
+        recordings = {r.key: r for r in store}
     selection = json.loads((folder / "selection.json").read_text())
     keys = sorted(k for s in selection["species"].values() for k in s["recordings"])
     if len(keys) != len(recordings):
         raise RuntimeError(f"filter selected {len(keys)} of {len(recordings)} recordings, not all")
-    return [recordings[key]["audio_url"] for key in keys]
+    return [recordings[key].audio_url or "" for key in keys]
 
 
 def _fresh_root(base: Path, name: str, manifests_from: Path) -> Path:
@@ -97,7 +98,7 @@ def _fresh_root(base: Path, name: str, manifests_from: Path) -> Path:
     root = base / name
     shutil.rmtree(root, ignore_errors=True)
     (root / "manifests").mkdir(parents=True)
-    for file in ("recordings.json", "species.json", "selection.json"):
+    for file in ("recordings.sqlite", "species.json", "selection.json"):
         shutil.copy2(manifests_from / "manifests" / file, root / "manifests" / file)
     return root
 
@@ -226,7 +227,7 @@ def _write_wav(path: Path, size: int) -> None:
 
 
 def _single_file_manifests(root: Path, url: str, key: str) -> None:
-    """recordings.json, species.json and selection.json for one recording at `url`."""
+    """The recordings store, species.json and selection.json for one recording at `url`."""
     folder = root / "manifests"
     folder.mkdir(parents=True)
     now = datetime.now(UTC).replace(microsecond=0)
@@ -242,10 +243,7 @@ def _single_file_manifests(root: Path, url: str, key: str) -> None:
         first_seen=now,
         last_seen=now,
     )
-    manifests.save(
-        folder / manifests.RECORDINGS,
-        manifests.new_manifest(RecordingsManifest, {}, recordings={key: recording}),
-    )
+    RecordingStore.create_from(folder, [recording])
     manifests.save(folder / manifests.SPECIES, manifests.new_manifest(SpeciesManifest, {}))
     selected = SelectedSpecies(species="Benchus maximus", recordings=[key])
     manifests.save(

@@ -19,8 +19,7 @@ from pathlib import Path
 from birdgrab import manifests
 from birdgrab.errors import ServiceError, ServiceUnreachable, UsageError
 from birdgrab.models import (
-    Recording,
-    RecordingsManifest,
+    IncompleteListing,
     SkippedItem,
     Species,
     SpeciesManifest,
@@ -32,6 +31,8 @@ from birdgrab.sources import CatalogBatch
 from birdgrab.sources.archive import Archive, ListingRequest, RequestTally
 from birdgrab.sources.registry import registry
 from birdgrab.sources.wikipedia import Wikipedia
+from birdgrab.store import CatalogRun, NameSummary, RecordingStore
+from birdgrab.taxonomy import WikidataUse, fetch_taxon_ids, vouch_for_genera
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +57,22 @@ class CatalogReport:
     updated: int = 0
     per_source: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
+    skipped_by_kind: dict[str, int] = field(default_factory=dict)  # placeholder, unidentified, ...
     species: int = 0
     wiki_requests: int = 0
     wiki_lookups: int = 0
+    wikidata_requests: int = 0
     bird_checks: int = 0
     species_added: int = 0
     requests: int = 0  # to every service, retries included
     vanished: int = 0
     pruned: int = 0
     failures: list[str] = field(default_factory=list)
+
+    def describe_skipped(self) -> str:
+        """'5 items skipped (placeholder 3, unidentified 2)'."""
+        kinds = ", ".join(f"{kind} {count}" for kind, count in self.skipped_by_kind.items())
+        return f"{self.skipped} items skipped" + (f" ({kinds})" if kinds else "")
 
 
 def read_species_file(path: Path) -> list[str]:
@@ -111,39 +119,45 @@ def choose_archives(settings: Settings, requested: list[str] | None) -> list[Arc
 
 
 def listing_request(
-    archive: Archive, options: CatalogOptions, species: list[str] | None, seen_at: datetime
+    archive: Archive,
+    options: CatalogOptions,
+    species: list[str] | None,
+    seen_at: datetime,
+    agent_names: dict[str, str] | None = None,
 ) -> ListingRequest:
     return ListingRequest(
-        query=options.queries.get(archive.name), species=species, since=options.since, seen_at=seen_at
+        query=options.queries.get(archive.name),
+        species=species,
+        since=options.since,
+        seen_at=seen_at,
+        agent_names=agent_names or {},
     )
 
 
-def mark_vanished(
-    recordings: dict[str, Recording], fresh: dict[str, Recording], listed: dict[str, set[str]]
-) -> dict[str, Recording]:
-    """Known recordings that a complete listing by the query that found them no longer has are
-    marked vanished (kept, with their last_seen); `listed` maps an archive name to its complete queries."""
-    result = {}
-    for key, recording in recordings.items():
-        gone = key not in fresh and recording.found_by in listed.get(recording.source, set())
-        result[key] = recording.model_copy(update={"vanished": True}) if gone else recording
-    return result
+def forget_non_species(
+    store: RecordingStore, run: CatalogRun, previous: dict[str, Species], skipped: list[SkippedItem]
+) -> tuple[dict[str, Species], int]:
+    """Recordings an earlier version took for species ("Mystery mystery", "Vogelstimmen am") are
+    skipped now: they leave the catalog, and so do the species only they named. Returns the
+    species that stay and how many recordings left."""
+    rejected = store.names_of(item.key for item in skipped)
+    if not rejected:
+        return previous, 0
+    run.remove(rejected)
+    gone = set(rejected.values()) - store.named(set(rejected.values()))
+    return {name: s for name, s in previous.items() if name not in gone}, len(rejected)
 
 
-def merge_recordings(
-    known: dict[str, Recording], fresh: dict[str, Recording]
-) -> tuple[dict[str, Recording], int, int]:
-    """Known recordings updated from fresh ones (first_seen kept); nothing is dropped."""
-    merged = dict(known)
-    added = updated = 0
-    for key, recording in fresh.items():
-        if key in known:
-            recording = recording.model_copy(update={"first_seen": known[key].first_seen})
-            updated += 1
-        else:
-            added += 1
-        merged[key] = recording
-    return merged, added, updated
+def complete_listings(queries: set[str], incomplete: list[IncompleteListing]) -> set[str]:
+    """The queries whose listing arrived whole: only those can tell that a recording vanished."""
+    return queries - {listing.query for listing in incomplete}
+
+
+def describe_incomplete(listing: IncompleteListing) -> str:
+    return (
+        f"{listing.source} listed {listing.arrived} of the {listing.expected} records it counts for "
+        f"{listing.query!r}: incomplete, asked again next run"
+    )
 
 
 class _UnionFind:
@@ -168,18 +182,16 @@ def _article_identity(article: WikiArticle | None) -> str | None:
 
 
 def group_species(
-    recordings: dict[str, Recording],
+    names: dict[str, NameSummary],
     previous: dict[str, Species],
     lookups: dict[str, WikiArticle],
     lang: str,
 ) -> dict[str, Species]:
     """Names -> species. Names whose article (Wikidata id or title) is the same are synonyms of one
     species, named as the archives that name classes (`Archive.names_classes`: xeno-canto) name it;
-    a species known only to other archives keeps its binomial."""
+    a species known only to other archives keeps its binomial. `names` summarises the recordings
+    filed under each scientific name (`RecordingStore.name_summaries`)."""
     naming = {a.name for a in registry if a.names_classes}
-    by_name: dict[str, list[Recording]] = defaultdict(list)
-    for recording in recordings.values():
-        by_name[recording.scientific_name].append(recording)
     previous_of: dict[str, Species] = {}
     for species in previous.values():
         for member in [species.scientific_name, *species.synonyms]:
@@ -193,7 +205,7 @@ def group_species(
 
     groups = _UnionFind()
     identities: dict[str, str] = {}
-    for name in sorted(set(by_name) | set(previous_of)):
+    for name in sorted(set(names) | set(previous_of)):
         groups.find(name)
         if (known := previous_of.get(name)) is not None and name not in lookups:
             groups.union(name, known.scientific_name)  # keep earlier merges stable
@@ -206,34 +218,43 @@ def group_species(
     for name in sorted(groups.parent):
         members[groups.find(name)].append(name)
 
+    empty = NameSummary()
     result: dict[str, Species] = {}
-    for names in members.values():
-        named_by = {n: sum(r.source in naming for r in by_name[n]) for n in names}
-        total = {n: len(by_name[n]) for n in names}
-        label = min(names, key=lambda n: (-named_by[n], -total[n], n))
-        group_recordings = [r for n in names for r in by_name[n]]
-        before = next((previous_of[n] for n in names if n in previous_of), None)
+    for group_names in members.values():
+        summary = {n: names.get(n, empty) for n in group_names}
+        named_by = {n: sum(c for a, c in s.per_source.items() if a in naming) for n, s in summary.items()}
+        total = {n: s.per_source.total() for n, s in summary.items()}
+        label = min(group_names, key=lambda n: (-named_by[n], -total[n], n))
+        before = next((previous_of[n] for n in group_names if n in previous_of), None)
         wiki = dict(before.wiki) if before else {}
-        found = next((a for a in (article(label), *map(article, names)) if a and a.is_species_article), None)
+        found = next(
+            (a for a in (article(label), *map(article, group_names)) if a and a.is_species_article), None
+        )
         if found or article(label):
             wiki[lang] = found or article(label)  # type: ignore[assignment]
-        english = Counter(r.english_name for r in group_recordings if r.english_name).most_common(1)
+        english: Counter[str] = sum((s.english_names for s in summary.values()), Counter())
+        per_source: Counter[str] = sum((s.per_source for s in summary.values()), Counter())
         species = Species(
             scientific_name=label,
-            synonyms=sorted(n for n in names if n != label),
-            english_name=english[0][0] if english else (before.english_name if before else None),
+            synonyms=sorted(n for n in group_names if n != label),
+            english_name=(
+                min(english, key=lambda e: (-english[e], e))
+                if english
+                else (before.english_name if before else None)
+            ),
             wiki=dict(sorted(wiki.items())),
-            recordings=dict(sorted(Counter(r.source for r in group_recordings).items())),
+            recordings=dict(sorted((k, v) for k, v in per_source.items() if v)),
+            taxon_ids=before.taxon_ids if before else None,
         )
-        groups: dict[str, set[str]] = defaultdict(set)  # archive name -> the groups it files them under
-        for r in group_recordings:
-            if r.group:
-                groups[r.source].add(r.group)
-        if groups:
-            species.is_bird = any("birds" in g for g in groups.values())
+        filed: dict[str, set[str]] = defaultdict(set)  # archive name -> the groups it files them under
+        for s in summary.values():
+            for archive_name, archive_groups in s.groups.items():
+                filed[archive_name] |= archive_groups
+        if filed:
+            species.is_bird = any("birds" in g for g in filed.values())
             species.bird_check = "; ".join(
                 f"{registry.get(name).title} files its recordings under {', '.join(sorted(g))}"
-                for name, g in sorted(groups.items())
+                for name, g in sorted(filed.items())
             )
         elif before is not None and before.is_bird is not None:
             species.is_bird, species.bird_check = before.is_bird, before.bird_check
@@ -282,20 +303,22 @@ async def _check_birds(
 
 
 async def _catalog_archive(
-    archive: Archive, settings: Settings, request: ListingRequest, report: CatalogReport
+    archive: Archive, settings: Settings, request: ListingRequest, report: CatalogReport, batch: CatalogBatch
 ) -> CatalogBatch:
     tally = RequestTally()
     try:
-        return await archive.catalog(settings, request, tally)
+        return await archive.catalog(settings, request, tally, batch)
     finally:
         report.requests += tally.requests
 
 
 async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions) -> CatalogReport:
-    """Catalog the archives into `folder`/recordings.json and species.json. See module doc."""
+    """Catalog the archives into `folder`'s recordings store and species.json. See module doc."""
     folder = Path(folder)
-    known_recordings = manifests.load_recordings(folder)  # bad manifests stop us before any request
-    known_species = manifests.load_species(folder)
+    known_species = manifests.load_species(folder)  # bad manifests stop us before any request
+    existed = RecordingStore.open(folder)
+    if existed is not None:
+        existed.close()
     species_list = read_species_file(options.species_file) if options.species_file else None
     archives = choose_archives(settings, options.sources)
     if not settings.contact:
@@ -304,66 +327,113 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
             "(e-mail or URL) in its User-Agent",
             extra={"event": "config.no_contact"},
         )
+    store = RecordingStore.open(folder, create=True)
+    assert store is not None
+    run = store.catalog_run()
+    try:
+        report = await _catalog(settings, folder, options, store, run, archives, species_list, known_species)
+    except BaseException:
+        run.rollback()
+        if existed is None:
+            store.delete()  # a first run that failed leaves no catalogue behind
+        raise
+    finally:
+        store.close()
+    return report
+
+
+async def _catalog(
+    settings: Settings,
+    folder: Path,
+    options: CatalogOptions,
+    store: RecordingStore,
+    run: CatalogRun,
+    archives: list[Archive],
+    species_list: list[str] | None,
+    known_species: SpeciesManifest | None,
+) -> CatalogReport:
     now = manifests.utc_now()
     report = CatalogReport()
-    requests = {a.name: listing_request(a, options, species_list, now) for a in archives}
-
+    agent_names = store.agent_names()
+    requests = {a.name: listing_request(a, options, species_list, now, agent_names) for a in archives}
     outcomes = await asyncio.gather(
-        *(_catalog_archive(a, settings, requests[a.name], report) for a in archives),
+        *(_catalog_archive(a, settings, requests[a.name], report, run.batch()) for a in archives),
         return_exceptions=True,
     )
-    fresh: dict[str, Recording] = {}
+    batches = {a.name: o for a, o in zip(archives, outcomes, strict=True) if isinstance(o, CatalogBatch)}
+    wikidata = WikidataUse()
+    genera = dict(known_species.genera) if known_species else {}
+    await vouch_for_genera(settings, batches, genera, now, wikidata)
     skipped: list[SkippedItem] = []
+    incomplete: list[IncompleteListing] = []
     listed: dict[str, set[str]] = {}  # archive name -> queries listed completely this run
     unreachable = 0
     for archive, outcome in zip(archives, outcomes, strict=True):
         if isinstance(outcome, ServiceUnreachable):
             unreachable += 1
+            run.discard(archive.name)
             report.failures.append(str(outcome))
             log.error("%s", outcome, extra={"event": "catalog.source.failed", "source": archive.name})
         elif isinstance(outcome, BaseException):
             raise outcome
         else:
-            fresh.update(outcome.recordings)
             skipped.extend(outcome.skipped)
-            report.per_source[archive.name] = len(outcome.recordings)
-            listed[archive.name] = archive.complete_listings(requests[archive.name])
+            report.per_source[archive.name] = outcome.count
+            listed[archive.name] = complete_listings(
+                set()
+                if archive.name in wikidata.held_back  # items wait for their genus check
+                else archive.complete_listings(requests[archive.name]),
+                outcome.incomplete,
+            )
+            incomplete += outcome.incomplete
+            report.failures += [describe_incomplete(listing) for listing in outcome.incomplete]
     if unreachable == len(archives):
         raise ServiceUnreachable(
             ", ".join(a.name for a in archives), "no source reachable; nothing was changed"
         )
 
-    recordings, report.added, report.updated = merge_recordings(
-        known_recordings.recordings if known_recordings else {}, fresh
+    previous_species, forgotten = forget_non_species(
+        store, run, known_species.species if known_species else {}, skipped
     )
-    recordings = mark_vanished(recordings, fresh, listed)
-    report.vanished = sum(r.vanished for r in recordings.values())
+    merged = run.merge()
+    report.added, report.updated = merged.added, merged.updated
+    newly_vanished = sum(run.mark_vanished(source, queries) for source, queries in listed.items())
     if options.prune:
-        recordings = {k: r for k, r in recordings.items() if not r.vanished}
-        report.pruned = report.vanished
-        report.vanished = 0
-    previous_species = known_species.species if known_species else {}
-    species = await _resolve_species(settings, recordings, previous_species, options, now, report)
+        report.pruned = run.prune()
+    else:
+        report.vanished = store.vanished()
+    catalogue_changed = bool(merged.added or merged.changed or newly_vanished or report.pruned or forgotten)
+    species = await _resolve_species(
+        settings, store, previous_species, options, now, report, catalogue_changed
+    )
     await _check_birds(settings, species, now, report)
+    await fetch_taxon_ids(
+        settings, species, options.wiki_lang, now, wikidata, stale_before=_stale_before(options, now)
+    )
+    report.wikidata_requests = wikidata.requests
+    report.requests += wikidata.requests
+    report.failures += wikidata.failures
 
     class_of = _class_of(species)
     if species_list is not None:
         wanted = {class_of.get(n, n) for n in species_list}
-        for key, recording in list(recordings.items()):
-            if key in fresh and class_of.get(recording.scientific_name) not in wanted:
-                del recordings[key]
-                skipped.append(
-                    SkippedItem(key=key, name=recording.scientific_name, reason=NOT_IN_SPECIES_FILE)
-                )
-        present = {class_of.get(r.scientific_name) for r in recordings.values()}
+        unwanted = [(key, name) for key, name in run.listed_keys() if class_of.get(name) not in wanted]
+        run.remove(key for key, _ in unwanted)
+        skipped += [
+            SkippedItem(key=key, name=name, reason=NOT_IN_SPECIES_FILE, kind="not in species file")
+            for key, name in unwanted
+        ]
+        present = {class_of.get(name) for name in store.name_summaries()}
         species = {k: v for k, v in species.items() if k in present}
-    recordings = {
-        key: r.model_copy(update={"species": class_of.get(r.scientific_name, r.scientific_name)})
-        for key, r in sorted(recordings.items())
-    }
+        catalogue_changed = catalogue_changed or bool(unwanted)
+    previous_class = _class_of(previous_species)
+    regrouped = run.assign_classes(
+        {n: c for n, c in class_of.items() if c != n or previous_class.get(n, n) != n}
+    )
     report.skipped = len(skipped)
+    report.skipped_by_kind = dict(sorted(Counter(s.kind or "other" for s in skipped).items()))
     report.species = len(species)
-    report.species_added = len(set(species) - set(previous_species))
+    report.species_added = len(set(species) - set(known_species.species if known_species else {}))
 
     parameters = {
         "sources": [a.name for a in archives],
@@ -376,22 +446,33 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
         "endpoints": {
             **{a.name: a.access(settings).api for a in archives},
             "wikipedia": settings.wikipedia_api,
+            "wikidata": settings.wikidata_api,
         },
     }
-    manifests.save(
-        folder / manifests.RECORDINGS,
-        manifests.new_manifest(
-            RecordingsManifest,
-            parameters,
-            counts=dict(sorted(Counter(r.source for r in recordings.values()).items())),
-            recordings=recordings,
-            skipped=sorted(skipped, key=lambda s: (s.key, s.reason)),
-        ),
+    genera = dict(sorted(genera.items()))
+    # species.json is written when it changed: a no-change refresh writes nothing that grows
+    species_changed = (
+        known_species is None or species != known_species.species or genera != known_species.genera
     )
-    manifests.save(
-        folder / manifests.SPECIES, manifests.new_manifest(SpeciesManifest, parameters, species=species)
+    if species_changed:
+        manifests.save(
+            folder / manifests.SPECIES,
+            manifests.new_manifest(SpeciesManifest, parameters, species=species, genera=genera),
+        )
+    run.commit(
+        parameters,
+        sorted(skipped, key=lambda s: (s.key, s.reason)),
+        incomplete,
+        changed=catalogue_changed or species_changed or bool(regrouped),
     )
     return report
+
+
+def _stale_before(options: CatalogOptions, now: datetime) -> datetime | None:
+    """Facts looked up before this are asked again (all of them with refresh_wiki)."""
+    if options.refresh_wiki:
+        return now
+    return now - timedelta(days=options.wiki_max_age_days) if options.wiki_max_age_days else None
 
 
 def _describe_file(path: Path | None) -> dict[str, str] | None:
@@ -402,12 +483,16 @@ def _describe_file(path: Path | None) -> dict[str, str] | None:
 
 async def _resolve_species(
     settings: Settings,
-    recordings: dict[str, Recording],
+    store: RecordingStore,
     previous: dict[str, Species],
     options: CatalogOptions,
     now: datetime,
     report: CatalogReport,
+    catalogue_changed: bool,
 ) -> dict[str, Species]:
+    """Ask Wikipedia about names not yet (or too long ago) looked up, then group names into species.
+    When the catalogue did not change and nothing new was learnt, the species stay as they were,
+    without reading the recordings at all (what keeps a no-change refresh cheap)."""
     lang = options.wiki_lang
     stale_before = now - timedelta(days=options.wiki_max_age_days) if options.wiki_max_age_days else None
     known_names = {
@@ -416,7 +501,8 @@ async def _resolve_species(
         if lang in s.wiki and (stale_before is None or s.wiki[lang].checked_at >= stale_before)
         for member in [s.scientific_name, *s.synonyms]
     }
-    names = {r.scientific_name for r in recordings.values()}
+    summaries = store.name_summaries() if catalogue_changed or not previous else None
+    names = set(summaries) if summaries is not None else set(_class_of(previous))
     to_ask = sorted(names if options.refresh_wiki else names - known_names)
     lookups: dict[str, WikiArticle] = {}
     if to_ask:
@@ -431,4 +517,8 @@ async def _resolve_species(
             report.failures.append(f"{exc} (species stay unresolved and are asked again next run)")
             log.error("%s", exc, extra={"event": "catalog.wiki.failed"})
     report.wiki_lookups = len(lookups)
-    return group_species(recordings, previous, lookups, lang)
+    if summaries is None and not lookups:
+        return {name: s.model_copy(deep=True) for name, s in previous.items()}
+    if summaries is None:
+        summaries = store.name_summaries()
+    return group_species(summaries, previous, lookups, lang)

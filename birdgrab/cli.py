@@ -166,9 +166,15 @@ query_options = option_group(
 )
 
 
-def _run(work: Callable[[], int | None], common: Common, *, locks: tuple[Path, ...] = ()) -> None:
-    """Run one command body, holding the locks of the folders it writes, and turn its outcome into
-    the contract's exit code."""
+def _run(
+    work: Callable[[], int | None],
+    common: Common,
+    *,
+    locks: tuple[Path, ...] = (),
+    dataset: Path | None = None,
+) -> None:
+    """Run one command body, holding the locks of the folders it writes (`dataset`: the published
+    folder, whose lock lives beside it), and turn its outcome into the contract's exit code."""
     setup_logging(
         quiet=common.quiet,
         verbose=common.verbose,
@@ -176,7 +182,7 @@ def _run(work: Callable[[], int | None], common: Common, *, locks: tuple[Path, .
         log_file=common.log_file,
     )
     try:
-        with folder_locks(*locks):
+        with folder_locks(*locks, published=dataset):
             code = work() or 0
     except BirdgrabError as exc:
         log.error("%s", redact(str(exc)), extra={"event": "error", "exit_code": exc.exit_code})
@@ -224,7 +230,7 @@ def catalog(
         bool, typer.Option("--refresh-wiki", help="Ask Wikipedia again about species already known.")
     ] = False,
 ) -> None:
-    """Query the archives and resolve species on Wikipedia into manifests/recordings.json and species.json."""
+    """Query the archives and resolve species on Wikipedia into manifests/recordings.sqlite and species.json."""
     from birdgrab.catalog import CatalogOptions, run_catalog
 
     def work() -> int:
@@ -240,13 +246,13 @@ def catalog(
         _validate_lang(wiki_lang)
         report = asyncio.run(run_catalog(settings, common.manifests, options))
         log.info(
-            "catalog: %d new, %d updated recordings (%s); %d species; %d items skipped; "
+            "catalog: %d new, %d updated recordings (%s); %d species; %s; "
             "Wikipedia: %d names in %d requests; bird checks: %d",
             report.added,
             report.updated,
             ", ".join(f"{k} {v}" for k, v in report.per_source.items()) or "no source",
             report.species,
-            report.skipped,
+            report.describe_skipped(),
             report.wiki_lookups,
             report.wiki_requests,
             report.bird_checks,
@@ -613,8 +619,7 @@ def fetch(
             )
         return code
 
-    locks = (common.manifests, common.cache) if no_chunk else (common.manifests, common.cache, common.out)
-    _run(work, common, locks=locks)
+    _run(work, common, locks=(common.manifests, common.cache), dataset=None if no_chunk else common.out)
 
 
 @app.command(epilog="Example: birdgrab chunk --sample-rate 16000 --chunk-seconds 10 --split 80/10/10")
@@ -631,7 +636,7 @@ def chunk(
         options = chunking.options(jobs)
         return _chunk_and_report(common.manifests, common.cache, common.out, options, common.rich)
 
-    _run(work, common, locks=(common.manifests, common.out))
+    _run(work, common, locks=(common.manifests,), dataset=common.out)
 
 
 @app.command(
@@ -764,8 +769,7 @@ def refresh(
         )
         return 1 if report.failures or report.stopped else 0
 
-    locks = (common.manifests, common.cache) if no_chunk else (common.manifests, common.cache, common.out)
-    _run(work, common, locks=locks)
+    _run(work, common, locks=(common.manifests, common.cache), dataset=None if no_chunk else common.out)
 
 
 @app.command(epilog="Example: birdgrab stats --wiki-lang de")
@@ -865,7 +869,8 @@ def export(
             )
         return 1 if report.failed else 0
 
-    _run(work, common, locks=(dataset,) if dataset.is_dir() else ())  # a missing one: exit 2, not created
+    # The dataset's lock lives beside it (nothing but the dataset inside); a missing one: exit 2, not created.
+    _run(work, common, dataset=dataset if dataset.is_dir() else None)
 
 
 @app.command(epilog="Example: birdgrab sandbox --port 8765 --env-file sandbox.env")

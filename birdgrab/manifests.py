@@ -17,16 +17,16 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from birdgrab import __version__
 from birdgrab.errors import ManifestError
 from birdgrab.files import atomic_write_bytes
-from birdgrab.models import SCHEMA_VERSION, ManifestHeader, RecordingsManifest, SpeciesManifest
+from birdgrab.models import SCHEMA_VERSION, ManifestHeader, SpeciesManifest
 
 M = TypeVar("M", bound=ManifestHeader)
 E = TypeVar("E", bound=BaseModel)
 
-RECORDINGS = "recordings.json"
 SPECIES = "species.json"
 SELECTION = "selection.json"
 DOWNLOADS = "downloads.json"
 CHUNKS = "chunks.json"
+CLASS_IDS = "class_ids.json"
 
 
 def utc_now() -> datetime:
@@ -101,10 +101,6 @@ def dump_bytes(manifest: ManifestHeader) -> bytes:
 def save(path: Path, manifest: ManifestHeader) -> None:
     """Write a manifest atomically (temporary file, fsync, rename)."""
     atomic_write_bytes(Path(path), dump_bytes(manifest))
-
-
-def load_recordings(folder: Path) -> RecordingsManifest | None:
-    return load(Path(folder) / RECORDINGS, RecordingsManifest)
 
 
 def load_species(folder: Path) -> SpeciesManifest | None:

@@ -32,7 +32,11 @@ class Recording(Model):
         None, description="the group the archive files it under (e.g. 'birds'); None when unknown"
     )
     english_name: str | None = None
-    recordist: str | None = None
+    recordist: str | None = Field(None, description="a name, never a bare URI")
+    recordist_id: str | None = Field(
+        None,
+        description="the archive's reference for the recordist when it gave no name (an agent URI, a #tag)",
+    )
     country: str | None = None
     locality: str | None = None
     latitude: float | None = None
@@ -72,6 +76,19 @@ class SkippedItem(Model):
     key: str
     name: str
     reason: str
+    kind: str | None = Field(
+        None, description="the reason's group, counted in summaries: placeholder, unidentified, hybrid, ..."
+    )
+
+
+class IncompleteListing(Model):
+    """An archive listing that delivered fewer records than the archive said it holds: nothing is
+    marked vanished from it, and it is asked again next run."""
+
+    source: str
+    query: str
+    expected: int
+    arrived: int
 
 
 WikiStatus = Literal["article", "missing", "genus", "section", "disambiguation"]
@@ -91,6 +108,25 @@ class WikiArticle(Model):
         return self.status == "article"
 
 
+class TaxonIds(Model):
+    """Ids other taxonomies give the species, from its Wikidata item (to map classes to BirdNET,
+    Perch or eBird labels)."""
+
+    wikidata_id: str = Field(description="the item the ids were read from")
+    ebird: str | None = Field(None, description="eBird taxon id (Wikidata P3444), e.g. 'sonthr1'")
+    gbif: str | None = Field(None, description="GBIF taxon id (Wikidata P846)")
+    checked_at: datetime
+
+
+class GenusCheck(Model):
+    """Whether Wikidata knows a genus as a taxon: asked once for genera that only a free-text
+    title (Europeana) names and no xeno-canto recording vouches for."""
+
+    taxon: bool
+    wikidata_id: str | None = None
+    checked_at: datetime
+
+
 class Species(Model):
     scientific_name: str = Field(description="the class name: xeno-canto's name when merged")
     synonyms: list[str] = Field(default_factory=list)
@@ -100,6 +136,7 @@ class Species(Model):
     bird_checked_at: datetime | None = None
     wiki: dict[str, WikiArticle] = Field(default_factory=dict)
     recordings: dict[str, int] = Field(default_factory=dict, description="recordings per source")
+    taxon_ids: TaxonIds | None = Field(None, description="None: not yet asked (no Wikidata item known)")
 
     def article(self, lang: str) -> WikiArticle | None:
         return self.wiki.get(lang)
@@ -117,11 +154,17 @@ class RecordingsManifest(ManifestHeader):
     counts: dict[str, int] = Field(default_factory=dict)
     recordings: dict[str, Recording] = Field(default_factory=dict)
     skipped: list[SkippedItem] = Field(default_factory=list)
+    incomplete_listings: list[IncompleteListing] = Field(
+        default_factory=list, description="listings of the last run that came up short"
+    )
 
 
 class SpeciesManifest(ManifestHeader):
     kind: Literal["species"] = "species"
     species: dict[str, Species] = Field(default_factory=dict)
+    genera: dict[str, GenusCheck] = Field(
+        default_factory=dict, description="genera of free-text titles checked on Wikidata, kept as a cache"
+    )
 
 
 class SelectedSpecies(Model):
@@ -142,9 +185,20 @@ class SelectionManifest(ManifestHeader):
     species: dict[str, SelectedSpecies] = Field(default_factory=dict)
     dropped_species: dict[str, DroppedSpecies] = Field(default_factory=dict)
     dropped_recordings: dict[str, str] = Field(default_factory=dict, description="key -> reason")
+    catalog_revision: int | None = Field(
+        None, description="the recordings store's revision this selection was made from"
+    )
 
     def selected_keys(self) -> list[str]:
         return sorted(key for s in self.species.values() for key in s.recordings)
+
+
+class SelectionHeader(ManifestHeader):
+    """selection.json without its lists: the options and catalogue revision it was made with,
+    read without building an object per recording."""
+
+    kind: Literal["selection"] = "selection"
+    catalog_revision: int | None = None
 
 
 DownloadStatus = Literal["ok", "failed", "duplicate"]
@@ -166,6 +220,9 @@ class DownloadEntry(Model):
     channels: int | None = None
     duplicate_of: str | None = None
     reason: str | None = None
+    note: str | None = Field(
+        None, description="why the audio came from another address than the recording's (its link rotted)"
+    )
     attempts: int = 0
     updated_at: datetime
 
@@ -212,6 +269,13 @@ class ChunksManifest(ManifestHeader):
     splits: dict[str, Split] = Field(default_factory=dict, description="recording key -> split, kept stable")
     near_duplicate_checks: dict[str, float] = Field(
         default_factory=dict, description="'keyA|keyB|shaA|shaB' -> fingerprint similarity, computed once"
+    )
+
+
+class ClassIdsManifest(ManifestHeader):
+    kind: Literal["class_ids"] = "class_ids"
+    ids: dict[str, int] = Field(
+        default_factory=dict, description="class label -> id; never renumbered, kept for absent classes"
     )
 
 

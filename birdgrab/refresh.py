@@ -22,23 +22,24 @@ from birdgrab.dataset import ChunkOptions, run_chunk
 from birdgrab.download import FetchOptions, run_downloads
 from birdgrab.models import (
     ChunksManifest,
+    ClassIdsManifest,
     DownloadsManifest,
-    RecordingsManifest,
     RefreshManifest,
     SelectionManifest,
     SpeciesManifest,
 )
-from birdgrab.selection import FilterOptions, run_filter, saved_options
+from birdgrab.selection import FilterOptions, is_current, run_filter, saved_options
 from birdgrab.settings import Settings
 from birdgrab.sources.registry import registry
+from birdgrab.store import RecordingStore
 
 REFRESH = "refresh.json"
 MANIFESTS = [
-    (manifests.RECORDINGS, RecordingsManifest),
     (manifests.SPECIES, SpeciesManifest),
     (manifests.SELECTION, SelectionManifest),
     (manifests.DOWNLOADS, DownloadsManifest),
     (manifests.CHUNKS, ChunksManifest),
+    (manifests.CLASS_IDS, ClassIdsManifest),
 ]
 
 
@@ -86,10 +87,11 @@ def catalog_options(
     folder: Path, given: dict[str, Any], since: date | None, options: RefreshOptions
 ) -> CatalogOptions:
     """The last catalog's query parameters, overridden by what was given on the command line."""
-    previous = manifests.load_recordings(folder)
+    store = RecordingStore.open(folder)
     saved: dict[str, Any] = {}
-    if previous is not None:
-        params = previous.parameters
+    if store is not None:
+        with store:
+            params = store.parameters
         saved = {
             "sources": params.get("sources") or None,
             "queries": {
@@ -132,6 +134,9 @@ async def run_refresh(
     folder = Path(folder)
     report = RefreshReport()
     # Every manifest is checked before the first request: a bad one stops the run untouched.
+    existing = RecordingStore.open(folder)  # (a recordings.json of an earlier version moves in here)
+    if existing is not None:
+        existing.close()
     for name, model in MANIFESTS:
         manifests.load(folder / name, model)
     state = manifests.load(folder / REFRESH, RefreshManifest)
@@ -154,7 +159,8 @@ async def run_refresh(
     report.failures += catalog_report.failures
     report.requests += catalog_report.requests
 
-    run_filter(folder, filters)
+    if not is_current(folder, filters):  # the same catalogue and options would give the same selection
+        run_filter(folder, filters)
     fetch_report = await run_downloads(
         settings, folder, cache, options.fetch, on_fetch_progress, on_fetch_start
     )

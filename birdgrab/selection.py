@@ -8,9 +8,11 @@ first, then longer, then lower id. The same inputs and options always give the s
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
+from operator import attrgetter
 from pathlib import Path
 
 from birdgrab import manifests
@@ -19,14 +21,14 @@ from birdgrab.licences import KNOWN_CODES, is_no_derivatives, is_non_commercial,
 from birdgrab.models import (
     QUALITIES,
     DroppedSpecies,
-    Recording,
-    RecordingsManifest,
     SelectedSpecies,
+    SelectionHeader,
     SelectionManifest,
     Species,
     SpeciesManifest,
 )
 from birdgrab.sources.registry import registry
+from birdgrab.store import FilterRow, RecordingStore
 
 TYPES = ("song", "call")
 
@@ -94,7 +96,7 @@ class FilterOptions:
         )
 
 
-RecordingFilter = tuple[str, Callable[[Recording], str | None]]
+RecordingFilter = tuple[str, Callable[[FilterRow], str | None]]
 
 
 def recording_filters(options: FilterOptions) -> list[RecordingFilter]:
@@ -106,7 +108,7 @@ def recording_filters(options: FilterOptions) -> list[RecordingFilter]:
         )
     if options.licences or options.no_nd or options.no_nc:
 
-        def licence_check(r: Recording) -> str | None:
+        def licence_check(r: FilterRow) -> str | None:
             if r.licence is None:
                 return "licence unknown"
             if options.licences and licence_code(r.licence) not in options.licences:
@@ -134,7 +136,7 @@ def recording_filters(options: FilterOptions) -> list[RecordingFilter]:
         )
     if options.min_length is not None or options.max_length is not None:
 
-        def length_check(r: Recording) -> str | None:
+        def length_check(r: FilterRow) -> str | None:
             # Unknown lengths (Europeana lists none) pass: chunk drops recordings that are too short.
             if r.length_s is None:
                 return None
@@ -159,7 +161,7 @@ def recording_filters(options: FilterOptions) -> list[RecordingFilter]:
     return steps
 
 
-def rank_key(recording: Recording) -> tuple:
+def rank_key(recording: FilterRow) -> tuple:
     """Best quality first, then longer, then lower id (numeric ids compare as numbers)."""
     quality = QUALITIES.index(recording.quality) if recording.quality in QUALITIES else len(QUALITIES)
     length = -(recording.length_s or 0.0)
@@ -189,20 +191,25 @@ def _species_reason(species: Species | None, options: FilterOptions) -> str | No
 
 
 def select(
-    recordings: RecordingsManifest, species: SpeciesManifest, options: FilterOptions
+    rows: Iterable[FilterRow],
+    species: SpeciesManifest,
+    options: FilterOptions,
+    catalog_revision: int | None = None,
 ) -> SelectionManifest:
-    """Apply the filters; pure (no I/O), deterministic."""
+    """Apply the filters to `rows`, ordered by class and then key (as `RecordingStore.filter_rows`
+    gives them): one class at a time is in memory. Pure (no I/O), deterministic."""
     options = options.validated()
     steps = recording_filters(options)
-    by_species: dict[str, list[Recording]] = {}
-    for recording in recordings.recordings.values():
-        by_species.setdefault(recording.species or recording.scientific_name, []).append(recording)
-
     kept_species: dict[str, SelectedSpecies] = {}
     dropped_species: dict[str, DroppedSpecies] = {}
     dropped_recordings: dict[str, str] = {}
-    for name in sorted(by_species):
-        members = sorted(by_species[name], key=lambda r: r.key)
+    reasons: dict[str, str] = {}  # one string per distinct reason, however many recordings share it
+
+    def drop(key: str, reason: str) -> None:
+        dropped_recordings[key] = reasons.setdefault(reason, reason)
+
+    for name, group in itertools.groupby(rows, key=attrgetter("species")):
+        members = list(group)
         funnel = {"catalogued": len(members)}
         for step, check in steps:
             survivors = []
@@ -210,7 +217,7 @@ def select(
                 if (reason := check(recording)) is None:
                     survivors.append(recording)
                 else:
-                    dropped_recordings[recording.key] = reason
+                    drop(recording.key, reason)
             members = survivors
             funnel[step] = len(members)
         info = species.species.get(name)
@@ -220,12 +227,12 @@ def select(
         if reason is not None:
             dropped_species[name] = DroppedSpecies(species=name, reason=reason, funnel=funnel)
             for recording in members:
-                dropped_recordings[recording.key] = f"species dropped: {reason}"
+                drop(recording.key, f"species dropped: {reason}")
             continue
         ranked = sorted(members, key=rank_key)
         if options.max_files is not None:
             for recording in ranked[options.max_files :]:
-                dropped_recordings[recording.key] = f"beyond --max-files {options.max_files} for its species"
+                drop(recording.key, f"beyond --max-files {options.max_files} for its species")
             ranked = ranked[: options.max_files]
             funnel["max-files"] = len(ranked)
         article = info.article(options.wiki_lang) if info and options.wiki_lang else None
@@ -244,26 +251,42 @@ def select(
         species=kept_species,
         dropped_species=dropped_species,
         dropped_recordings=dict(sorted(dropped_recordings.items())),
+        catalog_revision=catalog_revision,
     )
 
 
 def run_filter(folder: Path, options: FilterOptions, *, dry_run: bool = False) -> SelectionManifest:
     options = options.validated()  # option errors before file errors: both exit 2, this one is cheaper
-    recordings = manifests.load_recordings(folder)
     species = manifests.load_species(folder)
-    if recordings is None or species is None:
+    store = RecordingStore.open(folder)
+    if store is None or species is None:
         raise UsageError(f"no catalog in {folder}: run `birdgrab catalog` first")
-    selection = select(recordings, species, options)
+    with store:
+        selection = select(store.filter_rows(), species, options, store.revision)
     if not dry_run:
         manifests.save(Path(folder) / manifests.SELECTION, selection)
     return selection
 
 
+def is_current(folder: Path, options: FilterOptions) -> bool:
+    """Whether selection.json is what `filter` with these options would write now: made with the
+    same options from the same catalogue revision (a refresh then need not read the catalogue)."""
+    selection = manifests.load(Path(folder) / manifests.SELECTION, SelectionHeader)
+    store = RecordingStore.open(folder)
+    if selection is None or store is None or selection.catalog_revision is None:
+        return False
+    with store:
+        revision = store.revision
+    return selection.catalog_revision == revision and _options_of(folder, selection) == options.validated()
+
+
 def saved_options(folder: Path) -> FilterOptions | None:
     """The options of the last `filter` run (refresh reuses them)."""
-    selection = manifests.load(Path(folder) / manifests.SELECTION, SelectionManifest)
-    if selection is None:
-        return None
+    selection = manifests.load(Path(folder) / manifests.SELECTION, SelectionHeader)
+    return None if selection is None else _options_of(folder, selection)
+
+
+def _options_of(folder: Path, selection: SelectionHeader) -> FilterOptions:
     params = {k: v for k, v in selection.parameters.items() if k in FilterOptions.__dataclass_fields__}
     for key in ("licences", "sources"):
         params[key] = tuple(params.get(key) or ())

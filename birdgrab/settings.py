@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from birdgrab.errors import UsageError
 
 DEFAULT_WIKIPEDIA_API = "https://{lang}.wikipedia.org/w/api.php"
+DEFAULT_WIKIDATA_API = "https://www.wikidata.org/w/api.php"
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -66,10 +67,12 @@ class ArchiveAccess:
 @dataclass(frozen=True)
 class Settings:
     wikipedia_api: str = DEFAULT_WIKIPEDIA_API
+    wikidata_api: str = DEFAULT_WIKIDATA_API
     contact: str | None = None
     archives: dict[str, ArchiveAccess] = field(default_factory=dict)  # archive name -> its access
-    # Wikimedia asks for at most 3 concurrent requests.
+    # Wikimedia (Wikipedia, Wikidata) asks for at most 3 concurrent requests.
     wikipedia: ServicePolicy = field(default_factory=lambda: ServicePolicy("Wikipedia", 3, None))
+    wikidata: ServicePolicy = field(default_factory=lambda: ServicePolicy("Wikidata", 3, None))
     # Downloads: at most 6 at a time from any one host (what browsers open over HTTP/1.1).
     audio: ServicePolicy = field(
         default_factory=lambda: ServicePolicy("audio download", 6, None, timeout_s=60.0)
@@ -137,8 +140,12 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     defaults = Settings()
     return Settings(
         wikipedia_api=wikipedia_api,
+        wikidata_api=check_url(
+            "BIRDGRAB_WIKIDATA_API", env.get("BIRDGRAB_WIKIDATA_API") or DEFAULT_WIKIDATA_API
+        ),
         contact=(env.get("BIRDGRAB_CONTACT") or "").strip() or None,
         archives=archives,
         wikipedia=tune_policy(defaults.wikipedia, env, "WIKIPEDIA"),
+        wikidata=tune_policy(defaults.wikidata, env, "WIKIDATA"),
         audio=tune_policy(defaults.audio, env, "DOWNLOAD"),
     )

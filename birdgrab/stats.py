@@ -10,6 +10,7 @@ import pandas as pd
 from birdgrab import manifests
 from birdgrab.errors import UsageError
 from birdgrab.models import SPLITS
+from birdgrab.store import RecordingStore
 
 
 @dataclass
@@ -68,15 +69,17 @@ def dataset_stats(out: Path) -> DatasetStats | None:
 
 
 def collect(folder: Path, wiki_lang: str = "de", out: Path | None = None) -> Stats:
-    recordings = manifests.load_recordings(folder)
+    """Counts from the recordings store (in SQL, never a recording at a time) and species.json."""
     species = manifests.load_species(folder)
-    if recordings is None or species is None:
+    store = RecordingStore.open(folder)
+    if store is None or species is None:
         raise UsageError(f"no manifests in {folder}: run `birdgrab catalog` first")
     stats = Stats(wiki_lang=wiki_lang)
-    stats.recordings = len(recordings.recordings)
-    stats.per_source = dict(recordings.counts)
-    stats.downloadable = sum(r.downloadable for r in recordings.recordings.values())
-    stats.skipped = len(recordings.skipped)
+    with store:
+        stats.per_source = store.counts()
+        stats.recordings = sum(stats.per_source.values())
+        stats.downloadable = store.downloadable()
+        stats.skipped = store.skipped_count()
     for s in species.species.values():
         article = s.article(wiki_lang)
         status = (

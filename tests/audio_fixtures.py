@@ -143,7 +143,7 @@ def write_long_wav(path: Path, seconds: int, sample_rate: int = 48000, channels:
 
 _CHUNK_IN_CHILD = """
 import resource, sys
-from birdgrab.audio import chunk_recording
+from birdgrab.dataset.cutting import chunk_recording
 result = chunk_recording(sys.argv[1], sys.argv[2], "long", gate_db=None)
 print(len(result.chunks), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

@@ -11,6 +11,7 @@ from typer.testing import CliRunner, Result
 
 from birdgrab.cli import app
 from birdgrab.sandbox import Sandbox, SandboxConfig
+from birdgrab.store import RecordingStore
 
 # Retries without the production back-off, so fault tests take milliseconds, not minutes.
 FAST_RETRIES = {
@@ -62,6 +63,23 @@ class Birdgrab:
 
     def manifest(self, name: str) -> dict:
         return json.loads((self.manifests / name).read_text())
+
+    def catalogue(self) -> dict:
+        """The recordings store in the shape recordings.json had: recordings by key (as JSON values),
+        the skipped items and the incomplete listings of the last catalog run."""
+        with RecordingStore.open(self.manifests) as store:  # type: ignore[union-attr]
+            return {
+                "recordings": {r.key: r.model_dump(mode="json") for r in store},
+                "skipped": [item.model_dump(mode="json") for item in store.skipped()],
+                "incomplete_listings": [i.model_dump(mode="json") for i in store.incomplete_listings()],
+                "parameters": store.parameters,
+            }
+
+    def recordings(self) -> dict[str, dict]:
+        return self.catalogue()["recordings"]
+
+    def skipped(self) -> list[dict]:
+        return self.catalogue()["skipped"]
 
 
 @pytest.fixture

@@ -30,8 +30,9 @@ class TinyArchive(Archive):
     def __init__(self, uploads: list[tuple[str, str]]):
         self.uploads = uploads  # (audio URL, licence URL)
 
-    async def catalog(self, settings, request: ListingRequest, tally: RequestTally) -> CatalogBatch:
-        batch = CatalogBatch()
+    async def catalog(
+        self, settings, request: ListingRequest, tally: RequestTally, batch: CatalogBatch
+    ) -> CatalogBatch:
         for number, (url, licence_url) in enumerate(self.uploads, 1):
             batch.add(
                 Recording(
@@ -66,7 +67,7 @@ def tiny(sandbox):
 @pytest.mark.slow
 def test_an_archive_registered_in_a_test_alone_reaches_the_dataset(birdgrab, tiny):
     assert birdgrab("catalog", "--source", "tiny").exit_code == 0
-    recordings = birdgrab.manifest("recordings.json")["recordings"]
+    recordings = birdgrab.recordings()
     assert set(recordings) == {"tny:T1", "tny:T2", "tny:T3"}
     assert birdgrab("filter", "--min-files", "1", "--source", "tiny").exit_code == 0
     result = birdgrab("fetch", "--chunk-seconds", "5")

@@ -16,12 +16,13 @@ from birdgrab import audio
 from birdgrab.audio import (
     SAME_RECORDING_SIMILARITY,
     AudioError,
-    chunk_recording,
     pcm_fingerprint,
     pcm_sha256,
     probe,
     similarity,
 )
+from birdgrab.dataset import cutting
+from birdgrab.dataset.cutting import chunk_recording
 from birdgrab.errors import BirdgrabError
 from birdgrab.probe import AudioInfo
 from tests.audio_fixtures import (
@@ -295,7 +296,7 @@ def test_a_failure_midway_leaves_no_chunk_and_no_temporary_file(tmp_path, monkey
             raise OSError(28, "No space left on device")
         real_write(file, data, *args, **kwargs)
 
-    monkeypatch.setattr(audio.sf, "write", write_then_fail_on_third)
+    monkeypatch.setattr(cutting.sf, "write", write_then_fail_on_third)
 
     with pytest.raises(OSError, match="No space"):
         chunk_recording(src, tmp_path / "out", "rec")

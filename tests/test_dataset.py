@@ -20,13 +20,13 @@ from birdgrab.models import (
     ChunksManifest,
     DownloadEntry,
     Recording,
-    RecordingsManifest,
     SelectedSpecies,
     SelectionManifest,
     Species,
     SpeciesManifest,
     WikiArticle,
 )
+from birdgrab.store import RecordingStore
 from tests.audio_fixtures import bird_song, mp3_bytes, write_audio
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
@@ -130,10 +130,7 @@ class World:
             )
             for name in {r.species for r in self.recordings.values()}
         }
-        manifests.save(
-            self.manifests / "recordings.json",
-            manifests.new_manifest(RecordingsManifest, {}, recordings=self.recordings),
-        )
+        RecordingStore.create_from(self.manifests, self.recordings.values())
         manifests.save(
             self.manifests / "species.json", manifests.new_manifest(SpeciesManifest, {}, species=species)
         )
@@ -153,6 +150,9 @@ class World:
     def chunk(self, **options):
         self.save()
         return run_chunk(self.manifests, self.cache, self.out, ChunkOptions(**{"jobs": 2, **options}))
+
+    def metadata_path(self) -> Path:
+        return self.out / "metadata.csv"
 
     def metadata(self) -> list[dict]:
         with open(self.out / "metadata.csv", newline="") as handle:
@@ -355,3 +355,90 @@ def test_stats_summarise_the_dataset_per_class_and_split(world):
         for split, count in splits.items():
             assert count == sum(1 for r in rows if r["label"] == label and r["split"] == split)
     assert summary.hours == round(len(rows) * 10 / 3600, 2)
+
+
+def test_metadata_reads_with_pandas_as_text_without_nan(world):
+    import pandas as pd
+
+    world.recordings["xc:100"] = world.recordings["xc:100"].model_copy(
+        update={"recordist": None, "country": None, "quality": None, "recorded_date": "1998-05"}
+    )
+    world.chunk()
+    metadata = pd.read_csv(world.out / "metadata.csv", dtype={"source_id": str})
+    text = ["label", "split", "recording_key", "source", "source_id", "licence", "recordist", "page_url",
+            "background", "labels", "german_name", "english_name", "quality", "recorded_date", "country"]  # fmt: skip
+    for column in text:
+        assert metadata[column].map(type).eq(str).all(), column  # no float NaN among the strings
+    assert metadata["recorded_year"].dtype == "int64" and metadata["class_id"].dtype == "int64"
+    first = metadata[metadata.recording_key == "xc:100"].iloc[0]
+    assert (first.recordist, first.country, first.recorded_date, first.recorded_year) == (
+        "unknown", "unknown", "1998-05", 1998
+    )  # fmt: skip
+    assert set(metadata.recorded_year[metadata.recording_key != "xc:100"]) == {0}  # not known
+
+
+def test_dataset_folder_holds_only_the_dataset_and_says_how_it_was_made(world):
+    world.chunk(gate_db=30.0)
+    hidden = [p.name for p in world.out.rglob(".*")]
+    assert hidden == []  # no lock, journal or temporary file to publish
+    how = json.loads((world.out / "dataset.json").read_text())
+    assert how["sample_rate"] == 32000 and how["chunk_seconds"] == 10.0 and how["gate_db"] == 30.0
+    assert how["windows"] == "fixed" and how["split"] == {
+        "by": "recording",
+        "train": 80,
+        "val": 10,
+        "test": 10,
+    }
+    assert how["birdgrab_version"] and how["made_at"]
+    before = (world.out / "dataset.json").stat().st_mtime_ns
+    world.chunk(gate_db=30.0)
+    assert (world.out / "dataset.json").stat().st_mtime_ns == before  # nothing changed, nothing rewritten
+
+
+def test_class_ids_live_in_a_manifest_and_old_datasets_keep_theirs(world):
+    world.chunk()
+    ids = json.loads((world.manifests / "class_ids.json").read_text())["ids"]
+    assert ids == {"Erithacus_rubecula": 0, "Turdus_philomelos": 1}
+    # A dataset made before the manifest existed: its published ids (here swapped) are adopted once.
+    (world.manifests / "class_ids.json").unlink()
+    classes = world.classes()
+    classes["0"]["label"], classes["1"]["label"] = "Turdus_philomelos", "Erithacus_rubecula"
+    (world.out / "classes.json").write_text(json.dumps(classes))
+    world.chunk()
+    assert {c["label"]: cid for cid, c in world.classes().items()} == {
+        "Turdus_philomelos": "0",
+        "Erithacus_rubecula": "1",
+    }
+    # From now on the manifest decides, whatever happens to the published file.
+    (world.out / "classes.json").unlink()
+    world.chunk()
+    assert {r["label"]: r["class_id"] for r in world.metadata()} == {
+        "Turdus_philomelos": "0",
+        "Erithacus_rubecula": "1",
+    }
+
+
+def test_a_run_holding_the_dataset_lock_keeps_others_out_without_a_file_inside(world):
+    from typer.testing import CliRunner
+
+    from birdgrab.cli import app
+    from birdgrab.lock import folder_lock
+
+    world.save()
+    (world.out / ".birdgrab.lock").parent.mkdir(parents=True)
+    (world.out / ".birdgrab.lock").write_text("{}")  # left by an older birdgrab
+    argv = [
+        "chunk",
+        "--manifests",
+        str(world.manifests),
+        "--cache",
+        str(world.cache),
+        "--out",
+        str(world.out),
+    ]
+    with folder_lock(world.out, published=True):
+        held = CliRunner().invoke(app, argv)
+    assert held.exit_code == 3 and not world.metadata_path().exists()
+    assert CliRunner().invoke(app, [*argv, "--jobs", "1"]).exit_code == 0
+    assert (world.root / ".dataset.birdgrab.lock").exists()
+    assert [p.name for p in world.out.iterdir() if p.name.startswith(".")] == []  # the old one is gone

@@ -14,7 +14,12 @@ from birdgrab.sandbox import FaultRule
 
 
 def expected_xc_keys(sandbox, query_country="Germany") -> set[str]:
-    return {r.key for r in sandbox.archive.xc.values() if r.group == "birds" and r.country == query_country}
+    placeholders = set(sandbox.archive.truths.placeholders)
+    return {
+        r.key
+        for r in sandbox.archive.xc.values()
+        if r.group == "birds" and r.country == query_country and r.key not in placeholders
+    }
 
 
 def expected_europeana_keys(sandbox) -> set[str]:
@@ -25,8 +30,8 @@ def expected_europeana_keys(sandbox) -> set[str]:
 def test_catalog_pages_both_archives_and_resolves_species(birdgrab, sandbox):
     result = birdgrab("catalog")
     assert result.exit_code == 0, result.output
-    recordings = birdgrab.manifest("recordings.json")
-    keys = set(recordings["recordings"])
+    recordings = birdgrab.recordings()
+    keys = set(recordings)
     assert {k for k in keys if k.startswith("xc:")} == expected_xc_keys(sandbox)
     assert {k for k in keys if k.startswith("europeana:")} == expected_europeana_keys(sandbox)
     # every xc page was asked once, and the overcounted empty last page ended the listing
@@ -34,10 +39,13 @@ def test_catalog_pages_both_archives_and_resolves_species(birdgrab, sandbox):
     pages = -(-len(expected_xc_keys(sandbox)) // 500) + 1
     assert counts["xc-api"] >= pages
     # cursor paging: one search request per page of 100 (the archive is small: one page), and the
-    # Record API only for the items without edmIsShownBy
+    # Record API only for the items without edmIsShownBy and once per agent a dcCreator refers to
     missing_media = [i for i in sandbox.archive.europeana.values() if i.open and not i.media_in_search]
-    assert counts["europeana-record"] == len([i for i in missing_media if i.key in keys])
-    assert all(recordings["recordings"][i.key]["downloadable"] for i in missing_media if i.key in keys)
+    agents = {
+        sandbox.archive.recording(k).creator for k in sandbox.archive.truths.agent_creators if k in keys
+    }
+    assert counts["europeana-record"] == len([i for i in missing_media if i.key in keys]) + len(agents)
+    assert all(recordings[i.key]["downloadable"] for i in missing_media if i.key in keys)
 
     species = birdgrab.manifest("species.json")["species"]
     truths = sandbox.archive.truths
@@ -57,28 +65,28 @@ def test_catalog_pages_both_archives_and_resolves_species(birdgrab, sandbox):
     assert statuses["Acanthis cabaret"] == "section"
     assert statuses["Locustella luscinioides"] == "missing"
     for name in truths.restricted_species:
-        restricted = [r for r in recordings["recordings"].values() if r["species"] == name]
+        restricted = [r for r in recordings.values() if r["species"] == name]
         assert restricted and not any(r["downloadable"] for r in restricted)
         assert all("restricted" in r["not_downloadable_reason"] for r in restricted)
-    skipped = {s["name"]: s["reason"] for s in recordings["skipped"]}
+    skipped = {s["name"]: s["reason"] for s in birdgrab.skipped()}
     assert any("not identified to species" in reason for reason in skipped.values())
     # protocol-relative URLs were normalised
-    assert all(r["page_url"].startswith("http") for r in recordings["recordings"].values())
+    assert all(r["page_url"].startswith("http") for r in recordings.values())
 
 
 def test_rerun_asks_wikipedia_nothing_and_merges(birdgrab, sandbox):
     assert birdgrab("catalog").exit_code == 0
-    first = birdgrab.manifest("recordings.json")
+    first = birdgrab.recordings()
     species_count = len(birdgrab.manifest("species.json")["species"])
     wiki_requests = sandbox.counts()["wiki-api"]
     assert wiki_requests <= species_count  # batched: at most one request per species (here: far fewer)
     sandbox.reset_counts()
     assert birdgrab("catalog").exit_code == 0
     assert sandbox.counts()["wiki-api"] == 0
-    second = birdgrab.manifest("recordings.json")
-    assert set(second["recordings"]) == set(first["recordings"])
-    for key, recording in first["recordings"].items():
-        assert second["recordings"][key]["first_seen"] == recording["first_seen"]
+    second = birdgrab.recordings()
+    assert set(second) == set(first)
+    for key, recording in first.items():
+        assert second[key]["first_seen"] == recording["first_seen"]
 
 
 def test_transient_faults_are_retried(birdgrab, sandbox):
@@ -97,7 +105,7 @@ def test_transient_faults_are_retried(birdgrab, sandbox):
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started >= 1.0  # Retry-After: 1 was honoured
     assert sandbox.counts()["faults"] >= 5
-    assert set(birdgrab.manifest("recordings.json")["recordings"]) >= expected_xc_keys(sandbox)
+    assert set(birdgrab.recordings()) >= expected_xc_keys(sandbox)
     species = birdgrab.manifest("species.json")["species"]
     # maxlag arrived with HTTP 200: retried, never taken for "missing"
     assert species["Turdus philomelos"]["wiki"]["de"]["status"] == "article"
@@ -124,7 +132,7 @@ def test_no_source_reachable_is_exit_4(birdgrab):
         env={"BIRDGRAB_XC_API": dead, "BIRDGRAB_EUROPEANA_API": dead, "BIRDGRAB_RETRY_ATTEMPTS": "2"},
     )
     assert result.exit_code == 4 and "no source reachable" in result.output
-    assert not (birdgrab.manifests / "recordings.json").exists()
+    assert not list(birdgrab.manifests.glob("recordings.*"))  # a failed first run leaves no catalogue
 
 
 def test_one_source_down_keeps_the_other_and_exits_1(birdgrab, sandbox):
@@ -132,7 +140,7 @@ def test_one_source_down_keeps_the_other_and_exits_1(birdgrab, sandbox):
         "catalog", env={"BIRDGRAB_EUROPEANA_API": "http://127.0.0.1:9/x", "BIRDGRAB_RETRY_ATTEMPTS": "2"}
     )
     assert result.exit_code == 1
-    assert set(birdgrab.manifest("recordings.json")["recordings"]) == expected_xc_keys(sandbox)
+    assert set(birdgrab.recordings()) == expected_xc_keys(sandbox)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -63,7 +65,7 @@ def test_fetch_verifies_dedupes_and_a_second_run_downloads_nothing(birdgrab, san
 
 def test_faults_fail_items_with_reasons_and_a_clean_rerun_completes_them(birdgrab, sandbox):
     selection = catalog_and_filter(birdgrab)
-    recordings = birdgrab.manifest("recordings.json")["recordings"]
+    recordings = birdgrab.recordings()
     europeana = sorted(
         k for s in selection["species"].values() for k in s["recordings"] if k.startswith("europeana")
     )
@@ -107,7 +109,7 @@ def test_faults_fail_items_with_reasons_and_a_clean_rerun_completes_them(birdgra
 def one_xc_recording(birdgrab) -> tuple[str, dict]:
     selection = catalog_and_filter(birdgrab, "Turdus merula\n", "--max-files", "1", "--source", "xeno-canto")
     (key,) = selection["species"]["Turdus merula"]["recordings"]
-    return key, birdgrab.manifest("recordings.json")["recordings"][key]
+    return key, birdgrab.recordings()[key]
 
 
 def test_interrupted_download_resumes_with_range(birdgrab, sandbox):
@@ -148,9 +150,11 @@ def test_nonsense_jobs_is_exit_2(birdgrab, jobs):
 
 def test_unreachable_download_host_fails_fast_with_exit_4(birdgrab, sandbox):
     catalog_and_filter(birdgrab, "Turdus merula\n", "--source", "xeno-canto")
-    recordings = birdgrab.manifests / "recordings.json"
-    base = sandbox.base_url
-    recordings.write_text(recordings.read_text().replace(base, "http://127.0.0.1:9"))
+    with contextlib.closing(sqlite3.connect(birdgrab.manifests / "recordings.sqlite")) as db, db:
+        db.execute(
+            "UPDATE recordings SET audio_url = replace(audio_url, ?, 'http://127.0.0.1:9')",
+            (sandbox.base_url,),
+        )
     result = birdgrab("fetch", "--no-chunk", env={"BIRDGRAB_RETRY_ATTEMPTS": "3"})
     assert result.exit_code == 4 and "no download host reachable" in result.output
     entries = birdgrab.manifest("downloads.json")["entries"]

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ from birdgrab.models import (
     SelectionManifest,
 )
 from birdgrab.sandbox import FaultRule, Sandbox, SandboxConfig
+from birdgrab.store import RecordingStore
 from tests.audio_fixtures import bird_song, write_audio
 from tests.conftest import FAST_RETRIES, Birdgrab
 
@@ -111,7 +113,6 @@ def built(tmp_path_factory):
 
 
 READERS = {
-    "recordings.json": ["catalog", "filter", "fetch", "chunk", "refresh", "stats"],
     "species.json": ["catalog", "filter", "chunk", "refresh", "stats"],
     "selection.json": ["fetch", "chunk", "refresh"],
     "downloads.json": ["fetch", "chunk", "refresh"],
@@ -151,6 +152,67 @@ def test_broken_manifests_stop_every_reader_with_exit_2_and_stay_untouched(built
             assert (copy / "manifests" / name).read_bytes() == content, (name, breakage, command)
 
 
+def _break_store(path: Path, breakage: str) -> None:
+    if breakage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        return
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        if breakage == "wrong types":  # a hand edit: text where a number and a JSON list belong
+            db.execute("UPDATE recordings SET length_s = 'long', types = 'song' WHERE rowid = 1")
+        else:
+            db.execute("""UPDATE meta SET value = '99' WHERE name = 'schema_version'""")
+
+
+@pytest.mark.parametrize("breakage", ["truncated", "wrong types", "newer schema"])
+def test_a_broken_store_stops_every_reader_with_exit_2_and_stays_untouched(built, breakage, tmp_path):
+    root, run = built
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns(".birdgrab.lock"))
+    path = copy / "manifests" / "recordings.sqlite"
+    _break_store(path, breakage)
+    content = path.read_bytes()
+    runner = Birdgrab(run.sandbox, copy, run.env)
+    # A truncated file or a newer schema is found on opening; wrong types where rows are read.
+    readers = (
+        ["filter", "chunk"]
+        if breakage == "wrong types"
+        else ["catalog", "filter", "fetch", "chunk", "refresh", "stats"]
+    )
+    for command in readers:
+        result = runner(command)
+        assert result.exit_code == 2, (breakage, command, result.output)
+        assert "recordings.sqlite" in result.output and len(result.output.strip().splitlines()) == 1, (
+            result.output
+        )
+        assert path.read_bytes() == content, (breakage, command)
+
+
+def test_a_recordings_json_of_an_earlier_version_migrates_on_first_use(built, tmp_path):
+    """Today's manifests keep working: the JSON catalogue moves into the store, nothing is lost."""
+    root, run = built
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns(".birdgrab.lock"))
+    manifests_dir = copy / "manifests"
+    with RecordingStore.open(manifests_dir) as store:
+        recordings = {r.key: r for r in store}
+        parameters, skipped = store.parameters, store.skipped()
+    legacy = manifests.new_manifest(RecordingsManifest, parameters, recordings=recordings, skipped=skipped)
+    for leftover in manifests_dir.glob("recordings.sqlite*"):
+        leftover.unlink()
+    manifests.save(manifests_dir / "recordings.json", legacy)  # what the JSON-manifest version wrote
+    runner = Birdgrab(run.sandbox, copy, run.env)
+    stats = runner("stats", "--json")
+    assert stats.exit_code == 0, stats.output
+    assert json.loads(stats.output[stats.output.index("{") :])["recordings"] == len(recordings)
+    assert not (manifests_dir / "recordings.json").exists()
+    assert (manifests_dir / "recordings.json.migrated").read_bytes() == manifests.dump_bytes(legacy)
+    with RecordingStore.open(manifests_dir) as store:
+        assert {r.key: r for r in store} == recordings and store.skipped() == skipped
+        assert store.parameters == parameters
+    assert runner("filter", "--min-files", "1", "--max-files", "3").exit_code == 0
+    assert runner("fetch").exit_code == 0  # everything already there: nothing is fetched again
+
+
 # --------------------------------------------------------------------------- hostile names
 
 
@@ -164,21 +226,27 @@ def test_hostile_names_never_become_paths_or_colliding_classes(tmp_path):
         assert run("fetch").exit_code in (0, 1)
         hostile = set(sandbox.archive.truths.hostile)
     assert set(tmp_path.parent.iterdir()) == before  # nothing appeared beside the test folder
-    assert {p.name for p in root.iterdir()} <= {"manifests", "cache", "dataset", "project"}
+    assert {p.name for p in root.iterdir()} <= {
+        "manifests",
+        "cache",
+        "dataset",
+        "project",
+        ".dataset.birdgrab.lock",
+    }
     folders = [p.name for p in (root / "dataset").iterdir() if p.is_dir()]
     assert folders and all(re.fullmatch(r"[A-Z][a-z]+_[a-z]+", f) for f in folders)
     assert len({f.lower() for f in folders}) == len(folders)  # no clash on a case-insensitive disk
     for path in (root / "dataset").rglob("*"):
         assert path.resolve().is_relative_to((root / "dataset").resolve())
         assert re.fullmatch(r"[A-Za-z0-9_.-]+", path.name), path.name
-    recordings = json.loads((root / "manifests" / "recordings.json").read_text())
-    skipped = {s["key"] for s in recordings["skipped"]}
+    recordings = run.recordings()
+    skipped = {s["key"] for s in run.skipped()}
     named_hostile = hostile - skipped
     # what was not skipped got a clean binomial (e.g. 'Hostilus Casus' is 'Hostilus casus')
     assert all(
-        re.fullmatch(r"[A-Z][a-z]+ [a-z-]+", recordings["recordings"][k]["scientific_name"])
+        re.fullmatch(r"[A-Z][a-z]+ [a-z-]+", recordings[k]["scientific_name"])
         for k in named_hostile
-        if k in recordings["recordings"]
+        if k in recordings
     )
     assert len(skipped & hostile) >= 8
 
@@ -323,9 +391,7 @@ def test_pages_that_repeat_records_are_deduplicated(tmp_path):
         faulty = Birdgrab(sandbox, tmp_path / "faulty", clean.env)
         assert faulty("catalog", "--source", "xeno-canto").exit_code == 0
         assert sandbox.counts()["xc-api"] >= 2
-    assert set(faulty.manifest("recordings.json")["recordings"]) == set(
-        clean.manifest("recordings.json")["recordings"]
-    )
+    assert set(faulty.recordings()) == set(clean.recordings())
 
 
 # --------------------------------------------------------------------------- disk space

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from birdgrab.licences import is_no_derivatives, is_non_commercial, licence_code, licence_name
-from birdgrab.names import NameError_, class_folder, parse_scientific_name
+from birdgrab.names import NameError_, class_folder, parse_scientific_name, parse_title
 from birdgrab.sources import europeana, wikipedia, xenocanto
 
 FIXTURES = Path(__file__).parent / "fixtures" / "api"
@@ -113,10 +113,48 @@ def test_europeana_guid_never_keeps_the_key():
     )
 
 
-def test_europeana_record_api_media():
+def test_europeana_record_api_media_agents_and_web_resources():
     body = {"success": True, "object": {"aggregations": [{"edmIsShownBy": "http://x.test/a.mp3"}]}}
-    assert europeana.media_from_record(body) == "http://x.test/a.mp3"
-    assert europeana.media_from_record({"object": {}}) is None
+    assert europeana.web_resources_from_record(body) == ["http://x.test/a.mp3"]
+    assert europeana.web_resources_from_record({"object": {}}) == []
+    record = {
+        "object": {
+            "agents": [
+                {"about": "http://data.europeana.eu/agent/85541", "prefLabel": {"de": ["Tembrock, G."]}},
+                {"about": "#Pieter_Maes_Stecher_in", "prefLabel": {"en": ["Pieter Maes"], "de": ["P. Maes"]}},
+                {"about": "https://d-nb.info/gnd/11913506X", "prefLabel": {"def": ["https://d-nb.info/x"]}},
+            ],
+            "aggregations": [
+                {
+                    "edmIsShownBy": "http://x.test/dead.mp3",
+                    "webResources": [
+                        {"about": "http://x.test/dead.mp3"},
+                        {"about": "https://api.europeana.eu/thumbnail/v2/url.json?uri=x"},
+                        {"about": "http://x.test/alive.mp3"},
+                    ],
+                    "hasView": ["http://x.test/view.wav"],
+                }
+            ],
+        }
+    }
+    assert europeana.agents_from_record(record) == {
+        "http://data.europeana.eu/agent/85541": "Tembrock, G.",
+        "#Pieter_Maes_Stecher_in": "Pieter Maes",
+    }  # a label that is itself a URI names no one
+    assert europeana.web_resources_from_record(record) == [
+        "http://x.test/dead.mp3",
+        "http://x.test/alive.mp3",
+        "http://x.test/view.wav",
+    ]
+
+
+@pytest.mark.parametrize(
+    "creator", ["http://data.europeana.eu/agent/85541", "https://d-nb.info/gnd/11913506X", "#Pieter_Maes"]
+)
+def test_europeana_creator_references_are_no_names(creator):
+    item = {**fixture("europeana-search-page.json")["items"][0], "dcCreator": [creator]}
+    rec = europeana.parse_item(item, seen_at=NOW)
+    assert rec.recordist is None and rec.recordist_id == creator
 
 
 def test_mediawiki_v1_answer_maps_by_title():
@@ -186,6 +224,43 @@ def test_non_species_titles_are_refused_with_a_reason(title):
     with pytest.raises(NameError_) as caught:
         parse_scientific_name(title)
     assert caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("gen", "sp", "grp", "kind"),
+    [
+        ("Mystery", "mystery", "birds", "placeholder"),
+        ("Sonus", "naturalis", None, "placeholder"),
+        ("Sylvia", "sp.", "birds", "unidentified"),
+        ("Phylloscopus", "spp.", "birds", "unidentified"),
+        ("Turdus", "cf. merula", "birds", "unidentified"),
+        ("Acrocephalus", "aff. scirpaceus", "birds", "unidentified"),
+        ("Anas", "platyrhynchos x acuta", "birds", "hybrid"),
+    ],
+)
+def test_xeno_canto_placeholders_and_open_names_are_no_species(gen, sp, grp, kind):
+    raw = {**fixture("xeno-canto-v3-page.json")["recordings"][0], "gen": gen, "sp": sp, "grp": grp}
+    with pytest.raises(NameError_) as caught:
+        xenocanto.parse_recording(raw, seen_at=NOW)
+    assert caught.value.kind == kind and caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("title", "binomial"),
+    [
+        ("Waldkauz | Strix aluco - Lautfolge, Ruf", "Strix aluco"),
+        ("Kleiner Buntspecht | Dryobates minor - Trommeln", "Dryobates minor"),
+        ("Turdus philomelos C. L. Brehm, 1831", "Turdus philomelos"),
+    ],
+)
+def test_portal_titles_name_their_species(title, binomial):
+    assert parse_title(title).binomial == binomial
+
+
+def test_portal_title_keeps_the_telling_reason():
+    with pytest.raises(NameError_) as caught:
+        parse_title("Unbestimmt | Sylvia sp. - Gesang")
+    assert caught.value.kind == "unidentified"
 
 
 def test_class_folders_are_plain_ascii():

@@ -15,10 +15,19 @@ from pathlib import Path
 import pytest
 
 from birdgrab.sandbox import Sandbox, SandboxConfig
+from birdgrab.store import RecordingStore
 from tests.conftest import FAST_RETRIES
 
 # Fields that say *when* something happened; everything else must match between runs.
-TIMESTAMPS = {"generated_at", "first_seen", "last_seen", "checked_at", "bird_checked_at", "updated_at"}
+TIMESTAMPS = {
+    "generated_at",
+    "first_seen",
+    "last_seen",
+    "checked_at",
+    "bird_checked_at",
+    "updated_at",
+    "made_at",
+}
 
 
 @pytest.fixture
@@ -83,8 +92,10 @@ def snapshot(root: Path) -> dict:
     dataset = {
         str(p.relative_to(root / "dataset")): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted((root / "dataset").rglob("*"))
-        if p.is_file() and p.name != ".birdgrab.lock"
+        if p.is_file() and p.name != "dataset.json"
     }
+    # dataset.json says when the dataset was made: equal but for that time.
+    dataset["dataset.json"] = _scrub(json.loads((root / "dataset" / "dataset.json").read_text()), str(root))
     cache = sorted(str(p.relative_to(root / "cache")) for p in (root / "cache").glob("??/*"))
     manifests = {
         p.name: _scrub(json.loads(p.read_text()), str(root))
@@ -196,10 +207,12 @@ def test_vanished_recordings_are_kept_until_pruned(small_sandbox, tmp_path):
     stem = f"xc-{gone.split(':')[1]}_"
     small_sandbox.remove([gone])
     assert refresh(small_sandbox, tmp_path, "--full").returncode == 0
-    recording = json.loads((tmp_path / "manifests/recordings.json").read_text())["recordings"][gone]
-    assert recording["vanished"] is True and recording["last_seen"]
+    with RecordingStore.open(tmp_path / "manifests") as store:
+        recording = store.get(gone)
+    assert recording.vanished and recording.last_seen
     assert any(stem in p.name for p in (tmp_path / "dataset").rglob("*.wav"))  # never deleted locally
     assert refresh(small_sandbox, tmp_path, "--full", "--prune").returncode == 0
-    assert gone not in json.loads((tmp_path / "manifests/recordings.json").read_text())["recordings"]
+    with RecordingStore.open(tmp_path / "manifests") as store:
+        assert store.get(gone) is None
     assert not any(stem in p.name for p in (tmp_path / "dataset").rglob("*.wav"))
     assert stem not in (tmp_path / "dataset/metadata.csv").read_text()

@@ -104,7 +104,7 @@ def test_starting_renders_no_audio(tmp_path: Path):
     with Sandbox(SandboxConfig(data_dir=tmp_path / "audio")) as running:
         assert httpx.get(running.base_url + "/").status_code == 200
         assert set(running.env()) == {
-            "BIRDGRAB_XC_API", "BIRDGRAB_EUROPEANA_API", "BIRDGRAB_WIKIPEDIA_API",
+            "BIRDGRAB_XC_API", "BIRDGRAB_EUROPEANA_API", "BIRDGRAB_WIKIPEDIA_API", "BIRDGRAB_WIKIDATA_API",
             "BIRDGRAB_XC_KEY", "BIRDGRAB_EUROPEANA_KEY", "BIRDGRAB_CONTACT",
         }  # fmt: skip
         assert "{lang}" in running.env()["BIRDGRAB_WIKIPEDIA_API"]
@@ -156,6 +156,32 @@ def test_xc_pages_by_id_and_ends_with_an_empty_page(sandbox: Sandbox, client: ht
         assert bool(records) == (page < first["numPages"])
         ids += [int(r["id"]) for r in records]
     assert ids == expected
+
+
+def test_bulk_records_are_made_on_request_and_page_like_stored_ones():
+    """The scale mode serves a million records without storing one: the same record every time,
+    in id order after the stored ones, and the tags narrow the block as they narrow stored records."""
+    with (
+        Sandbox(SandboxConfig(xc_bulk_recordings=1_000_000, hour_long=False)) as running,
+        httpx.Client(base_url=running.base_url, timeout=60) as http,
+    ):
+        assert len(running.archive.xc) < 1000  # the demo's records; the million are not stored
+        stored = [r.id for r in running.archive.xc_sorted() if r.group == "birds" and r.country == "Germany"]
+        body = xc_page(http, "grp:birds cnt:germany", per_page=500).json()
+        assert body["numRecordings"] == str(len(stored) + 1_000_000)
+        assert body["numPages"] == math.ceil((len(stored) + 1_000_000) / 500) + 1
+        last = xc_page(http, "grp:birds cnt:germany", per_page=500, page=body["numPages"] - 1).json()
+        first_bulk = xc_page(http, "nr:>999999", per_page=500, page=1).json()
+        assert [int(r["id"]) for r in first_bulk["recordings"]][:2] == [50_000_000, 50_000_001]
+        assert int(last["recordings"][-1]["id"]) == 50_000_000 + 999_999
+        again = xc_page(http, "nr:>999999", per_page=500, page=1).json()
+        assert again["recordings"] == first_bulk["recordings"]  # made the same way every time
+        name = f"{first_bulk['recordings'][0]['gen']} {first_bulk['recordings'][0]['sp']}".lower()
+        one_species = xc_all(http, f'sp:"{name}" nr:>999999')
+        assert len(one_species) == 100 and {f"{r['gen']} {r['sp']}".lower() for r in one_species} == {name}
+        assert xc_page(http, "nr:>999999 since:2025-01-01").json()["numRecordings"] == "0"
+        rated = xc_page(http, "nr:50000000-50000999 q:A", per_page=500).json()
+        assert 0 < int(rated["numRecordings"]) < 1000 and {r["q"] for r in rated["recordings"]} == {"A"}
 
 
 def test_xc_tag_filters(sandbox: Sandbox, client: httpx.Client):

@@ -8,8 +8,9 @@ import pytest
 
 from birdgrab import manifests
 from birdgrab.errors import UsageError
-from birdgrab.models import Recording, RecordingsManifest, Species, SpeciesManifest, WikiArticle
+from birdgrab.models import Recording, Species, SpeciesManifest, WikiArticle
 from birdgrab.selection import FilterOptions, run_filter, select
+from birdgrab.store import FilterRow, RecordingStore
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
 
@@ -41,10 +42,17 @@ def article(status="article", title="Singdrossel") -> dict:
 
 
 def catalog(recordings: list[Recording], species: list[Species]):
+    """What `select` takes: the store's filter rows (by class, then key) and species.json."""
+    rows = [FilterRow(**{name: getattr(r, name) for name in FilterRow._fields}) for r in recordings]
     return (
-        manifests.new_manifest(RecordingsManifest, {}, recordings={r.key: r for r in recordings}),
+        sorted(rows, key=lambda row: (row.species, row.key)),
         manifests.new_manifest(SpeciesManifest, {}, species={s.scientific_name: s for s in species}),
     )
+
+
+def save_catalog(folder, recordings: list[Recording], species: list[Species]) -> None:
+    RecordingStore.create_from(folder, recordings)
+    manifests.save(folder / "species.json", catalog([], species)[1])
 
 
 THRUSH = Species(scientific_name="Turdus philomelos", is_bird=True, wiki=article())
@@ -151,9 +159,7 @@ def test_same_inputs_give_byte_identical_selection_apart_from_timestamp(tmp_path
         rec(str(i), "Turdus philomelos" if i % 2 else "Erithacus rubecula", quality="ABCDE"[i % 5])
         for i in range(40)
     ]
-    recordings, species = catalog(recs, [THRUSH, ROBIN])
-    manifests.save(tmp_path / "recordings.json", recordings)
-    manifests.save(tmp_path / "species.json", species)
+    save_catalog(tmp_path, recs, [THRUSH, ROBIN])
     options = FilterOptions(min_files=3, max_files=7, min_quality="D")
     run_filter(tmp_path, options)
     first = (tmp_path / "selection.json").read_text()
@@ -163,9 +169,7 @@ def test_same_inputs_give_byte_identical_selection_apart_from_timestamp(tmp_path
 
 
 def test_dry_run_writes_nothing(tmp_path):
-    recordings, species = catalog([rec("1", "Turdus philomelos")], [THRUSH])
-    manifests.save(tmp_path / "recordings.json", recordings)
-    manifests.save(tmp_path / "species.json", species)
+    save_catalog(tmp_path, [rec("1", "Turdus philomelos")], [THRUSH])
     sel = run_filter(tmp_path, FilterOptions(min_files=1), dry_run=True)
     assert sel.selected_keys() == ["xc:1"] and not (tmp_path / "selection.json").exists()
 

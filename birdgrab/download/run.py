@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from birdgrab import manifests
 from birdgrab.download.cache import Cache
 from birdgrab.download.ledger import DownloadLedger, owner_rank
-from birdgrab.download.transfer import Transfer, TransferError, discard, finish
-from birdgrab.errors import UsageError
+from birdgrab.download.transfer import Transfer, TransferError, Transferred, discard, finish
+from birdgrab.errors import ServiceError, ServiceUnreachable, UsageError
 from birdgrab.http_client import ServiceClient
 from birdgrab.models import DownloadEntry, Recording, SelectionManifest
 from birdgrab.probe import AudioError, probe
 from birdgrab.settings import Settings, redact
+from birdgrab.sources.archive import RequestTally
+from birdgrab.sources.registry import registry
+from birdgrab.store import RecordingStore
 
 DEFAULT_JOBS = 4
 DEFAULT_MAX_FILE_MB = 2048
@@ -84,13 +87,50 @@ class FetchReport:
 ProgressHook = Callable[[str, int], None]  # (event, amount): "bytes", n / "file", 1
 
 
+# Answers that say a media link rotted: the file may live on under another address of its record.
+ROTTEN_LINK = frozenset({"HTTP 403", "HTTP 404", "HTTP 410"})
+# Other addresses of a recording's audio, asked of its archive when the link rots.
+OtherMedia = Callable[[Recording], Awaitable[list[str]]]
+
+
 class Downloader:
     """Gets one recording into the cache and the ledger: transfer, probe, file, dedupe."""
 
-    def __init__(self, transfer: Transfer, cache: Cache, ledger: DownloadLedger):
+    def __init__(
+        self, transfer: Transfer, cache: Cache, ledger: DownloadLedger, other_media: OtherMedia | None = None
+    ):
         self.transfer = transfer
         self.cache = cache
         self.ledger = ledger
+        self.other_media = other_media
+
+    async def _from_other_media(
+        self, recording: Recording, rotten: TransferError, partial: Path
+    ) -> tuple[str, Transferred, int] | TransferError:
+        """The first of the archive's other addresses of a rotten link that delivers: (url, the
+        transfer, attempts); else a TransferError that says what each address answered."""
+        assert self.other_media is not None
+        attempts = rotten.attempts
+        try:
+            urls = await self.other_media(recording)
+        except (ServiceError, ServiceUnreachable) as exc:
+            return TransferError(f"{rotten.reason}; other addresses could not be asked for ({exc})", attempts)
+        tried = []
+        for url in urls:
+            try:
+                done, tries = await self.transfer.fetch(url, partial)
+            except TransferError as exc:
+                discard(partial)  # never resume one address's bytes from another
+                attempts += exc.attempts
+                tried.append(f"{url}: {exc.reason}")
+                continue
+            return url, done, attempts + tries
+        found = (
+            f"other addresses failed too: {'; '.join(tried)}"
+            if tried
+            else "the archive knows no other address"
+        )
+        return TransferError(f"{rotten.reason}; {found}", attempts)
 
     async def download(self, recording: Recording) -> DownloadEntry:
         """Download, verify and file one recording; never raises for a per-item failure."""
@@ -100,10 +140,17 @@ class Downloader:
         if not url:
             return self._failed(key, None, "no audio URL", attempts)
         partial = self.cache.partial(key)
+        note = None
         try:
             done, tries = await self.transfer.fetch(url, partial)
         except TransferError as exc:
-            return self._failed(key, url, exc.reason, attempts + exc.attempts)
+            if exc.reason not in ROTTEN_LINK or self.other_media is None:
+                return self._failed(key, url, exc.reason, attempts + exc.attempts)
+            moved = await self._from_other_media(recording, exc, partial)
+            if isinstance(moved, TransferError):
+                return self._failed(key, url, moved.reason, attempts + moved.attempts)
+            note = f"{redact(url)} answered {exc.reason}: fetched from another address its archive lists"
+            url, done, tries = moved
         attempts += tries
         try:
             info = probe(partial)
@@ -122,6 +169,7 @@ class Downloader:
             duration_estimated=info.duration_estimated,
             sample_rate=info.sample_rate,
             channels=info.channels,
+            note=note,
             attempts=attempts,
             updated_at=manifests.utc_now(),
         )
@@ -165,23 +213,25 @@ async def run_downloads(
     options = options.validated()
     folder, cache = Path(folder), Cache(cache_root)
     selection = manifests.load(folder / manifests.SELECTION, SelectionManifest)
-    recordings = manifests.load_recordings(folder)
-    if selection is None or recordings is None:
+    store = RecordingStore.open(folder)
+    if selection is None or store is None:
         raise UsageError(f"no selection in {folder}: run `birdgrab catalog` and `birdgrab filter` first")
     ledger = DownloadLedger(folder)
     report = FetchReport()
     keys = selection.selected_keys()
     report.selected = len(keys)
+    missing = [key for key in keys if not cache.holds(ledger, key)]
+    report.skipped = len(keys) - len(missing)
+    with store:
+        recordings = store.get_many(missing)  # only what is still to fetch is read from the catalogue
     queue: asyncio.Queue[Recording] = asyncio.Queue()
-    for key in keys:
-        if cache.holds(ledger, key):
-            report.skipped += 1
-        elif key not in recordings.recordings:
-            report.failed[key] = "not in recordings.json (run catalog again)"
-        elif recordings.recordings[key].vanished:
+    for key in missing:
+        if key not in recordings:
+            report.failed[key] = "not in the catalogue (run catalog again)"
+        elif recordings[key].vanished:
             report.vanished += 1  # gone upstream before we got it: nothing to retry
         else:
-            queue.put_nowait(recordings.recordings[key])
+            queue.put_nowait(recordings[key])
     if on_start:
         on_start(queue.qsize())
     progress = on_progress or (lambda event, amount: None)
@@ -193,7 +243,12 @@ async def run_downloads(
         max_bytes=int(options.max_file_mb * 2**20),
         on_bytes=lambda amount: progress("bytes", amount),
     )
-    downloader = Downloader(transfer, cache, ledger)
+    tally = RequestTally()  # asking archives for other addresses of rotten links
+
+    async def other_media(recording: Recording) -> list[str]:
+        return await registry.get(recording.source).other_media(settings, recording, tally)
+
+    downloader = Downloader(transfer, cache, ledger, other_media)
     processed: list[str] = []
 
     async def worker() -> None:
@@ -212,7 +267,7 @@ async def run_downloads(
         await asyncio.gather(*(worker() for _ in range(options.jobs)))
     finally:
         await client.aclose()
-        report.requests = client.requests_made
+        report.requests = client.requests_made + tally.requests
         report.unreachable_hosts = sorted(transfer.unreachable_hosts)
         ledger.compact({"cache": str(cache.root), "jobs": options.jobs, "per_host": per_host})
     report.count_outcomes(ledger, processed)

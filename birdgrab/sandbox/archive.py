@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
@@ -34,7 +34,7 @@ class Species:
 
     name: str  # the binomial xeno-canto uses; Europeana may use a synonym
     english: str
-    group: str = "birds"  # xeno-canto's grp
+    group: str = "birds"  # xeno-canto's grp ("" is served as null)
     german: str | None = None  # the German Wikipedia title its name leads to (None: no article)
     wiki_de: WikiStatus = "missing"  # what that title is: the species article, or a trap
     english_article: str | None = None
@@ -106,6 +106,8 @@ class EuropeanaItem:
     audio: AudioSpec
     landing_id: str  # unique_id of its Tierstimmenarchiv page
     media_in_search: bool = True  # False: edmIsShownBy only in the Record API
+    dead_link: int | None = None  # the status its rotten edmIsShownBy answers (403, 404); None: it works
+    media_moved: bool = False  # with a dead link: the record lists the file's new address
 
     @property
     def key(self) -> str:
@@ -129,6 +131,48 @@ class WikiPage:
     fragment: str | None = None  # the section a redirect points at
 
 
+@dataclass(frozen=True)
+class GeneratedXc:
+    """xeno-canto records made on request and never stored, so the sandbox serves a million of
+    them cheaply: index i is id `first_id + i`, the same record every time (`make(i)`). They are
+    metadata only (their audio 404s), sort after every stored record, and share group, country and
+    upload date: a query is matched against the block as a whole, except for `nr:` (an id range)
+    and tags that differ per record (those are checked record by record)."""
+
+    first_id: int
+    count: int
+    per_species: int
+    names: tuple[str, ...]  # lower-case binomial of each block of `per_species` records
+    make: Callable[[int], XcRecording] = field(compare=False)
+
+    @property
+    def ids(self) -> range:
+        return range(self.first_id, self.first_id + self.count)
+
+    def record(self, xc_id: int) -> XcRecording:
+        return self.make(xc_id - self.first_id)
+
+    def of_species(self, binomial: str) -> range:
+        """The ids of one species' records (empty when the block has none of it)."""
+        try:
+            start = self.first_id + self.names.index(binomial.lower()) * self.per_species
+        except ValueError:
+            return range(0)
+        return range(start, min(start + self.per_species, self.first_id + self.count))
+
+    def species_count(self, ids: Sequence[int]) -> int:
+        """How many species the records of `ids` (ascending) belong to."""
+        if isinstance(ids, range):
+            if not ids:
+                return 0
+            return (
+                (ids[-1] - self.first_id) // self.per_species
+                - (ids[0] - self.first_id) // self.per_species
+                + 1
+            )
+        return len({(i - self.first_id) // self.per_species for i in ids})
+
+
 @dataclass
 class Truths:
     """Facts about the planted traps, for tests (keys are `xc:<id>` / `europeana:<id>`)."""
@@ -145,6 +189,10 @@ class Truths:
     non_birds: list[str] = field(default_factory=list)
     synonyms: dict[str, str] = field(default_factory=dict)  # Europeana's name -> xeno-canto's name
     unnamed_items: list[str] = field(default_factory=list)  # Europeana items whose title names no species
+    non_taxon_titles: list[str] = field(default_factory=list)  # parse as binomials, genus no taxon
+    agent_creators: list[str] = field(default_factory=list)  # Europeana items whose dcCreator is a reference
+    dead_links: list[str] = field(default_factory=list)  # Europeana items whose edmIsShownBy rotted
+    placeholders: list[str] = field(default_factory=list)  # xeno-canto: "Mystery mystery", "Sonus naturalis"
     hostile: list[str] = field(default_factory=list)
 
 
@@ -157,6 +205,7 @@ class Archive:
         self.europeana: dict[str, EuropeanaItem] = {}
         self.wiki: dict[str, dict[str, WikiPage]] = {"de": {}, "en": {}}
         self.truths = Truths()
+        self.generated: GeneratedXc | None = None
         self.grown = 0  # how many `grow` calls shaped it: the seed of the next one
         self._lock = threading.Lock()
         self._reindex()

@@ -18,15 +18,23 @@ from birdgrab.sandbox.archive import (
     XC_LICENCES,
     Archive,
     EuropeanaItem,
+    GeneratedXc,
     Species,
+    Truths,
     WikiPage,
     WikiStatus,
     XcRecording,
 )
 from birdgrab.sandbox.audio import SAMPLE_RATES, AudioFile, AudioFormat, AudioSpec, voice_for
 from birdgrab.sandbox.config import SandboxConfig
+from birdgrab.sandbox.europeana import UNNAMED_AGENT
 
 FIRST_XC_ID = 400_000
+# Bulk (generated) records: ids far above every stored one, uploaded long before any `grow`.
+BULK_FIRST_ID = 50_000_000
+BULK_PER_SPECIES = 100
+BULK_UPLOADED = date(2024, 6, 1)
+BULK_VARIANTS = 997  # prime: the variants do not line up with the blocks of a species
 GROWN_RECORDINGS_PER_SPECIES = 5
 
 
@@ -41,6 +49,7 @@ class DemoSpecies:
     types: tuple[str, ...] = ("song", "call")
     europeana: int = 0  # Tierstimmenarchiv items
     europeana_name: str | None = None  # when Europeana's titles use a synonym or a trinomial
+    europeana_title: str | None = None  # a whole title in another form (German portals)
     author: str = "Linnaeus, 1758"
     german: str | None = None  # the German Wikipedia title the name leads to
     gender: str = "Die"  # German article of `german`
@@ -110,7 +119,32 @@ DEMO_SPECIES: tuple[DemoSpecies, ...] = (
     DemoSpecies("Gryllus campestris", "Field Cricket", xc=2, group="grasshoppers", types=("song",), europeana=2,
                 german="Feldgrille", family=("Echten Grillen", "Gryllidae"), kind="eine Langfühlerschrecke",
                 english_article="Field cricket"),
+    DemoSpecies("Strix aluco", "Tawny Owl", xc=2, countries=("France",), types=("call", "song"), europeana=1,
+                europeana_title="Waldkauz | Strix aluco - Lautfolge, Ruf", german="Waldkauz", gender="Der",
+                family=("Eigentlichen Eulen", "Strigidae"), english_article="Tawny owl"),
+    # xeno-canto's placeholders (shared/api/xeno-canto-v3.md): no species, whatever their group says.
+    DemoSpecies("Mystery mystery", "Identity unknown", xc=2),
+    DemoSpecies("Sonus naturalis", "Soundscape", xc=1, group="", types=("soundscape",)),
 )  # fmt: skip
+PLACEHOLDERS = ("Mystery mystery", "Sonus naturalis")
+_LATE = frozenset({"Strix aluco", *PLACEHOLDERS})
+# Europeana items (by number: 0-3 Turdus philomelos, 7-9 Erithacus rubecula, 24-25 Rana temporaria)
+# whose dcCreator is only a reference: the same agent twice (one Record API request names both), an
+# agent no record names, a #tag; and items whose edmIsShownBy rotted: (status, the record lists the
+# moved file). The one lost for good is a frog's, outside the default (birds only) selection.
+_REFERENCED_CREATORS = {
+    1: "http://data.europeana.eu/agent/85541",
+    3: "http://data.europeana.eu/agent/85541",
+    2: UNNAMED_AGENT,
+    8: "#Frommolt_Karl-Heinz",
+}
+_DEAD_LINKS = {7: (404, True), 24: (403, False)}
+# Titles that read as binomials whose "genus" is no taxon: a tape, and (from other collections) art.
+NON_TAXON_TITLES = (
+    "Vogelstimmen am Müggelsee, Tonband 3",
+    "Portret van Jan Six",
+    "Gedenkteken voor de gevallenen",
+)
 
 # (title, lead, is a disambiguation page): where the genus and disambiguation redirects lead.
 _DE_TRAP_PAGES = (
@@ -211,23 +245,23 @@ _HOSTILE_TITLES = (
 )
 
 
-def _stable_number(text: str, low: int, high: int) -> int:
+def stable_number(text: str, low: int, high: int) -> int:
     """A number in [low, high) that depends only on `text` (page ids, Wikidata ids)."""
     return low + int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") % (high - low)
 
 
-def _wikidata_id(name: str) -> str:
-    return f"Q{_stable_number(name, 1000, 99_999_999)}"
+def wikidata_id(name: str) -> str:
+    return f"Q{stable_number(name, 1000, 99_999_999)}"
 
 
 def _page(lang: str, title: str, **fields: Any) -> WikiPage:
-    return WikiPage(title, _stable_number(f"{lang}:{title}", 10_000, 9_999_999), **fields)
+    return WikiPage(title, stable_number(f"{lang}:{title}", 10_000, 9_999_999), **fields)
 
 
 def _article(lang: str, title: str, intro: str, name: str, redirects: tuple[str, ...]) -> list[WikiPage]:
     """A species article and the redirects from its scientific names."""
     body = "== Merkmale ==\n" + intro + "\n\n== Verbreitung ==\nDie Art ist weit verbreitet."
-    return [_page(lang, title, intro=intro, body=body, wikidata_id=_wikidata_id(name))] + [
+    return [_page(lang, title, intro=intro, body=body, wikidata_id=wikidata_id(name))] + [
         _page(lang, source, redirect_to=title) for source in redirects
     ]
 
@@ -368,10 +402,12 @@ def _europeana_item(
     species: str | None,
     group: str,
     audio: AudioSpec,
+    rights: str | None = None,
 ) -> EuropeanaItem:
-    """One Tierstimmenarchiv item; `number` (its position in the archive) keeps ids unique."""
+    """One Tierstimmenarchiv item; `number` (its position in the archive) keeps ids unique and,
+    unless `rights` is given, picks its licence."""
     letter, catalogue_number = _TSA_CLASS.get(group, "V"), rng.randrange(100, 3000)
-    rights = "by-nc-nd" if number % 6 == 5 else "cc0" if number % 5 == 3 else "by-sa"
+    rights = rights or ("by-nc-nd" if number % 6 == 5 else "cc0" if number % 5 == 3 else "by-sa")
     return EuropeanaItem(
         id=f"/11622/_TIERSTIMMENARCHIV_MFN_GERMANY_TSA_{token}_{letter}_{catalogue_number}_{number}_1",
         title=title,
@@ -444,12 +480,27 @@ def _demo_wiki(entry: DemoSpecies) -> dict[str, list[WikiPage]]:
     return pages
 
 
+def _plant_record_trap(item: EuropeanaItem, number: int, truths: Truths) -> EuropeanaItem:
+    """Creators given only by reference, and media links that rotted (by the item's number)."""
+    if (creator := _REFERENCED_CREATORS.get(number)) is not None:
+        item = dataclasses.replace(item, creator=creator)
+        truths.agent_creators.append(item.key)
+    if (rot := _DEAD_LINKS.get(number)) is not None:
+        item = dataclasses.replace(item, dead_link=rot[0], media_moved=rot[1])
+        truths.dead_links.append(item.key)
+    return item
+
+
 def _build_demo(archive: Archive, config: SandboxConfig) -> None:
     rng = random.Random(f"{config.seed}:demo")
-    slots = [(entry, index) for entry in DEMO_SPECIES for index in range(entry.xc)]
+    slots = [(entry, index) for entry in DEMO_SPECIES if entry.name not in _LATE for index in range(entry.xc)]
     ids = _fresh_ids(rng, FIRST_XC_ID, len(slots))
     rng.shuffle(ids)  # species interleave in id order, as on the real site
-    birds = tuple(e.name for e in DEMO_SPECIES if e.group == "birds")
+    # Species added to the demo later draw their ids after the others, which keep theirs.
+    late = [(entry, index) for entry in DEMO_SPECIES if entry.name in _LATE for index in range(entry.xc)]
+    ids += _fresh_ids(random.Random(f"{config.seed}:demo-late"), max(ids), len(late))
+    slots += late
+    birds = tuple(e.name for e in DEMO_SPECIES if e.group == "birds" and e.name not in PLACEHOLDERS)
     truths = archive.truths
     species = {entry.name: _demo_species(entry) for entry in DEMO_SPECIES}
     recordings: dict[tuple[str, int], XcRecording] = {}
@@ -491,24 +542,27 @@ def _build_demo(archive: Archive, config: SandboxConfig) -> None:
             if index == 0 and entry.name == _NEAR_DUPLICATE and first_xc.audio:
                 audio = dataclasses.replace(first_xc.audio, format="mp3", sample_rate=22050)
             named = entry.europeana_name or entry.name
-            item = _europeana_item(
-                draw, len(items), f"{named} {entry.author}", _tsa_token(named), entry.name, entry.group, audio
-            )
+            title = entry.europeana_title or f"{named} {entry.author}"
+            item = _europeana_item(draw, len(items), title, _tsa_token(named), entry.name, entry.group, audio)
+            item = _plant_record_trap(item, len(items), truths)
             items.append(item)
             if index == 0 and entry.name in (_EXACT_DUPLICATE, _NEAR_DUPLICATE):
                 pairs = truths.exact_duplicates if entry.name == _EXACT_DUPLICATE else truths.near_duplicates
                 pairs.append((first_xc.key, item.key))
-    for title in ("Sylvia sp.", "Vogelstimmen"):
+    for title in ("Sylvia sp.", "Vogelstimmen", *NON_TAXON_TITLES):
         draw = random.Random(f"{config.seed}:europeana:{title}")
         audio = _tsa_audio(draw, title, len(items))
-        item = _europeana_item(draw, len(items), title, _tsa_token(title), None, "birds", audio)
+        # open, so that the default listing (reusability=open) meets every trap
+        item = _europeana_item(draw, len(items), title, _tsa_token(title)[:40], None, "birds", audio, "by-sa")
         items.append(item)
         truths.unnamed_items.append(item.key)
+        if title in NON_TAXON_TITLES:
+            truths.non_taxon_titles.append(item.key)
 
     wiki: dict[str, list[WikiPage]] = {"de": [], "en": []}
     for title, intro, disambiguation in _DE_TRAP_PAGES:
         wiki["de"].append(
-            _page("de", title, intro=intro, wikidata_id=_wikidata_id(title), disambiguation=disambiguation)
+            _page("de", title, intro=intro, wikidata_id=wikidata_id(title), disambiguation=disambiguation)
         )
     for entry in DEMO_SPECIES:
         for lang, pages in _demo_wiki(entry).items():
@@ -518,7 +572,8 @@ def _build_demo(archive: Archive, config: SandboxConfig) -> None:
     truths.europeana_only_species = [
         e.name for e in DEMO_SPECIES if e.europeana and e.group == "birds" and "Germany" not in e.countries
     ]
-    truths.non_birds = [e.name for e in DEMO_SPECIES if e.group != "birds"]
+    truths.non_birds = [e.name for e in DEMO_SPECIES if e.group != "birds" and e.name not in PLACEHOLDERS]
+    truths.placeholders = [r.key for (name, _), r in recordings.items() if name in PLACEHOLDERS]
     truths.synonyms = {s: e.name for e in DEMO_SPECIES for s in e.synonyms}
 
 
@@ -610,11 +665,41 @@ def _add_hostile(archive: Archive, config: SandboxConfig) -> None:
 
 
 def _add_bulk(archive: Archive, config: SandboxConfig) -> None:
-    """Metadata-only records (their audio 404s), 100 per generated species, for catalog benchmarks."""
+    """Metadata-only records (their audio 404s), 100 per generated species, made on request: a
+    catalogue of a million recordings costs the sandbox its species and nothing per record.
+    Each is one of `BULK_VARIANTS` records drawn at random, given its own id, species and file."""
     count = config.xc_bulk_recordings
-    _add_generated(
-        archive, config, species=-(-count // 100), recordings=count, label="bulk", with_audio=False
-    )
+    species = _generated_species(archive, -(-count // BULK_PER_SPECIES))
+    entries = [entry for entry, _ in species]
+    variants = [
+        _xc_recording(
+            random.Random(f"{config.seed}:bulk:{k}"),
+            BULK_FIRST_ID,
+            entries[0],
+            country="Germany",
+            types=("song", "call"),
+            audio=None,
+            uploaded=BULK_UPLOADED,
+        )
+        for k in range(min(count, BULK_VARIANTS))
+    ]
+
+    def make(index: int) -> XcRecording:
+        variant, entry = variants[index % len(variants)], entries[index // BULK_PER_SPECIES]
+        genus, _, epithet = entry.name.partition(" ")
+        xc_id = BULK_FIRST_ID + index
+        return dataclasses.replace(
+            variant,
+            id=xc_id,
+            genus=genus,
+            epithet=epithet,
+            english=entry.english,
+            file_name=f"XC{xc_id}-{variant.file_name.split('-', 1)[1]}",
+        )
+
+    archive.add(species=entries, wiki={"de": [page for _, pages in species for page in pages]})
+    names = tuple(entry.name.lower() for entry in entries)
+    archive.generated = GeneratedXc(BULK_FIRST_ID, count, BULK_PER_SPECIES, names, make)
 
 
 def build_archive(config: SandboxConfig) -> Archive:
@@ -648,7 +733,11 @@ def grow(archive: Archive, config: SandboxConfig, *, recordings: int = 0, specie
         {
             r.name
             for r in archive.xc_sorted()
-            if r.audio and r.group == "birds" and r.country == "Germany" and r.key not in hostile
+            if r.audio
+            and r.group == "birds"
+            and r.country == "Germany"
+            and r.key not in hostile
+            and r.name not in PLACEHOLDERS
         }
     )
     if recordings and not known:

@@ -10,13 +10,28 @@ Profile = Literal["demo", "scale"]
 
 
 @dataclass(frozen=True)
+class PageSize:
+    """A server that decides its page size (shared/api/xeno-canto-v3.md): at most `records` a page
+    whatever `per_page` or `rows` asks. With `counted_as_asked` it pages as if it served what was
+    asked (xeno-canto's numPages, Europeana's next cursor), so records are lost between pages."""
+
+    records: int
+    counted_as_asked: bool = False
+
+    def __post_init__(self) -> None:
+        if self.records < 1:
+            raise ValueError("a page holds at least 1 record")
+
+
+@dataclass(frozen=True)
 class SandboxConfig:
     """The sandbox's archive and keys; the same config (and seed) always gives the same archive.
 
     `profile="demo"` is the hand-made archive of about 25 species with every planted trap;
     `"scale"` starts empty. In both, the knobs add generated content on top:
     `extra_species` x `recordings_per_species` xeno-canto recordings of short audio (WAV files of
-    about `audio_bytes` when set) and `xc_bulk_recordings` metadata-only records (their audio 404s).
+    about `audio_bytes` when set) and `xc_bulk_recordings` metadata-only records (their audio 404s),
+    made on request and never stored, so a million of them cost the sandbox only their species.
 
     >>> SandboxConfig(profile="scale", extra_species=50, recordings_per_species=20)  # doctest: +ELLIPSIS
     SandboxConfig(...)

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from birdgrab.sandbox.archive import Archive, EuropeanaItem
+from birdgrab.sandbox.config import PageSize
 
 Answer = tuple[int, dict[str, Any]]
 Params = Mapping[str, Sequence[str]]
@@ -50,6 +51,15 @@ def decode_cursor(cursor: str) -> int:
     return int.from_bytes(raw, "big")
 
 
+# Agents that records name: dcCreator gives only these references. Other references (a GND URI)
+# are named nowhere: clients credit the data provider.
+AGENTS = {
+    "http://data.europeana.eu/agent/85541": "Tembrock, Günter",
+    "#Frommolt_Karl-Heinz": "Frommolt, Karl-Heinz",
+}
+UNNAMED_AGENT = "https://d-nb.info/gnd/11913506X"
+
+
 def _last(params: Params, name: str) -> str | None:
     values = params.get(name)
     return values[-1] if values else None
@@ -71,7 +81,24 @@ def _bad_request(given: str | None, message: str) -> Answer:
 
 
 def media_url(item: EuropeanaItem, base: str) -> str:
+    """Where the item's audio is served."""
     return f"{base}/tierstimmenarchiv/recordings/{quote(item.media_name)}"
+
+
+def shown_by(item: EuropeanaItem, base: str) -> str:
+    """The item's edmIsShownBy: its media, or for a rotten link an old address that answers 403/404."""
+    if item.dead_link:
+        return f"{base}/tierstimmenarchiv/old/{quote(item.media_name)}"
+    return media_url(item, base)
+
+
+def _web_resources(item: EuropeanaItem, base: str) -> list[dict[str, Any]]:
+    """The record's web resources: the media link, the landing page and, where the archive moved a
+    rotten file, its new address."""
+    resources = [shown_by(item, base), _landing_url(item, base)]
+    if item.dead_link and item.media_moved:
+        resources.append(media_url(item, base))
+    return [{"about": url} for url in resources]
 
 
 def _landing_url(item: EuropeanaItem, base: str) -> str:
@@ -113,7 +140,7 @@ def _reusable(item: EuropeanaItem, reusability: Sequence[str]) -> bool:
 
 def item_json(item: EuropeanaItem, key: str, base: str) -> dict[str, Any]:
     """A search item, fields as in shared/api/europeana-search-page.json; empty fields are omitted."""
-    media = media_url(item, base)
+    media = shown_by(item, base)
     fields: dict[str, Any] = {
         "completeness": 6 if item.media_in_search else 5,
         "dataProvider": [DATA_PROVIDER],
@@ -141,8 +168,17 @@ def _int_param(params: Params, name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
-def search(archive: Archive, params: Params, *, key: str, base: str, repeat_previous: bool = False) -> Answer:
-    """GET /record/v2/search.json. `repeat_previous` (a fault) serves a few items of the previous page again."""
+def search(
+    archive: Archive,
+    params: Params,
+    *,
+    key: str,
+    base: str,
+    repeat_previous: bool = False,
+    page_size: PageSize | None = None,
+) -> Answer:
+    """GET /record/v2/search.json. `repeat_previous` (a fault) serves a few items of the previous page
+    again; `page_size` makes the server decide how many items a page holds."""
     given = _last(params, "wskey")
     if given != key:
         return _unauthorised(given)
@@ -181,7 +217,9 @@ def search(archive: Archive, params: Params, *, key: str, base: str, repeat_prev
         if _refinements_allow_sound(params.get("qf", ()))
         else []
     )
-    shown = found[offset : offset + rows]
+    served = min(rows, page_size.records) if page_size else rows
+    shown = found[offset : offset + served]
+    step = rows if page_size and page_size.counted_as_asked else served
     if repeat_previous and shown and offset:
         shown = found[max(0, offset - REPEATED_ITEMS) : offset] + shown
     body: dict[str, Any] = {
@@ -191,8 +229,8 @@ def search(archive: Archive, params: Params, *, key: str, base: str, repeat_prev
         "itemsCount": len(shown),
         "totalResults": len(found),
     }
-    if cursor is not None and rows and offset + rows < len(found):
-        body["nextCursor"] = encode_cursor(offset + rows)
+    if cursor is not None and step and offset + step < len(found):
+        body["nextCursor"] = encode_cursor(offset + step)
     body["items"] = [item_json(item, key, base) for item in shown]
     return 200, body
 
@@ -221,10 +259,14 @@ def record(archive: Archive, item_id: str, params: Params, *, key: str, base: st
                 "about": f"/aggregation/provider{item.id}",
                 "edmDataProvider": {"def": [DATA_PROVIDER]},
                 "edmIsShownAt": _landing_url(item, base),
-                "edmIsShownBy": media_url(item, base),
+                "edmIsShownBy": shown_by(item, base),
                 "edmRights": {"def": [item.rights]},
+                "webResources": _web_resources(item, base),
             }
         ],
+        "agents": [{"about": item.creator, "prefLabel": {"de": [AGENTS[item.creator]]}}]
+        if item.creator in AGENTS
+        else None,
         "proxies": [{name: value for name, value in proxy.items() if value is not None}],
         "year": {"def": [item.year]} if item.year else None,
     }

@@ -22,7 +22,9 @@ PERMANENT = frozenset({"html", "corrupt"})
 MODES = frozenset({"repeat_page", "no_range"})
 KINDS = TRANSIENT | PERMANENT | MODES
 # "audio" covers both audio targets, "*" every target.
-TARGETS = frozenset({"xc-api", "xc-audio", "europeana-api", "europeana-audio", "wiki", "audio", "*"})
+TARGETS = frozenset(
+    {"xc-api", "xc-audio", "europeana-api", "europeana-audio", "wiki", "wikidata", "audio", "*"}
+)
 # Parameters that carry keys: a retry with another key is still the same request.
 _KEY_PARAMS = frozenset({"key", "wskey"})
 

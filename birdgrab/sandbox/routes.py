@@ -15,14 +15,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from html import escape
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from birdgrab.sandbox import europeana, mediawiki, xenocanto
+from birdgrab.sandbox import europeana, mediawiki, wikidata, xenocanto
 from birdgrab.sandbox.archive import Archive
 from birdgrab.sandbox.audio import AudioCache, AudioFile, AudioSpec
-from birdgrab.sandbox.config import SandboxConfig
+from birdgrab.sandbox.config import PageSize, SandboxConfig
 
 JSON_TYPE = "application/json; charset=utf-8"
 HTML_TYPE = "text/html; charset=utf-8"
@@ -72,8 +73,9 @@ class Counters:
 
     NAMES = (
         "xc-api", "xc-download", "xc-audio", "europeana-search", "europeana-record", "europeana-audio",
-        "wiki-api", "wiki-titles", "audio-bytes", "xc-audio-bytes", "europeana-audio-bytes",
-        "audio-range-requests", "landing", "not-found", "faults", "peak-in-flight",
+        "europeana-dead-links", "wiki-api", "wiki-titles", "wikidata-api", "wikidata-entities", "audio-bytes",
+        "xc-audio-bytes", "europeana-audio-bytes", "audio-range-requests", "landing", "not-found", "faults",
+        "peak-in-flight",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -164,7 +166,10 @@ ROUTES = (
     _route(r"/europeana/record/v2(/.+)\.json", "europeana_record", "europeana-api", "europeana-record", API_FAULTS),
     _route(r"/tierstimmenarchiv/recordings/([^/]+)", "europeana_media", "europeana-audio", "europeana-audio",
            AUDIO_FAULTS),
+    _route(r"/tierstimmenarchiv/old/([^/]+)", "europeana_rotten", "europeana-audio", "europeana-dead-links",
+           REDIRECT_FAULTS),
     _route(r"/wikipedia/([a-z-]+)/w/api\.php", "wiki_api", "wiki", "wiki-api", API_FAULTS | {"maxlag"}),
+    _route(r"/wikidata/w/api\.php", "wikidata_api", "wikidata", "wikidata-api", API_FAULTS | {"maxlag"}),
     _route(r"/(?:xeno-canto/\d+|tierstimmenarchiv/webinterface/.+|europeana/item/.+|wikipedia/[a-z-]+/wiki/.+)",
            "landing", None, "landing"),
     _route(r"/", "index", None, "landing"),
@@ -209,6 +214,8 @@ class Services:
         self.audio = audio
         self.counters = counters
         self.base = ""  # "http://host:port", set once the server listens
+        self.wikidata = wikidata.WikidataIndex()
+        self.page_sizes: dict[str, PageSize] = {}  # "xeno-canto", "europeana": the server decides
 
     def answer(self, route: Route, request: Request) -> Response:
         return getattr(self, route.handler)(request)
@@ -222,6 +229,7 @@ class Services:
             base=self.base,
             today=date.today(),
             repeat_previous="repeat_page" in request.modes,
+            page_size=self.page_sizes.get("xeno-canto"),
         )
         return json_response(status, body)
 
@@ -245,6 +253,7 @@ class Services:
             key=self.config.europeana_key,
             base=self.base,
             repeat_previous="repeat_page" in request.modes,
+            page_size=self.page_sizes.get("europeana"),
         )
         return json_response(status, body)
 
@@ -259,6 +268,14 @@ class Services:
         item = self.archive.europeana_media(unquote(request.match[1]))
         return not_found() if item is None else self._audio(item.audio, request)
 
+    def europeana_rotten(self, request: Request) -> Response:
+        """A media link that rotted: 403 or 404, as the item says."""
+        item = self.archive.europeana_media(unquote(request.match[1]))
+        if item is None or not item.dead_link:
+            return not_found()
+        status = HTTPStatus(item.dead_link)
+        return html_response(status.value, f"{status.value} {status.phrase}")
+
     # -- Wikipedia ----------------------------------------------------------------------------
     def wiki_api(self, request: Request) -> Response:
         params = request.last
@@ -267,13 +284,19 @@ class Services:
         pages = self.archive.wiki.get(lang, {})
         return json_response(200, mediawiki.query(pages, lang, params, self.base))
 
+    def wikidata_api(self, request: Request) -> Response:
+        params = request.last
+        asked = [v for name in ("ids", "titles") for v in params.get(name, "").split("|") if v]
+        self.counters.add("wikidata-entities", len(asked))
+        return json_response(200, self.wikidata.answer(self.archive, params))
+
     # -- pages and files ----------------------------------------------------------------------
     def index(self, request: Request) -> Response:
         return html_response(
             200,
             "birdgrab sandbox archive",
             "xeno-canto: /xeno-canto/api/3/recordings; Europeana: /europeana/record/v2/search.json; "
-            "Wikipedia: /wikipedia/{lang}/w/api.php; control: /_sandbox/stats.",
+            "Wikipedia: /wikipedia/{lang}/w/api.php; Wikidata: /wikidata/w/api.php; control: /_sandbox/stats.",
         )
 
     def landing(self, request: Request) -> Response:

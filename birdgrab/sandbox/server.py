@@ -29,7 +29,7 @@ import numpy as np
 from birdgrab.files import atomic_write_bytes
 from birdgrab.sandbox import catalogue, mediawiki
 from birdgrab.sandbox.audio import AudioCache, AudioFile, default_cache_dir
-from birdgrab.sandbox.config import SandboxConfig
+from birdgrab.sandbox.config import PageSize, SandboxConfig
 from birdgrab.sandbox.faults import Decision, FaultPlan, FaultRule
 from birdgrab.sandbox.routes import (
     Counters,
@@ -325,6 +325,7 @@ class Sandbox:
             "BIRDGRAB_XC_API": f"{base}/xeno-canto/api/3/recordings",
             "BIRDGRAB_EUROPEANA_API": f"{base}/europeana/record/v2/search.json",
             "BIRDGRAB_WIKIPEDIA_API": f"{base}/wikipedia/{{lang}}/w/api.php",
+            "BIRDGRAB_WIKIDATA_API": f"{base}/wikidata/w/api.php",
             "BIRDGRAB_XC_KEY": self.config.xc_key,
             "BIRDGRAB_EUROPEANA_KEY": self.config.europeana_key,
             "BIRDGRAB_CONTACT": CONTACT,
@@ -351,6 +352,17 @@ class Sandbox:
 
     def reset_counts(self) -> None:
         self._counters.reset()
+
+    def set_page_size(self, service: str, records: int | None, *, counted_as_asked: bool = False) -> None:
+        """Make `service` ("xeno-canto", "europeana") serve at most `records` a page whatever is asked
+        (None: as asked). With `counted_as_asked` it pages as if it served what was asked: xeno-canto's
+        numPages undercounts, Europeana's cursor skips items."""
+        if service not in ("xeno-canto", "europeana"):
+            raise ValueError(f"no paged service {service!r}: use xeno-canto or europeana")
+        if records is None:
+            self._services.page_sizes.pop(service, None)
+        else:
+            self._services.page_sizes[service] = PageSize(records, counted_as_asked)
 
     # -- the archive ------------------------------------------------------------------------------
     def grow(self, recordings: int = 0, species: int = 0) -> list[str]:
@@ -397,6 +409,11 @@ class Sandbox:
             },
             ("POST", "remove"): lambda data: {"removed": self.remove([str(key) for key in data["keys"]])},
             ("GET", "archive"): lambda _: self.describe(),
+            ("PUT", "page-size"): lambda data: self.set_page_size(
+                str(data["service"]),
+                None if data.get("records") is None else int(data["records"]),
+                counted_as_asked=bool(data.get("counted_as_asked", False)),
+            ),
         }
         action = actions.get((method, path.removeprefix("/_sandbox/")))
         if action is None:

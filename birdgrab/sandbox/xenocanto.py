@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from birdgrab.sandbox.archive import Archive, XcRecording
+from birdgrab.sandbox.archive import Archive, GeneratedXc, XcRecording
+from birdgrab.sandbox.config import PageSize
 
 Predicate = Callable[[XcRecording], bool]
 Answer = tuple[int, dict[str, Any]]
@@ -150,19 +151,58 @@ def _predicate(tag: str, value: str, today: date) -> Predicate:
     raise QueryError("invalid_query", f"Unknown search tag: {tag}")
 
 
-def parse_query(text: str, today: date) -> list[Predicate]:
-    """The predicates of a tag query; untagged words raise QueryError (the service answers 400)."""
+def parse_tags(text: str) -> list[tuple[str, str]]:
+    """The (tag, value) pairs of a query; untagged words raise QueryError (the service answers 400)."""
     if not text.strip():
         raise QueryError("missing_parameter", "No query specified")
-    predicates: list[Predicate] = []
+    tags: list[tuple[str, str]] = []
     position = 0
     for match in _TAG.finditer(text):
         _reject_untagged(text[position : match.start()])
         tag, quoted, bare = match.groups()
-        predicates.append(_predicate(tag, quoted if quoted is not None else bare, today))
+        tags.append((tag, quoted if quoted is not None else bare))
         position = match.end()
     _reject_untagged(text[position:])
-    return predicates
+    return tags
+
+
+def parse_query(text: str, today: date) -> list[Predicate]:
+    """The predicates of a tag query."""
+    return [_predicate(tag, value, today) for tag, value in parse_tags(text)]
+
+
+# Tags on which every generated record agrees: one record answers for the whole block.
+_BLOCK_TAGS = {"grp", "cnt", "area", "since"}
+
+
+def _intersect(a: range, b: range) -> range:
+    start = max(a.start, b.start)
+    return range(start, max(start, min(a.stop, b.stop)))
+
+
+def generated_matches(block: GeneratedXc | None, text: str, today: date) -> Sequence[int]:
+    """The ids of generated records a query matches, ascending, without making a record for
+    `nr:`, `sp:`, `grp:`, `cnt:`, `area:` and `since:` (other tags are checked record by record)."""
+    if block is None:
+        return range(0)
+    ids = block.ids
+    per_record: list[Predicate] = []
+    for tag, value in parse_tags(text):
+        if tag == "nr":
+            low, high = _number_range(value, "nr")
+            start = ids.start if low == -math.inf else math.ceil(low)
+            stop = ids.stop if high == math.inf else math.floor(high) + 1
+            ids = _intersect(ids, range(start, stop))
+        elif tag == "sp" and " " in value.strip():
+            ids = _intersect(ids, block.of_species(" ".join(value.split())))
+        elif tag in _BLOCK_TAGS:
+            if ids and not _predicate(tag, value, today)(block.record(block.first_id)):
+                ids = range(0)
+        else:
+            per_record.append(_predicate(tag, value, today))
+    if per_record:
+        return [i for i in ids if all(p(block.record(i)) for p in per_record)]
+    return ids
 
 
 def _reject_untagged(between_tags: str) -> None:
@@ -181,7 +221,7 @@ def recording_json(r: XcRecording, base: str) -> dict[str, Any]:
         "gen": r.genus,
         "sp": r.epithet,
         "ssp": r.subspecies,
-        "grp": r.group,
+        "grp": r.group or None,
         "en": r.english,
         "rec": r.recordist,
         "cnt": r.country,
@@ -256,8 +296,10 @@ def recordings(
     base: str,
     today: date,
     repeat_previous: bool = False,
+    page_size: PageSize | None = None,
 ) -> Answer:
-    """GET /api/3/recordings. `repeat_previous` (a fault) serves a few records of the previous page again."""
+    """GET /api/3/recordings. `repeat_previous` (a fault) serves a few records of the previous page
+    again; `page_size` makes the server decide how many records a page holds."""
     if params.get("key") != key:
         return 401, KEY_ERROR
     try:
@@ -273,14 +315,27 @@ def recordings(
     except QueryError as exc:
         return _error(exc.code, exc.message)
     found = [r for r in archive.xc_sorted() if all(p(r) for p in predicates)]
-    start = (page - 1) * per_page
-    shown = found[start : start + per_page]
+    generated = generated_matches(archive.generated, params.get("query", ""), today)
+    total = len(found) + len(generated)
+
+    def window(low: int, high: int) -> list[XcRecording]:
+        """Matches low..high-1: stored records first, then generated ones (their ids are higher)."""
+        rest = generated[max(0, low - len(found)) : max(0, high - len(found))]
+        return found[low:high] + [archive.generated.record(i) for i in rest] if rest else found[low:high]
+
+    served = min(per_page, page_size.records) if page_size else per_page
+    counted_in = per_page if page_size and page_size.counted_as_asked else served
+    start = (page - 1) * served
+    shown = window(start, start + served)
     if repeat_previous and shown and start:
-        shown = found[max(0, start - REPEATED_RECORDS) : start] + shown
+        shown = window(max(0, start - REPEATED_RECORDS), start) + shown
+    species = len({r.name.lower() for r in found})
+    if archive.generated is not None:
+        species += archive.generated.species_count(generated)
     return 200, {
-        "numRecordings": str(len(found)),
-        "numSpecies": str(len({r.name.lower() for r in found})),
+        "numRecordings": str(total),
+        "numSpecies": str(species),
         "page": page,
-        "numPages": math.ceil(len(found) / per_page) + 1,
+        "numPages": math.ceil(total / counted_in) + 1,
         "recordings": [recording_json(r, base) for r in shown],
     }

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, ClassVar
 
@@ -23,6 +24,7 @@ from birdgrab.errors import UsageError
 from birdgrab.settings import ArchiveAccess, ServicePolicy, Settings, check_url, tune_policy
 
 if TYPE_CHECKING:
+    from birdgrab.models import Recording
     from birdgrab.sources import CatalogBatch
 
 # Longest id kept readable in a chunk file name; longer ids are cut and get a hash.
@@ -50,6 +52,8 @@ class ListingRequest:
     species: list[str] | None  # canonical binomials from --species-file; None: no species list
     since: date | None  # only what is new or changed since then (an incremental listing)
     seen_at: datetime
+    # Recordists earlier runs named from references (agent URI -> name): not asked about again.
+    agent_names: Mapping[str, str] = field(default_factory=dict)
 
 
 class RequestTally:
@@ -156,14 +160,22 @@ class Archive(ABC):
         return set(self.queries(request)) if request.since is None else set()
 
     @abstractmethod
-    async def catalog(self, settings: Settings, request: ListingRequest, tally: RequestTally) -> CatalogBatch:
-        """Every recording the request's queries list, with the items skipped and why."""
+    async def catalog(
+        self, settings: Settings, request: ListingRequest, tally: RequestTally, batch: CatalogBatch
+    ) -> CatalogBatch:
+        """Every recording the request's queries list, with the items skipped and why, put into
+        `batch` as it arrives (the catalog's batch writes them to disk page by page); returns it."""
 
     async def check_birds(
         self, settings: Settings, names: list[str], tally: RequestTally
     ) -> dict[str, BirdAnswer]:
         """Whether each species is a bird, for archives that can say (`checks_birds`)."""
         raise NotImplementedError(f"{self.name} cannot say whether a species is a bird")
+
+    async def other_media(self, settings: Settings, recording: Recording, tally: RequestTally) -> list[str]:
+        """Other addresses of a recording's audio, best first, for when its media link rots (403,
+        404): what the archive's own record of it lists. None by default."""
+        return []
 
     # -- attribution --------------------------------------------------------------------------------
     def credit(self) -> str:

@@ -18,9 +18,9 @@ from birdgrab.errors import ServiceError
 from birdgrab.http_client import ServiceClient, gather_failfast
 from birdgrab.licences import licence_name
 from birdgrab.models import Recording, SkippedItem
-from birdgrab.names import NameError_, parse_scientific_name
+from birdgrab.names import NameError_, parse_title
 from birdgrab.settings import ServicePolicy, Settings
-from birdgrab.sources import CatalogBatch, absolute_url, clean_text, recording_key
+from birdgrab.sources import CatalogBatch, absolute_url, clean_text, count_field, recording_key
 from birdgrab.sources.archive import Archive, ListingRequest, QueryOption, RequestTally
 
 log = logging.getLogger(__name__)
@@ -80,11 +80,12 @@ def parse_item(item: dict[str, Any], *, seen_at: datetime) -> Recording:
     if item_id is None or not _ID.match(item_id):
         raise ValueError(f"item without a valid id: {str(item.get('id'))[:60]!r}")
     title = _first(item.get("title")) or ""
-    name = parse_scientific_name(title)
+    name = parse_title(title)
     types, sex, stage = parse_description(_first(item.get("dcDescription")))
     licence_url = absolute_url(_first(item.get("rights")), "http")
     audio_url = absolute_url(_first(item.get("edmIsShownBy")), "http")
     year = _first(item.get("year"))
+    creator = _first(item.get("dcCreator"))
     return Recording(
         key=recording_key(SOURCE, item_id),
         source=SOURCE,
@@ -92,7 +93,8 @@ def parse_item(item: dict[str, Any], *, seen_at: datetime) -> Recording:
         scientific_name=name.binomial,
         original_name=title[:300],
         subspecies=name.subspecies,
-        recordist=_first(item.get("dcCreator")),
+        recordist=None if is_agent_reference(creator) else creator,
+        recordist_id=creator if is_agent_reference(creator) else None,
         types=types,
         sex=sex,
         stage=stage,
@@ -111,16 +113,58 @@ def parse_item(item: dict[str, Any], *, seen_at: datetime) -> Recording:
     )
 
 
-def media_from_record(body: Any) -> str | None:
-    """The media URL of a Record API answer: object.aggregations[].edmIsShownBy."""
-    if not isinstance(body, dict) or not isinstance(body.get("object"), dict):
-        return None
-    for aggregation in body["object"].get("aggregations") or []:
-        if isinstance(aggregation, dict) and (
-            url := absolute_url(_first(aggregation.get("edmIsShownBy")), "http")
-        ):
-            return url
+def is_agent_reference(creator: str | None) -> bool:
+    """Whether dcCreator names an agent only by reference: a URI (Europeana's or the GND's) or a #tag."""
+    return creator is not None and (
+        creator.startswith("#") or re.match(r"(?i)https?://", creator) is not None
+    )
+
+
+def _record_object(body: Any) -> dict[str, Any]:
+    return body["object"] if isinstance(body, dict) and isinstance(body.get("object"), dict) else {}
+
+
+def _label(pref_label: object) -> str | None:
+    """A name from a language map ({"en": ["..."], "def": [...]}): English first, then any."""
+    if not isinstance(pref_label, dict):
+        return _first(pref_label)
+    for lang in ("en", "def", *sorted(k for k in pref_label if isinstance(k, str))):
+        if (name := _first(pref_label.get(lang))) and not is_agent_reference(name):
+            return name[:200]
     return None
+
+
+def agents_from_record(body: Any) -> dict[str, str]:
+    """Agent reference -> name, from a Record API answer's object.agents[] (about, prefLabel)."""
+    names = {}
+    for agent in _record_object(body).get("agents") or []:
+        about = clean_text(agent.get("about")) if isinstance(agent, dict) else None
+        if about and (name := _label(agent.get("prefLabel"))):
+            names[about] = name
+    return names
+
+
+def web_resources_from_record(body: Any) -> list[str]:
+    """Every media URL a Record API answer offers, in its order: each aggregation's edmIsShownBy,
+    its webResources[].about and hasView[]; never the generated thumbnails."""
+    urls: list[str] = []
+    for aggregation in _record_object(body).get("aggregations") or []:
+        if not isinstance(aggregation, dict):
+            continue
+        resources = (
+            aggregation.get("webResources") if isinstance(aggregation.get("webResources"), list) else []
+        )
+        candidates = [
+            aggregation.get("edmIsShownBy"),
+            *(r.get("about") for r in resources if isinstance(r, dict)),
+        ]
+        views = aggregation.get("hasView")
+        candidates += views if isinstance(views, list) else [views]
+        for candidate in candidates:
+            url = absolute_url(_first(candidate), "http")
+            if url and "/thumbnail/" not in url and url not in urls:
+                urls.append(url)
+    return urls
 
 
 def describe_error(status: int, body: Any) -> str:
@@ -170,8 +214,11 @@ class Europeana:
     ) -> CatalogBatch:
         """Every Sound item matching `query`, by cursor paging (`*`, then each `nextCursor`)."""
         batch = batch if batch is not None else CatalogBatch()
+        batch.free_text_names = True  # titles are free text: "Vogelstimmen am Müggelsee" parses too
         cursor: str | None = "*"
         pages = 0
+        expected: int | None = None
+        arrived_before = batch.arrived
         while cursor:
             params: list[tuple[str, str | int]] = [
                 ("wskey", self._key),
@@ -185,6 +232,8 @@ class Europeana:
                 params.append(("reusability", reusability))
             body = await self.client.get_json(self._api, params)
             pages += 1
+            if expected is None:
+                expected = count_field(body.get("totalResults"))
             items = body.get("items") or []
             if not items:
                 break
@@ -193,13 +242,13 @@ class Europeana:
                 for item in items
                 if (r := self._parse(batch, item, seen_at)) is not None
             ]
-            # Items without edmIsShownBy: ask the Record API, concurrently within the service limits.
-            for recording in await gather_failfast(self._with_media(r) for r in parsed):
+            for recording in await self._complete(parsed, batch.agent_names):
                 batch.add(recording)
             cursor = clean_text(body.get("nextCursor"))
+        batch.check_complete(SOURCE, query, expected, batch.arrived - arrived_before)
         log.info(
             "Europeana: %d items for %r (%d pages, %d skipped)",
-            len(batch.recordings),
+            batch.count,
             query,
             pages,
             len(batch.skipped),
@@ -220,24 +269,53 @@ class Europeana:
                     key=recording_key(SOURCE, clean_text(item.get("id")) or "?")[:300],
                     name=title,
                     reason=exc.reason,
+                    kind=exc.kind,
                 )
             )
             return None
         except ValueError as exc:
-            batch.skip(SkippedItem(key=recording_key(SOURCE, "?"), name=title, reason=str(exc)))
+            batch.skip(SkippedItem(key=recording_key(SOURCE, "?"), name=title, reason=str(exc), kind="no id"))
             return None
-        return None if recording.key in batch.recordings else recording
+        return None if recording.key in batch else recording
 
-    async def _with_media(self, recording: Recording) -> Recording:
-        if recording.audio_url is not None:
-            return recording
-        body = await self.client.get_json(self._record_url(recording.source_id), {"wskey": self._key})
-        url = media_from_record(body)
-        if url is None:
-            return recording
-        return recording.model_copy(
-            update={"audio_url": url, "downloadable": True, "not_downloadable_reason": None}
-        )
+    async def _record(self, item_id: str) -> Any:
+        return await self.client.get_json(self._record_url(item_id), {"wskey": self._key})
+
+    async def other_media(self, recording: Recording) -> list[str]:
+        """The record's web resources other than the recording's media link (for when it rots)."""
+        body = await self._record(recording.source_id)
+        return [url for url in web_resources_from_record(body) if url != recording.audio_url]
+
+    async def _complete(self, parsed: list[Recording], agent_names: dict[str, str]) -> list[Recording]:
+        """Ask the Record API, concurrently within the service limits, about items without
+        edmIsShownBy and about one item of each agent not yet named: `agent_names` (agent reference
+        -> name) is the cache, so an agent costs one request, the first time it is met. A recordist
+        the record does not name is credited as the data provider: a bare URI is never a name."""
+        asked: dict[str, str] = {}  # item id -> why: media, or an agent to name
+        for recording in parsed:
+            agent = recording.recordist_id
+            if recording.audio_url is None:
+                asked[recording.source_id] = "media"
+            elif agent and agent not in agent_names and agent not in asked.values():
+                asked.setdefault(recording.source_id, agent)
+        ids = sorted(asked)
+        bodies = dict(zip(ids, await gather_failfast(self._record(i) for i in ids), strict=True))
+        for body in bodies.values():
+            agent_names.update(agents_from_record(body))
+        for recording in parsed:  # agents no record names: the provider is credited, once per agent
+            if recording.recordist_id and recording.recordist_id not in agent_names:
+                agent_names[recording.recordist_id] = recording.data_provider or ""
+        return [self._completed(r, bodies.get(r.source_id), agent_names) for r in parsed]
+
+    @staticmethod
+    def _completed(recording: Recording, record: Any, agent_names: dict[str, str]) -> Recording:
+        update: dict[str, Any] = {}
+        if recording.recordist_id:
+            update["recordist"] = agent_names[recording.recordist_id] or None
+        media = web_resources_from_record(record) if recording.audio_url is None and record else []
+        if media:
+            update.update(audio_url=media[0], downloadable=True, not_downloadable_reason=None)
+        return recording.model_copy(update=update) if update else recording
 
 
 class EuropeanaArchive(Archive):
@@ -262,10 +340,21 @@ class EuropeanaArchive(Archive):
     def complete_listings(self, request: ListingRequest) -> set[str]:
         return set(self.queries(request))  # the cursor walk always lists everything
 
-    async def catalog(self, settings: Settings, request: ListingRequest, tally: RequestTally) -> CatalogBatch:
+    async def other_media(self, settings: Settings, recording: Recording, tally: RequestTally) -> list[str]:
+        """The Record API's other web resources of the item (webResources, hasView): a rotten
+        edmIsShownBy is often served on under another address."""
         async with Europeana(settings) as europeana:
             try:
-                batch = CatalogBatch()
+                return await europeana.other_media(recording)
+            finally:
+                tally.add(europeana.client.requests_made)
+
+    async def catalog(
+        self, settings: Settings, request: ListingRequest, tally: RequestTally, batch: CatalogBatch
+    ) -> CatalogBatch:
+        async with Europeana(settings) as europeana:
+            try:
+                batch.agent_names.update(request.agent_names)
                 for query in self.queries(request):
                     await europeana.search(query, seen_at=request.seen_at, batch=batch)
                 return batch

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -32,22 +33,32 @@ _TRANSIENT_CODES = {"maxlag", "ratelimited", "readonly", "internal_api_error_DBQ
 _GENUS_WORDS = re.compile(r"\b(Gattung|genus|Gattungen)\b", re.I)
 
 
-def check_payload(body: Any, headers: Any) -> None:
-    if not isinstance(body, dict):
-        raise TransientError("answer is not a JSON object")
-    error = body.get("error")
-    if not isinstance(error, dict):
-        return
-    code = clean_text(error.get("code")) or "unknown"
-    info = clean_text(error.get("info")) or ""
-    if code in _TRANSIENT_CODES:
-        retry_after = parse_retry_after(headers.get("Retry-After") if headers is not None else None)
-        if retry_after is None and (lag := error.get("lag")) is not None:
-            retry_after = min(float(lag), 60.0) if isinstance(lag, (int, float)) else None
-        raise TransientError(
-            f"MediaWiki {code}: {info}".strip(), retry_after=retry_after if retry_after is not None else 5.0
-        )
-    raise ServiceError("Wikipedia", f"the API refused the query ({code}: {info})")
+def mediawiki_errors(service: str) -> Callable[[Any, Any], None]:
+    """The payload check of a MediaWiki API (Wikipedia, Wikidata): errors come with HTTP 200; maxlag
+    and its kin are retried (after Retry-After or the lag), anything else is a ServiceError."""
+
+    def check(body: Any, headers: Any) -> None:
+        if not isinstance(body, dict):
+            raise TransientError("answer is not a JSON object")
+        error = body.get("error")
+        if not isinstance(error, dict):
+            return
+        code = clean_text(error.get("code")) or "unknown"
+        info = clean_text(error.get("info")) or ""
+        if code in _TRANSIENT_CODES:
+            retry_after = parse_retry_after(headers.get("Retry-After") if headers is not None else None)
+            if retry_after is None and (lag := error.get("lag")) is not None:
+                retry_after = min(float(lag), 60.0) if isinstance(lag, (int, float)) else None
+            raise TransientError(
+                f"MediaWiki {code}: {info}".strip(),
+                retry_after=retry_after if retry_after is not None else 5.0,
+            )
+        raise ServiceError(service, f"the API refused the query ({code}: {info})")
+
+    return check
+
+
+check_payload = mediawiki_errors("Wikipedia")
 
 
 def _pages_by_title(query: dict[str, Any]) -> dict[str, dict[str, Any]]:

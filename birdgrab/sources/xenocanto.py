@@ -21,7 +21,7 @@ from birdgrab.licences import licence_name
 from birdgrab.models import QUALITIES, Recording, SkippedItem
 from birdgrab.names import NameError_, parse_scientific_name
 from birdgrab.settings import ServicePolicy, Settings
-from birdgrab.sources import CatalogBatch, absolute_url, clean_text, recording_key, to_float
+from birdgrab.sources import CatalogBatch, absolute_url, clean_text, count_field, recording_key, to_float
 from birdgrab.sources.archive import Archive, BirdAnswer, ListingRequest, QueryOption, RequestTally
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,13 @@ def parse_recording(
     if source_id is None or not re.fullmatch(r"\d{1,12}", source_id):
         raise ValueError(f"recording without a valid id: {str(raw.get('id'))[:40]!r}")
     genus, epithet = raw.get("gen"), raw.get("sp")
+    if isinstance(genus, str) and isinstance(epithet, str):
+        # Placeholders ("Mystery mystery"), "sp.", "cf.", "aff." and hybrids, with their own reasons.
+        try:
+            parse_scientific_name(f"{genus} {epithet}")
+        except NameError_ as exc:
+            if exc.kind != "not a binomial":
+                raise
     # Each is one word: "nul\x00byte" must not become the species "Turdus nul".
     if not all(isinstance(w, str) and _WORD.fullmatch(w.strip()) for w in (genus, epithet)):
         raise NameError_(f"not a Latin binomial: {str(genus)[:40]!r} {str(epithet)[:40]!r}")
@@ -154,15 +161,15 @@ def parse_recording(
 
 
 def page_count(first_page: dict[str, Any]) -> int:
-    """Pages to ask for: numPages, unless numRecordings shows it overcounts (its last page is empty)."""
-    try:
-        pages = max(1, int(first_page.get("numPages") or 1))
-    except (TypeError, ValueError):
-        pages = 1
-    try:
-        return min(pages, -(-int(first_page.get("numRecordings")) // PER_PAGE))
-    except (TypeError, ValueError):
-        return pages
+    """Pages to ask for, counted in the page size the server serves (it need not be the one asked
+    for): numPages, unless numRecordings shows it overcounts (a last page that is empty)."""
+    pages = count_field(first_page.get("numPages")) or 1
+    records = first_page.get("recordings")
+    served = len(records) if isinstance(records, list) else 0
+    total = count_field(first_page.get("numRecordings"))
+    if served and total is not None:
+        return max(1, min(pages, -(-total // served)))
+    return pages
 
 
 @dataclass
@@ -242,55 +249,60 @@ class XenoCanto:
                 rid = clean_text(raw.get("id")) or "?"
                 name = f"{raw.get('gen')} {raw.get('sp')}"[:200]
                 parsed.skipped.append(
-                    SkippedItem(key=recording_key(SOURCE, rid), name=name, reason=exc.reason)
+                    SkippedItem(key=recording_key(SOURCE, rid), name=name, reason=exc.reason, kind=exc.kind)
                 )
             except ValueError as exc:
                 parsed.skipped.append(
                     SkippedItem(
-                        key=recording_key(SOURCE, "?"), name=str(raw.get("gen"))[:200], reason=str(exc)
+                        key=recording_key(SOURCE, "?"),
+                        name=str(raw.get("gen"))[:200],
+                        reason=str(exc),
+                        kind="no id",
                     )
                 )
         return parsed
 
-    async def _fetch_page(self, query: str, number: int, seen_at: datetime, found_by: str) -> ParsedPage:
-        # Parsed as soon as it arrives, while later pages are still on their way.
-        return self._parse_page(await self._page(query, number), seen_at, found_by)
+    def _collect(self, page: ParsedPage, batch: CatalogBatch) -> None:
+        for recording in page.recordings:
+            batch.add(recording)
+        for item in page.skipped:
+            batch.skip(item)
 
     async def search(
         self, query: str, *, seen_at: datetime, since: date | None = None, batch: CatalogBatch | None = None
     ) -> CatalogBatch:
         """All recordings matching a tag query (uploaded since `since`, if given). Pages after the
-        first are fetched concurrently; the service's rate limiter spaces them out."""
+        first are fetched concurrently (the service's rate limiter spaces them out) and each goes
+        into `batch` as soon as it is parsed, so a listing of any size is never held whole."""
         batch = batch if batch is not None else CatalogBatch()
         full_query = f"{query} since:{since.isoformat()}" if since else query
         first = await self._page(full_query, 1)
-        pages = [self._parse_page(first, seen_at, query)]
-        if pages[0].size:
-            pages += await gather_failfast(
-                self._fetch_page(full_query, n, seen_at, query) for n in range(2, page_count(first) + 1)
-            )
-        for page in pages:
-            if page.size == 0:  # numPages may overcount: an empty page is the end
-                break
-            for recording in page.recordings:
-                batch.add(recording)
-            for item in page.skipped:
-                batch.skip(item)
+        parsed = self._parse_page(first, seen_at, query)
+        arrived_before = batch.arrived
+        self._collect(parsed, batch)
+        pages = page_count(first) if parsed.size else 1
+
+        async def fetch(number: int) -> None:
+            # numPages may overcount: a page past the end is empty and adds nothing
+            self._collect(self._parse_page(await self._page(full_query, number), seen_at, query), batch)
+
+        await gather_failfast(fetch(n) for n in range(2, pages + 1))
+        batch.check_complete(
+            SOURCE, query, count_field(first.get("numRecordings")), batch.arrived - arrived_before
+        )
         log.info(
             "xeno-canto: %d recordings for %s",
-            len(batch.recordings),
+            batch.count,
             full_query,
-            extra={"event": "catalog.xc.query", "query": full_query, "pages": len(pages)},
+            extra={"event": "catalog.xc.query", "query": full_query, "pages": pages},
         )
         return batch
 
     async def has_birds(self, binomial: str) -> bool:
         """Whether xeno-canto files `binomial` under grp:birds (one small request)."""
         page = await self._page(f"{species_query(binomial)} grp:birds", 1, per_page=50)
-        try:
-            return int(page.get("numRecordings") or 0) > 0
-        except (TypeError, ValueError):
-            return bool(page.get("recordings"))
+        total = count_field(page.get("numRecordings"))
+        return total > 0 if total is not None else bool(page.get("recordings"))
 
 
 class XenoCantoArchive(Archive):
@@ -322,10 +334,11 @@ class XenoCantoArchive(Archive):
             return [f"{species_query(name)}{extra}" for name in request.species]
         return [request.query or DEFAULT_QUERY]
 
-    async def catalog(self, settings: Settings, request: ListingRequest, tally: RequestTally) -> CatalogBatch:
+    async def catalog(
+        self, settings: Settings, request: ListingRequest, tally: RequestTally, batch: CatalogBatch
+    ) -> CatalogBatch:
         async with XenoCanto(settings) as xc:
             try:
-                batch = CatalogBatch()
                 for query in self.queries(request):
                     await xc.search(query, seen_at=request.seen_at, since=request.since, batch=batch)
                 return batch

@@ -1,0 +1,190 @@
+"""`run_chunk`: load the manifests, plan, score near-duplicates, run, write. The one entry point."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from birdgrab import manifests
+from birdgrab.dataset import credits, writers
+from birdgrab.dataset.class_ids import load_class_ids, save_class_ids
+from birdgrab.dataset.fingerprints import score_pairs
+from birdgrab.dataset.options import ChunkOptions
+from birdgrab.dataset.plan import (
+    Plan,
+    Usable,
+    assign_class_ids,
+    near_duplicate_pairs,
+    near_duplicates,
+    plan_build,
+    usable_files,
+)
+from birdgrab.dataset.report import ChunkReport
+from birdgrab.dataset.runner import ChunkRunner, ChunksLedger, remove_chunks
+from birdgrab.download import Cache, DownloadLedger
+from birdgrab.errors import UsageError
+from birdgrab.files import remove_stale_temps, safe_child
+from birdgrab.models import ChunkedRecording, SelectionManifest
+from birdgrab.store import RecordingStore
+
+
+def run_chunk(
+    folder: Path,
+    cache: Path,
+    out: Path,
+    options: ChunkOptions,
+    on_progress: Callable[[str, int], None] | None = None,
+) -> ChunkReport:
+    """(Re)build the dataset in `out` from the cache, as the manifests in `folder` say; no network.
+
+    >>> report = run_chunk(Path("manifests"), Path("cache"), Path("dataset"), ChunkOptions())  # doctest: +SKIP
+    >>> report.chunks_total  # doctest: +SKIP
+    366
+    """
+    folder, cache, out = Path(folder), Path(cache), Path(out)
+    options = options.validated()
+    selection = manifests.load(folder / manifests.SELECTION, SelectionManifest)
+    store = RecordingStore.open(folder)
+    species = manifests.load_species(folder)
+    if selection is None or store is None:
+        raise UsageError(f"no selection in {folder}: run `birdgrab catalog`, `filter` and `fetch` first")
+    downloads = DownloadLedger(folder)
+    ledger = ChunksLedger(folder)
+    with store:  # what the dataset is made of (the selection and what is in it), not the catalogue
+        recordings = store.get_many([*selection.selected_keys(), *ledger.entries])
+    loaded = ledger.loaded
+    kept_splits = dict(loaded.splits) if loaded else {}
+    if loaded and tuple(loaded.parameters.get("split") or ()) != options.split:
+        kept_splits = {}  # new proportions asked for: reassign every recording, deterministically
+    scores = dict(loaded.near_duplicate_checks) if loaded else {}
+    report = ChunkReport()
+
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
+    cached = {}
+    for key in selection.selected_keys():
+        path = Cache(cache).file_of(downloads.entries.get(key))
+        if path is not None:
+            cached[key] = path
+    found = usable_files(selection, recordings, downloads.entries, cached)
+    report.not_downloaded, report.failed = found.not_downloaded, dict(found.failed)
+    pairs = near_duplicate_pairs(found.usable)
+    score_pairs(pairs, scores)
+    duplicates = near_duplicates([p for ps in pairs.values() for p in ps], scores)
+    plan = plan_build(found.usable, duplicates, selection, ledger.entries, kept_splits, options)
+    report.near_duplicates = len(plan.duplicates)
+
+    _apply_departures(plan, found.usable, ledger, out, report)
+    # A recording the ledger calls current is cut again if one of its files went missing.
+    todo = [
+        plan.wanted[key]
+        for key in plan.wanted
+        if key in plan.stale or not all((out / c.file_name).is_file() for c in ledger.entries[key].chunks)
+    ]
+    report.unchanged = len(plan.wanted) - len(todo)
+    ChunkRunner(out, cache, options, ledger, downloads, report).run(todo, on_progress)
+
+    entries = {k: e for k, e in ledger.entries.items() if e.status == "ok" and e.chunks and k in plan.wanted}
+    class_ids = assign_class_ids(load_class_ids(folder, out), {e.label or "" for e in entries.values()})
+    save_class_ids(folder, class_ids)
+    _write_outputs(
+        out,
+        options,
+        writers.DatasetContent(
+            entries, recordings, species.species if species else {}, plan.splits, class_ids
+        ),
+        report,
+    )
+    ledger.compact(
+        {"split": list(options.split), "options": options.signature()},
+        splits=dict(sorted(plan.splits.items())),
+        near_duplicate_checks=dict(sorted(scores.items())),
+    )
+    report.recordings = len(entries)
+    report.chunks_total = sum(len(e.chunks) for e in entries.values())
+    return report
+
+
+def _apply_departures(
+    plan: Plan, usable: dict[str, Usable], ledger: ChunksLedger, out: Path, report: ChunkReport
+) -> None:
+    """Whatever left the dataset (deselected, now a duplicate, failed download) takes its chunks along;
+    duplicates are recorded as such."""
+    now = manifests.utc_now()
+    for key in plan.leaving:
+        entry = ledger.entries[key]
+        remove_chunks(out, entry)
+        if entry.chunks:
+            report.removed += 1
+        ledger.forget(key)
+    for key, (better, score) in sorted(plan.duplicates.items()):
+        ledger.record(
+            ChunkedRecording(
+                key=key,
+                status="duplicate",
+                duplicate_of=better,
+                similarity=score,
+                label=usable[key].label,
+                updated_at=now,
+            )
+        )
+
+
+def _how(options: ChunkOptions) -> dict[str, Any]:
+    """dataset.json's account of how the chunks were made."""
+    return {
+        "sample_rate": options.sample_rate,
+        "chunk_seconds": options.chunk_s,
+        "min_chunk_seconds": options.min_chunk_s,
+        "windows": "fixed",
+        "gate_db": options.gate_db,
+        "split": {
+            "by": "recording",
+            "train": options.split[0],
+            "val": options.split[1],
+            "test": options.split[2],
+        },
+    }
+
+
+def _write_outputs(
+    out: Path, options: ChunkOptions, content: writers.DatasetContent, report: ChunkReport
+) -> None:
+    for label in {e.label for e in content.entries.values() if e.label}:
+        safe_child(out, label).mkdir(exist_ok=True)  # every class keeps a folder: Keras ids == ours
+    entries, recordings = content.entries, content.recordings
+    changed = any(
+        [
+            writers.write_if_changed(
+                out / writers.METADATA,
+                writers.csv_bytes(
+                    writers.METADATA_COLUMNS, writers.metadata_rows(content, options.sample_rate)
+                ),
+            ),
+            writers.write_if_changed(out / writers.CLASSES, writers.classes_json(content)),
+            writers.write_if_changed(
+                out / credits.CREDITS,
+                writers.csv_bytes(credits.CREDITS_COLUMNS, credits.credit_rows(entries, recordings)),
+            ),
+            writers.write_if_changed(
+                out / credits.ATTRIBUTION, credits.attribution_markdown(entries, recordings).encode("utf-8")
+            ),
+        ]
+    )
+    how = _how(options)
+    try:
+        previous = json.loads((out / writers.DATASET).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = None
+    if (
+        changed
+        or report.built
+        or not isinstance(previous, dict)
+        or {k: v for k, v in previous.items() if k not in ("made_at", "birdgrab_version")} != how
+    ):
+        writers.write_if_changed(
+            out / writers.DATASET, writers.dataset_json(how, manifests.utc_now().isoformat())
+        )
+    report.classes = len({e.label for e in entries.values()})

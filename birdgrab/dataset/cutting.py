@@ -1,0 +1,192 @@
+"""Cutting one recording into chunks: decode, spool, choose windows, write WAVs atomically.
+
+One streaming pass decodes the file (mixed to mono, resampled with soxr HQ by the audio module)
+into a spool of 16-bit samples in an unnamed temporary file beside the output, feeding the
+windowing as it goes; the windowing then chooses windows with random access to the spool, and
+only those are written. Memory stays bounded whatever the recording's length: the spool is on
+disk and is read window by window (with `pread`, not a memory map, whose pages would count as
+resident). Chunks appear atomically and only when the whole recording decoded: on any error no
+chunk of this run and no temporary file remains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from birdgrab.audio import _to_pcm16
+from birdgrab.dataset.windows import Choice, FixedWindows, Window, Windowing, rms_dbfs
+from birdgrab.decoders import mono_blocks, open_decoder
+from birdgrab.files import TEMP_SUFFIX, commit_temp, safe_child
+
+_PCM16_SCALE = 32768.0
+
+
+@dataclass(frozen=True)
+class ChunkInfo:
+    """One chunk written to the dataset."""
+
+    index: int
+    file_name: str
+    offset_s: float
+    duration_s: float
+    padded_s: float  # zeros appended to a short last piece
+    rms_dbfs: float  # level of the recorded part (padding excluded); digital silence reads -120
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """What was written, what was left out and why, and what was decoded."""
+
+    chunks: list[ChunkInfo]
+    dropped: Counter[str]  # reason ("silent", "short", ...) -> windows left out
+    decoded_s: float  # length of the decoded audio, at its native sample rate
+    source_sample_rate: int
+    source_channels: int
+
+    @property
+    def dropped_silent(self) -> int:
+        return self.dropped["silent"]
+
+    @property
+    def dropped_short(self) -> int:
+        return self.dropped["short"]
+
+
+class PcmSpool:
+    """A recording's samples as 16-bit PCM in an unnamed temporary file: appended, then read anywhere."""
+
+    def __init__(self, folder: Path, sample_rate: int):
+        self.sample_rate = sample_rate
+        self.frames = 0
+        self._file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 - closed by close()
+        self._unflushed = False
+
+    def append(self, samples: np.ndarray) -> None:
+        self._file.write(_to_pcm16(samples).tobytes())
+        self.frames += len(samples)
+        self._unflushed = True
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        if self._unflushed:  # pread reads the file, not the writer's buffer
+            self._file.flush()
+            self._unflushed = False
+        count = max(0, min(count, self.frames - start))
+        data = os.pread(self._file.fileno(), 2 * count, 2 * start)
+        return np.frombuffer(data, dtype=np.int16).astype(np.float32) / np.float32(_PCM16_SCALE)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def cut_recording(
+    src: Path | str,
+    out_dir: Path | str,
+    stem: str,
+    windowing: Windowing,
+    *,
+    sample_rate: int,
+    chunk_frames: int,
+) -> ChunkResult:
+    """Decode `src` and write the windows `windowing` chooses as `{stem}_{index:04d}.wav` in `out_dir`.
+
+    Raises `AudioError` for a file that is not audio or fails to decode, `OSError` when writing fails.
+    """
+    decoder = open_decoder(src)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spool = PcmSpool(out_dir, sample_rate)
+    try:
+        for samples in mono_blocks(decoder, sample_rate):
+            spool.append(samples)
+            windowing.feed(samples)
+        choice = windowing.choose(spool)
+        chunks = _write(spool, choice, out_dir, stem, chunk_frames)
+    finally:
+        spool.close()
+    return ChunkResult(
+        chunks=chunks,
+        dropped=choice.dropped,
+        decoded_s=decoder.frames_decoded / decoder.sample_rate,
+        source_sample_rate=decoder.sample_rate,
+        source_channels=decoder.channels,
+    )
+
+
+def _write(spool: PcmSpool, choice: Choice, out_dir: Path, stem: str, chunk_frames: int) -> list[ChunkInfo]:
+    """Write every chosen window to a temporary file, then rename them all into place."""
+    written: list[tuple[ChunkInfo, Path]] = []
+    try:
+        for window in choice.windows:
+            written.append(_write_window(spool, window, out_dir, stem, chunk_frames))
+        for info, temp in written:
+            commit_temp(temp, safe_child(out_dir, info.file_name))
+    except BaseException:
+        for _, temp in written:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+        raise
+    return [info for info, _ in written]
+
+
+def _write_window(
+    spool: PcmSpool, window: Window, out_dir: Path, stem: str, chunk_frames: int
+) -> tuple[ChunkInfo, Path]:
+    samples = spool.read(window.start, window.frames)
+    padded = np.zeros(chunk_frames, dtype=np.float32)
+    padded[: len(samples)] = samples
+    name = f"{stem}_{window.index:04d}.wav"
+    fd, temp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=out_dir)
+    os.close(fd)
+    temp = Path(temp_name)
+    try:
+        sf.write(temp, _to_pcm16(padded), spool.sample_rate, format="WAV", subtype="PCM_16")
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise
+    rate = spool.sample_rate
+    info = ChunkInfo(
+        index=window.index,
+        file_name=name,
+        offset_s=window.start / rate,
+        duration_s=chunk_frames / rate,
+        padded_s=(chunk_frames - len(samples)) / rate,
+        rms_dbfs=rms_dbfs(samples),
+    )
+    return info, temp
+
+
+def chunk_recording(
+    src: Path | str,
+    out_dir: Path | str,
+    stem: str,
+    *,
+    sample_rate: int = 32000,
+    chunk_s: float = 10.0,
+    min_chunk_s: float = 3.0,
+    gate_db: float | None = 25.0,
+    floor_dbfs: float = -60.0,
+) -> ChunkResult:
+    """Cut a recording into mono 16-bit WAV chunks of exactly `chunk_s` seconds, on the clock.
+
+    Chunk k covers [k * chunk_s, (k + 1) * chunk_s) (see `FixedWindows` for the last piece and
+    the silence gate).
+
+    >>> result = chunk_recording("cache/xc/123456.mp3", "dataset/Parus_major", "xc-123456")  # doctest: +SKIP
+    >>> [chunk.file_name for chunk in result.chunks]  # doctest: +SKIP
+    ['xc-123456_0000.wav', 'xc-123456_0001.wav', 'xc-123456_0003.wav']
+    """
+    if not chunk_s > 0 or not 0 <= min_chunk_s <= chunk_s:
+        raise ValueError(f"need 0 < chunk_s and 0 <= min_chunk_s <= chunk_s, got {chunk_s}, {min_chunk_s}")
+    chunk_frames = round(chunk_s * sample_rate)
+    windowing = FixedWindows(chunk_frames, math.ceil(min_chunk_s * sample_rate), gate_db, floor_dbfs)
+    return cut_recording(src, out_dir, stem, windowing, sample_rate=sample_rate, chunk_frames=chunk_frames)

@@ -1,0 +1,30 @@
+"""Near-duplicate scores: the acoustic fingerprints the planner's pairs need, computed once per pair."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from birdgrab.audio import AudioError, Fingerprint, pcm_fingerprint, similarity
+from birdgrab.dataset.plan import Pair
+
+
+def score_pairs(pairs_by_label: Mapping[str, list[Pair]], known: dict[str, float]) -> dict[str, float]:
+    """Add the similarity of every pair not in `known` (returned, updated). A file that does not
+    decode gets no score: chunking reports it.
+
+    Fingerprints (a few hundred kB each) are kept per class and freed class by class.
+    """
+    for pairs in pairs_by_label.values():
+        fingerprints: dict[str, Fingerprint] = {}
+        for pair in pairs:
+            if pair.check in known:
+                continue
+            try:
+                for u in (pair.first, pair.second):
+                    if u.recording.key not in fingerprints:
+                        fingerprints[u.recording.key] = pcm_fingerprint(u.source)
+            except AudioError:
+                continue
+            a, b = fingerprints[pair.first.recording.key], fingerprints[pair.second.recording.key]
+            known[pair.check] = round(similarity(a, b), 4)
+    return known

@@ -1,0 +1,207 @@
+"""The writers: metadata.csv, classes.json and dataset.json, from the ledger and the manifests.
+
+Every file is written atomically and only when its bytes change, so a run that changes nothing
+keeps every mtime. metadata.csv has no empty text cell, so pandas reads every text column as
+text (an empty cell would be NaN, a float, among the strings): an unknown value is `unknown`,
+an empty background list `none`, an unknown year 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import re
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from birdgrab import __version__
+from birdgrab.dataset.plan import valid_label
+from birdgrab.files import atomic_write_bytes
+from birdgrab.models import SPLITS, ChunkedRecording, Recording, Species, Split
+from birdgrab.names import NameError_, canonical_binomial
+
+METADATA = "metadata.csv"
+CLASSES = "classes.json"
+DATASET = "dataset.json"
+UNKNOWN = "unknown"
+NO_BACKGROUND = "none"
+METADATA_COLUMNS = [
+    "file_name", "label", "class_id", "split", "recording_key", "source", "source_id", "chunk_index",
+    "offset_s", "duration_s", "padded_s", "licence", "recordist", "page_url", "background", "labels",
+    "scientific_name", "german_name", "english_name", "quality", "recorded_date", "recorded_year",
+    "country", "sample_rate", "rms_dbfs",
+]  # fmt: skip
+
+
+def csv_bytes(columns: list[str], rows: list[dict]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Atomically replace `path` with `data` unless it already holds exactly that (keeps mtimes)."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    atomic_write_bytes(path, data)
+    return True
+
+
+@dataclass(frozen=True)
+class DatasetContent:
+    """What the writers describe: the recordings in the dataset and what is known about them."""
+
+    entries: Mapping[str, ChunkedRecording]  # recordings with chunks, by key
+    recordings: Mapping[str, Recording]
+    species: Mapping[str, Species]
+    splits: Mapping[str, Split]
+    class_ids: Mapping[str, int]
+
+    def species_by_label(self) -> dict[str, Species]:
+        result = {}
+        for s in self.species.values():
+            label = valid_label(s.scientific_name)
+            if label is not None:
+                result[label] = s
+        return result
+
+    def name_to_label(self) -> dict[str, str]:
+        """Every scientific name and synonym of a species -> its class label (the synonym merge)."""
+        names = {}
+        for label, s in self.species_by_label().items():
+            for name in [s.scientific_name, *s.synonyms]:
+                names[name] = label
+        return names
+
+
+def _text(value: str | None) -> str:
+    return value if value and value.strip() else UNKNOWN
+
+
+def _year(recorded_date: str | None) -> int:
+    match = re.match(r"(\d{4})", recorded_date or "")
+    return int(match.group(1)) if match and match.group(1) != "0000" else 0
+
+
+def background_names(recording: Recording, name_to_label: Mapping[str, str], own: str) -> list[str]:
+    """Other species heard: their class labels through the synonym merge, or their canonical
+    binomial for species without a class; the recording's own class and unparseable names left out."""
+    found: list[str] = []
+    for raw in recording.background_species:
+        label = name_to_label.get(raw)
+        if label is None:
+            try:
+                binomial = canonical_binomial(raw)
+            except NameError_:
+                continue
+            label = name_to_label.get(binomial, binomial)
+        if label != own and label not in found:
+            found.append(label)
+    return sorted(found)
+
+
+def metadata_rows(content: DatasetContent, sample_rate: int) -> list[dict[str, Any]]:
+    """One row per chunk, sorted by file name."""
+    species_by_label = content.species_by_label()
+    name_to_label = content.name_to_label()
+    rows = []
+    for key, entry in sorted(content.entries.items()):
+        recording = content.recordings[key]
+        label = entry.label or ""
+        info = species_by_label.get(label)
+        article = info.article("de") if info else None
+        background = background_names(recording, name_to_label, label)
+        in_dataset = [name for name in background if name in content.class_ids]
+        for chunk in entry.chunks:
+            rows.append(
+                {
+                    "file_name": chunk.file_name,
+                    "label": label,
+                    "class_id": content.class_ids[label],
+                    "split": content.splits.get(key, "train"),
+                    "recording_key": key,
+                    "source": recording.source,
+                    "source_id": recording.source_id,
+                    "chunk_index": chunk.chunk_index,
+                    "offset_s": chunk.offset_s,
+                    "duration_s": chunk.duration_s,
+                    "padded_s": chunk.padded_s,
+                    "licence": _text(recording.licence),
+                    "recordist": _text(recording.recordist),
+                    "page_url": _text(recording.page_url),
+                    "background": ";".join(background) or NO_BACKGROUND,
+                    "labels": ";".join([label, *in_dataset]),
+                    "scientific_name": info.scientific_name if info else recording.scientific_name,
+                    "german_name": _text(article.title if article and article.is_species_article else None),
+                    "english_name": _text((info.english_name if info else None) or recording.english_name),
+                    "quality": _text(recording.quality),
+                    "recorded_date": _text(recording.recorded_date),
+                    "recorded_year": _year(recording.recorded_date),
+                    "country": _text(recording.country),
+                    "sample_rate": sample_rate,
+                    "rms_dbfs": chunk.rms_dbfs,
+                }
+            )
+    rows.sort(key=lambda row: row["file_name"])
+    return rows
+
+
+def classes_json(content: DatasetContent) -> bytes:
+    """class id -> label, names, Wikipedia URLs and counts, for the classes with chunks, in id order."""
+    species_by_label = content.species_by_label()
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for key, entry in content.entries.items():
+        c = counts[entry.label or ""]
+        c["recordings"] += 1
+        c["chunks"] += len(entry.chunks)
+        c[content.splits.get(key, "train")] += len(entry.chunks)
+    classes = {}
+    for label, class_id in sorted(content.class_ids.items(), key=lambda kv: kv[1]):
+        if label not in counts:
+            continue
+        info = species_by_label.get(label)
+        article = info.article("de") if info else None
+        english_article = info.article("en") if info else None
+        c = counts[label]
+        classes[str(class_id)] = {
+            "label": label,
+            "scientific_name": info.scientific_name if info else label.replace("_", " "),
+            "synonyms": info.synonyms if info else [],
+            "german_name": article.title if article and article.is_species_article else None,
+            "english_name": info.english_name if info else None,
+            "wikipedia_url": article.url if article and article.is_species_article else None,
+            "english_wikipedia_url": english_article.url
+            if english_article and english_article.is_species_article
+            else None,
+            **_taxon_ids(info),
+            "recordings": c["recordings"],
+            "chunks": c["chunks"],
+            "splits": {s: c[s] for s in SPLITS},
+        }
+    return (json.dumps(classes, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _taxon_ids(species: Species | None) -> dict[str, str | None]:
+    """classes.json's ids in other taxonomies (Wikidata, eBird, GBIF), None where unknown."""
+    ids = species.taxon_ids if species else None
+    return {
+        "wikidata_id": ids.wikidata_id if ids else None,
+        "ebird_taxon_id": ids.ebird if ids else None,
+        "gbif_taxon_id": ids.gbif if ids else None,
+    }
+
+
+def dataset_json(how: Mapping[str, Any], made_at: str) -> bytes:
+    """How the dataset was made (CONTRACT.md): the chunk options, the split rule, the version."""
+    return (
+        json.dumps({**how, "birdgrab_version": __version__, "made_at": made_at}, indent=2, ensure_ascii=False)
+        + "\n"
+    ).encode("utf-8")
