@@ -174,7 +174,10 @@ def _soundfile_frames(src: Path) -> tuple[int, int]:
 def _miniaudio_frames(src: Path) -> tuple[int, int]:
     import miniaudio
 
-    decoded = miniaudio.decode_file(str(src), output_format=miniaudio.SampleFormat.FLOAT32)
+    native = miniaudio.get_file_info(str(src))  # decode_file converts to 2 channels at 44.1 kHz unless told
+    decoded = miniaudio.decode_file(
+        str(src), miniaudio.SampleFormat.FLOAT32, nchannels=native.nchannels, sample_rate=native.sample_rate
+    )
     return decoded.num_frames, decoded.nchannels
 
 
@@ -200,7 +203,8 @@ def _decoder_choice(work: Path) -> list[str]:
         right = 0
         for kind in kinds.values():
             try:
-                frames, channels = decode(kind.write(folder))
+                # Named with the true extension: miniaudio picks its decoder by the name.
+                frames, channels = decode(kind.write(folder, f"{kind.name}.{kind.base.rsplit('.', 1)[1]}"))
             except Exception:  # every decoder raises its own types; a refusal is a wrong answer
                 continue
             right += abs(frames - kind.frames) <= kind.sample_rate / 1000 and channels == kind.channels
