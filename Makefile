@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := .demo
 
-.PHONY: install test test-faults lint bench demo clean
+.PHONY: install test test-faults test-consumers lint bench demo clean
 
 install: $(STAMP)
 
@@ -16,10 +16,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -n 2 -m "not faults" tests
+	$(BIN)/python -m pytest -n 2 -m "not faults and not consumers" tests
 
 test-faults: install
 	$(BIN)/python -m pytest -n 2 -m faults tests
+
+# The README's loader snippets with the real libraries: TensorFlow + Keras, torch and datasets 5.x in
+# one virtualenv, datasets 3.6 in another (only its `hf` tests). Heavy (a few GB), so not in `make test`.
+CONSUMERS := .venv-consumers
+test-consumers:
+	test -x $(CONSUMERS)/bin/python || $(PYTHON) -m venv $(CONSUMERS)
+	$(CONSUMERS)/bin/python -m pip install --quiet -e '.[test]' -r tests/consumers/requirements.txt
+	$(CONSUMERS)/bin/python -m pytest -p no:cacheprovider -m consumers -rA tests/consumers
+	test -x $(CONSUMERS)-datasets3/bin/python || $(PYTHON) -m venv $(CONSUMERS)-datasets3
+	$(CONSUMERS)-datasets3/bin/python -m pip install --quiet -e '.[test]' -r tests/consumers/requirements-datasets3.txt
+	$(CONSUMERS)-datasets3/bin/python -m pytest -p no:cacheprovider -m consumers -rA -k "hf or versions" tests/consumers
 
 lint: install
 	$(BIN)/ruff check birdgrab tests bench scripts
@@ -34,4 +45,4 @@ demo: install
 	BIN=$(BIN) DEMO=$(DEMO) bash scripts/demo.sh
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CONSUMERS) $(CONSUMERS)-datasets3 $(DEMO) .pytest_cache .ruff_cache

@@ -33,7 +33,7 @@ from birdgrab.sources.registry import registry
 
 if TYPE_CHECKING:  # birdgrab.dataset imports the audio stack, which fetch-only runs need not load
     from birdgrab.dataset import ChunkOptions
-    from birdgrab.download import FetchOptions
+    from birdgrab.download.run import FetchOptions
 
 log = logging.getLogger("birdgrab")
 
@@ -270,6 +270,17 @@ def _validate_lang(lang: str) -> None:
         raise UsageError(f"--wiki-lang {lang!r} is not a Wikipedia language code (e.g. de, en)")
 
 
+class WindowsName(StrEnum):
+    fixed = "fixed"
+    events = "events"
+
+
+class SplitByName(StrEnum):
+    recording = "recording"
+    recordist = "recordist"
+    site = "site"
+
+
 # Options of the chunk step, shared by `fetch`, `chunk` and `refresh` (CONTRACT.md).
 @dataclass(frozen=True)
 class ChunkArgs:
@@ -280,6 +291,12 @@ class ChunkArgs:
     no_gate: bool
     split: str
     min_free_mb: float
+    windows: WindowsName
+    hop_seconds: float | None
+    max_chunks_per_recording: int | None
+    max_chunks_per_class: int | None
+    noise_class: bool
+    split_by: SplitByName
 
     def options(self, jobs: int) -> ChunkOptions:
         """Validated chunk options (a UsageError, exit 2, for nonsense); at most one process a core."""
@@ -293,6 +310,12 @@ class ChunkArgs:
             split=parse_split(self.split),
             jobs=max(1, min(jobs, os.cpu_count() or 1)),
             min_free_mb=self.min_free_mb,
+            windows=self.windows.value,
+            hop_s=self.hop_seconds,
+            max_chunks_per_recording=self.max_chunks_per_recording,
+            max_chunks_per_class=self.max_chunks_per_class,
+            noise_class=self.noise_class,
+            split_by=self.split_by.value,
         ).validated()
 
 
@@ -351,6 +374,62 @@ chunk_options = option_group(
                 ],
                 200,
             ),
+            (
+                "windows",
+                Annotated[
+                    WindowsName,
+                    typer.Option(
+                        "--windows",
+                        help="fixed: on the clock, kept by the silence gate; events: placed on detected calls.",
+                    ),
+                ],
+                WindowsName.fixed,
+            ),
+            (
+                "hop_seconds",
+                Annotated[
+                    float | None,
+                    typer.Option(
+                        "--hop-seconds", help="Fixed windows start this far apart (overlap when shorter)."
+                    ),
+                ],
+                None,
+            ),
+            (
+                "max_chunks_per_recording",
+                Annotated[
+                    int | None,
+                    typer.Option(
+                        "--max-chunks-per-recording", help="Keep a recording's N most active windows."
+                    ),
+                ],
+                None,
+            ),
+            (
+                "max_chunks_per_class",
+                Annotated[
+                    int | None,
+                    typer.Option(
+                        "--max-chunks-per-class", help="At most N chunks a class, spread over its recordings."
+                    ),
+                ],
+                None,
+            ),
+            (
+                "noise_class",
+                Annotated[
+                    bool, typer.Option("--noise-class", help="Add a class 'noise' of call-free windows.")
+                ],
+                False,
+            ),
+            (
+                "split_by",
+                Annotated[
+                    SplitByName,
+                    typer.Option("--split-by", help="Keep each recording, recordist or site in one split."),
+                ],
+                SplitByName.recording,
+            ),
         ]
     ],
 )
@@ -362,13 +441,18 @@ class FetchArgs:
     jobs: int
     per_host: int | None
     max_file_mb: float
+    retry_rejected: bool
 
     def options(self, min_free_mb: float) -> FetchOptions:
         """Validated download options (a UsageError, exit 2, for nonsense)."""
-        from birdgrab.download import FetchOptions
+        from birdgrab.download.run import FetchOptions
 
         return FetchOptions(
-            jobs=self.jobs, per_host=self.per_host, max_file_mb=self.max_file_mb, min_free_mb=min_free_mb
+            jobs=self.jobs,
+            per_host=self.per_host,
+            max_file_mb=self.max_file_mb,
+            min_free_mb=min_free_mb,
+            retry_rejected=self.retry_rejected,
         ).validated()
 
 
@@ -398,6 +482,17 @@ fetch_options = option_group(
                 ],
                 2048,
             ),
+            (
+                "retry_rejected",
+                Annotated[
+                    bool,
+                    typer.Option(
+                        "--retry-rejected",
+                        help="Download files rejected as unusable again, even if unchanged upstream.",
+                    ),
+                ],
+                False,
+            ),
         ]
     ],
 )
@@ -421,7 +516,7 @@ def _chunk_and_report(manifests: Path, cache: Path, out: Path, options, rich_out
         render.console().print(render.chunk_table(report))
     log.info(
         "chunk: %d recordings (%d rebuilt, %d unchanged, %d removed), %d chunks written, %d in the dataset, "
-        "%d classes; %d silent and %d short pieces dropped; %d near-duplicates; %d failed",
+        "%d classes; windows not written: %s; %d near-duplicates; %d failed",
         report.recordings,
         report.built,
         report.unchanged,
@@ -429,8 +524,7 @@ def _chunk_and_report(manifests: Path, cache: Path, out: Path, options, rich_out
         report.chunks_written,
         report.chunks_total,
         report.classes,
-        report.dropped_silent,
-        report.dropped_short,
+        render.dropped_summary(report.dropped),
         report.near_duplicates,
         len(report.failed),
         extra={
@@ -439,6 +533,7 @@ def _chunk_and_report(manifests: Path, cache: Path, out: Path, options, rich_out
             "built": report.built,
             "chunks_written": report.chunks_written,
             "chunks_total": report.chunks_total,
+            "dropped": dict(report.dropped),
             "failed": len(report.failed),
         },
     )
@@ -562,7 +657,7 @@ def fetch(
 ) -> None:
     """Download the selection into the cache (concurrent, resumable, verified, deduplicated), then chunk it."""
     from birdgrab import render
-    from birdgrab.download import run_downloads
+    from birdgrab.download.run import run_downloads
 
     def work() -> int:
         settings = load_settings()
@@ -583,10 +678,11 @@ def fetch(
         if rich_output:
             render.console().print(render.fetch_table(report))
         log.info(
-            "fetch: %d downloaded, %d already cached, %d duplicates, %d failed (%.1f MB, %d requests)",
+            "fetch: %d downloaded, %d already cached, %d duplicates, %d rejected, %d failed (%.1f MB, %d requests)",
             report.downloaded,
             report.skipped,
             report.duplicates,
+            len(report.rejected),
             len(report.failed),
             report.bytes / 2**20,
             report.requests,
@@ -595,10 +691,19 @@ def fetch(
                 "downloaded": report.downloaded,
                 "skipped": report.skipped,
                 "duplicates": report.duplicates,
+                "rejected": len(report.rejected),
                 "failed": len(report.failed),
                 "bytes": report.bytes,
             },
         )
+        # Listed, but not a failure: the same bytes would be rejected again (exit 0).
+        for key, reason in sorted(report.rejected.items()):
+            log.info(
+                "rejected: %s: %s",
+                key,
+                reason,
+                extra={"event": "fetch.rejected", "key": key, "reason": reason},
+            )
         for key, reason in sorted(report.failed.items()):
             log.warning(
                 "failed: %s: %s", key, reason, extra={"event": "fetch.failed", "key": key, "reason": reason}
@@ -797,9 +902,9 @@ def stats(
     _run(work, common)
 
 
-def common_options_writing(what: str, default: Path) -> Callable:
+def common_options_writing(what: str, default: Path | None) -> Callable:
     """The common options, with `--out` naming what this command writes instead of the dataset folder."""
-    out = Annotated[Path, typer.Option("--out", help=what)]
+    out = Annotated[Path | None if default is None else Path, typer.Option("--out", help=what)]
     return option_group(
         "common",
         Common,
@@ -870,6 +975,29 @@ def export(
         return 1 if report.failed else 0
 
     # The dataset's lock lives beside it (nothing but the dataset inside); a missing one: exit 2, not created.
+    _run(work, common, dataset=dataset if dataset.is_dir() else None)
+
+
+@app.command(epilog="Example: birdgrab report --dataset dataset --out dataset/report.html")
+@common_options_writing("HTML page to write (default: report.html in the dataset folder).", None)
+def report(common: Common, dataset: DatasetDir = Path("dataset")) -> None:
+    """A self-contained HTML page about the dataset: classes, hours, splits, licences, recordists, spectrograms."""
+    from birdgrab.report import run_report
+
+    def work() -> int:
+        summary = run_report(dataset, common.out or dataset / "report.html", common.manifests)
+        log.info(
+            "report: %d classes, %d chunks, %.2f h, %d spectrograms: %s (%.1f MB)",
+            summary.classes,
+            summary.chunks,
+            summary.hours,
+            summary.thumbnails,
+            summary.path,
+            summary.bytes / 2**20,
+            extra={"event": "report.done", "path": str(summary.path), "thumbnails": summary.thumbnails},
+        )
+        return 0
+
     _run(work, common, dataset=dataset if dataset.is_dir() else None)
 
 

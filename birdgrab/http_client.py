@@ -1,4 +1,6 @@
-"""The one HTTP layer: a client per service with timeouts, politeness limits and a retry policy.
+"""The one HTTP policy: per service, timeouts, politeness limits and a retry policy (`Service`),
+and the JSON client every API goes through (`ServiceClient`, httpx). Audio downloads run through
+the same `Service` policy over aiohttp (`birdgrab.download.transfer`).
 
 Retried: 429 and 5xx (honouring Retry-After in seconds or HTTP-date form), timeouts, connection
 errors, truncated or unparsable bodies, and payload-level errors a service marks as transient
@@ -18,7 +20,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -133,51 +135,20 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-class ServiceClient:
-    """An `httpx.AsyncClient` for one service, with its policy. Use as an async context manager.
-
-    >>> async with ServiceClient(settings.wikipedia, settings) as client:       # doctest: +SKIP
-    ...     page = await client.get_json(settings.wikipedia_endpoint("de"), {"action": "query"})
+class Service:
+    """One service's policy in force, whatever carries the bytes: its rate limiter, concurrency
+    slots, retry loop and the meaning of a status. The JSON client below (httpx) and the download
+    transfer (aiohttp) both run their requests through one of these.
     """
 
-    def __init__(
-        self,
-        policy: ServicePolicy,
-        settings: Settings,
-        *,
-        describe_error: DescribeError | None = None,
-        check_payload: CheckPayload | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ):
+    def __init__(self, policy: ServicePolicy, *, describe_error: DescribeError | None = None):
         self.policy = policy
         self.service = policy.name
         self._describe_error = describe_error
-        self._check_payload = check_payload
         self._limiter = RateLimiter(policy.requests_per_second)
         self._slots = asyncio.Semaphore(policy.max_concurrency)
         self.requests_made = 0
-        self._client = httpx.AsyncClient(
-            headers={"User-Agent": settings.user_agent()},
-            timeout=httpx.Timeout(policy.timeout_s, connect=min(policy.timeout_s, 15.0)),
-            limits=httpx.Limits(
-                max_connections=policy.max_concurrency,
-                max_keepalive_connections=policy.max_concurrency,
-            ),
-            follow_redirects=True,
-            transport=transport,
-            verify=tls_context(),
-        )
 
-    async def __aenter__(self) -> ServiceClient:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    # -- retry policy, shared with download.py -------------------------------------------------
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, TransientError) and exc.retry_after is not None:
@@ -200,7 +171,7 @@ class ServiceClient:
         )
 
     def retrying(self) -> AsyncRetrying:
-        """A tenacity loop with this service's policy: `async for attempt in client.retrying(): with attempt: ...`."""
+        """A tenacity loop with this service's policy: `async for attempt in service.retrying(): with attempt: ...`."""
         return AsyncRetrying(
             stop=stop_after_attempt(self.policy.attempts),
             wait=self._wait,
@@ -209,20 +180,19 @@ class ServiceClient:
             reraise=True,
         )
 
-    def raise_for_status(self, response: httpx.Response, body: Any = None) -> None:
+    def check_status(self, status: int, headers: Mapping[str, str], url: str, body: Any = None) -> None:
         """Turn a non-2xx answer into TransientError (429, 5xx) or ServiceError (other 4xx)."""
-        status = response.status_code
         if status < 400:
             return
         if status == 429 or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            retry_after = parse_retry_after(headers.get("Retry-After"))
             if status in (429, 503):
                 self._limiter.pause(retry_after if retry_after is not None else self.policy.backoff_base_s)
             raise TransientError(f"HTTP {status}", retry_after=retry_after)
         if self._describe_error is not None:
             message = self._describe_error(status, body)
         else:
-            message = f"HTTP {status} for {redact(str(response.request.url))}"
+            message = f"HTTP {status} for {redact(url)}"
         raise ServiceError(self.service, redact(message), status=status)
 
     @asynccontextmanager
@@ -233,9 +203,45 @@ class ServiceClient:
             self.requests_made += 1
             yield
 
-    def stream(self, url: str, *, headers: dict[str, str] | None = None):
-        """Open a streaming GET (the caller holds a `slot()` and runs `retrying()`)."""
-        return self._client.stream("GET", url, headers=headers)
+
+class ServiceClient(Service):
+    """An `httpx.AsyncClient` for one JSON API, with its policy. Use as an async context manager.
+
+    >>> async with ServiceClient(settings.wikipedia, settings) as client:       # doctest: +SKIP
+    ...     page = await client.get_json(settings.wikipedia_endpoint("de"), {"action": "query"})
+    """
+
+    def __init__(
+        self,
+        policy: ServicePolicy,
+        settings: Settings,
+        *,
+        describe_error: DescribeError | None = None,
+        check_payload: CheckPayload | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
+        super().__init__(policy, describe_error=describe_error)
+        self._check_payload = check_payload
+        self._client = httpx.AsyncClient(
+            headers={"User-Agent": settings.user_agent()},
+            timeout=httpx.Timeout(policy.timeout_s, connect=min(policy.timeout_s, 15.0)),
+            limits=httpx.Limits(
+                max_connections=policy.max_concurrency,
+                max_keepalive_connections=policy.max_concurrency,
+            ),
+            follow_redirects=True,
+            transport=transport,
+            verify=tls_context(),
+        )
+
+    async def __aenter__(self) -> ServiceClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
     # -- JSON APIs ------------------------------------------------------------------------------
     async def _get_json_once(self, url: str, params: Any) -> Any:
@@ -256,7 +262,7 @@ class ServiceClient:
             body = pydantic_core.from_json(raw)  # about twice as fast as json.loads on listing pages
         except ValueError:
             body = None
-        self.raise_for_status(response, body)
+        self.check_status(response.status_code, response.headers, str(response.request.url), body)
         if body is None:
             raise TransientError("answer is not valid JSON (truncated?)")
         if self._check_payload is not None:

@@ -6,6 +6,7 @@ A manifest that is malformed, of the wrong kind, or from a newer schema is a `Ma
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from datetime import UTC, datetime
@@ -133,13 +134,23 @@ class Ledger(Generic[M, E]):
                 self.entries[entry.key] = entry  # type: ignore[attr-defined]
 
     def record(self, entry: E) -> None:
+        """Keep `entry` and append it to the journal, fsynced before returning."""
+        os.fsync(self._append(entry))
+
+    async def record_async(self, entry: E) -> None:
+        """`record` for code on an event loop: the entry is kept and written at once, but the fsync
+        runs in a thread, so the loop (every transfer on it) does not stall on the disk."""
+        await asyncio.to_thread(os.fsync, self._append(entry))
+
+    def _append(self, entry: E) -> int:
+        """Keep `entry` and write its journal line; returns the journal's file descriptor."""
         self.entries[entry.key] = entry  # type: ignore[attr-defined]
         if self._journal is None:
             self.journal_path.parent.mkdir(parents=True, exist_ok=True)
             self._journal = open(self.journal_path, "ab")  # noqa: SIM115 - closed by compact()
         self._journal.write(entry.model_dump_json().encode() + b"\n")
         self._journal.flush()
-        os.fsync(self._journal.fileno())
+        return self._journal.fileno()
 
     def forget(self, key: str) -> None:
         """Drop an entry (takes effect at the next compact)."""

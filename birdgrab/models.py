@@ -201,7 +201,9 @@ class SelectionHeader(ManifestHeader):
     catalog_revision: int | None = None
 
 
-DownloadStatus = Literal["ok", "failed", "duplicate"]
+# rejected: the bytes arrived but are unusable (not audio, or audio no decoder reads); unlike a
+# failed item it is not retried until the file changes upstream or --retry-rejected is given.
+DownloadStatus = Literal["ok", "failed", "duplicate", "rejected"]
 
 
 class DownloadEntry(Model):
@@ -223,6 +225,10 @@ class DownloadEntry(Model):
     note: str | None = Field(
         None, description="why the audio came from another address than the recording's (its link rotted)"
     )
+    # What the server said about the file (ok and rejected entries): a rejected file is fetched
+    # again only once one of these, or `bytes`, changes upstream.
+    etag: str | None = None
+    last_modified: str | None = None
     attempts: int = 0
     updated_at: datetime
 
@@ -245,6 +251,9 @@ class ChunkRow(Model):
     duration_s: float
     padded_s: float
     rms_dbfs: float
+    activity_s: float | None = Field(None, description="seconds of detected calls inside; None: not detected")
+    noise: bool = Field(False, description="a call-free window of the noise class")
+    capped: bool = Field(False, description="left out (file removed) by --max-chunks-per-class")
 
 
 class ChunkedRecording(Model):

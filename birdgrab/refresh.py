@@ -19,7 +19,7 @@ from typing import Any
 from birdgrab import manifests
 from birdgrab.catalog import CatalogOptions, run_catalog
 from birdgrab.dataset import ChunkOptions, run_chunk
-from birdgrab.download import FetchOptions, run_downloads
+from birdgrab.download.run import FetchOptions, run_downloads
 from birdgrab.models import (
     ChunksManifest,
     ClassIdsManifest,
@@ -64,6 +64,7 @@ class RefreshReport:
     downloaded: int = 0
     chunks_written: int = 0
     failures: list[str] = field(default_factory=list)
+    rejected: int = 0  # files whose bytes are unusable: listed in stats, not failures
     since: date | None = None
     requests: int = 0
     duration_s: float = 0.0
@@ -76,6 +77,7 @@ class RefreshReport:
             "files_downloaded": self.downloaded,
             "chunks_written": self.chunks_written,
             "failures": len(self.failures),
+            "rejected": self.rejected,
             "vanished": self.vanished,
             "pruned": self.pruned,
             "since": self.since.isoformat() if self.since else None,
@@ -167,6 +169,7 @@ async def run_refresh(
     report.downloaded = fetch_report.downloaded + fetch_report.duplicates
     report.requests += fetch_report.requests
     report.failures += [f"{key}: {reason}" for key, reason in sorted(fetch_report.failed.items())]
+    report.rejected = len(fetch_report.rejected)
     report.stopped = fetch_report.stopped
     if options.chunk is not None and report.stopped is None:
         chunk_report = run_chunk(folder, cache, out, options.chunk, on_chunk_progress)

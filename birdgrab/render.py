@@ -65,15 +65,19 @@ def selection_table(selection: SelectionManifest, wiki_lang: str | None) -> Tabl
     return table
 
 
-def _counts_table(title: str, rows: list[tuple[str, object]], failed: dict[str, str]) -> Table:
-    """A two-column summary (what, count), then one red row per failure reason, commonest first."""
+def _counts_table(
+    title: str, rows: list[tuple[str, object]], failed: dict[str, str], rejected: dict[str, str] | None = None
+) -> Table:
+    """A two-column summary (what, count), then one row per rejection reason (yellow: listed, not a
+    failure) and per failure reason (red), commonest first."""
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
     for what, count in rows:
         table.add_row(what, str(count))
-    for reason, count in sorted(Counter(failed.values()).items(), key=lambda kv: (-kv[1], kv[0])):
-        table.add_row(f"failed: {reason}", str(count), style="red")
+    for verdict, reasons, style in (("rejected", rejected or {}, "yellow"), ("failed", failed, "red")):
+        for reason, count in sorted(Counter(reasons.values()).items(), key=lambda kv: (-kv[1], kv[0])):
+            table.add_row(f"{verdict}: {reason}", str(count), style=style)
     return table
 
 
@@ -86,7 +90,22 @@ def fetch_table(report) -> Table:
     ]
     if report.vanished:
         rows.append(("vanished upstream before download", report.vanished))
-    return _counts_table("fetch", rows, report.failed)
+    return _counts_table("fetch", rows, report.failed, report.rejected)
+
+
+DROP_REASONS = {
+    "no_event": "without a call",
+    "silent": "silent (gate)",
+    "short": "short last pieces",
+    "capped": "over --max-chunks-per-recording",
+    "class_cap": "over --max-chunks-per-class",
+}
+
+
+def dropped_summary(dropped: dict[str, int]) -> str:
+    """'340 without a call, 3 short last pieces', or 'none'."""
+    parts = [f"{dropped[reason]} {text}" for reason, text in DROP_REASONS.items() if dropped.get(reason)]
+    return ", ".join(parts) or "none"
 
 
 def chunk_table(report) -> Table:
@@ -95,8 +114,7 @@ def chunk_table(report) -> Table:
         ("rebuilt / unchanged / removed", f"{report.built} / {report.unchanged} / {report.removed}"),
         ("chunks written / in the dataset", f"{report.chunks_written} / {report.chunks_total}"),
         ("classes", report.classes),
-        ("silent chunks dropped (gate)", report.dropped_silent),
-        ("short last pieces dropped", report.dropped_short),
+        ("windows not written", dropped_summary(report.dropped)),
         ("near-duplicates chunked once", report.near_duplicates),
         ("not downloaded (yet)", report.not_downloaded),
     ]
@@ -122,10 +140,17 @@ def print_stats(stats: Stats, out: Console) -> None:
         )
     out.print(table)
     sources = ", ".join(f"{k}: {v}" for k, v in sorted(stats.per_source.items()))
+    kinds = ", ".join(f"{kind} {count}" for kind, count in stats.skipped_by_kind.items())
     out.print(
         f"recordings: {stats.recordings} ({sources}); downloadable: {stats.downloadable}; "
-        f"archive items skipped: {stats.skipped}"
+        f"archive items skipped: {stats.skipped}" + (f" ({kinds})" if kinds else "")
     )
+    for listing in stats.incomplete_listings:
+        out.print(f"incomplete listing (asked again next run): {listing}")
+    if stats.rejected:
+        out.print(f"rejected as unusable ({len(stats.rejected)}; fetched again only once changed upstream):")
+        for key, reason in sorted(stats.rejected.items()):
+            out.print(f"  {key}: {reason}", markup=False, highlight=False)
     if stats.dataset is None:
         out.print("dataset: not built yet (birdgrab fetch, or birdgrab chunk)")
         return

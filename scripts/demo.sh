@@ -24,7 +24,11 @@ run() { echo; echo "\$ birdgrab $*"; "$BIN/birdgrab" "$@"; }
 COMMON=(--manifests "$DEMO/manifests" --cache "$DEMO/cache" --out "$DEMO/dataset")
 run catalog "${COMMON[@]}"
 run filter "${COMMON[@]}" --min-files 3
-run fetch "${COMMON[@]}"
+run fetch "${COMMON[@]}" --windows events
 run stats "${COMMON[@]}"
+run export --manifests "$DEMO/manifests" --dataset "$DEMO/dataset" --out "$DEMO/export"
+run report --manifests "$DEMO/manifests" --dataset "$DEMO/dataset"
 echo
 echo "demo: manifests in $DEMO/manifests, audio cache in $DEMO/cache, dataset in $DEMO/dataset"
+echo "demo: Hugging Face export in $DEMO/export (datasets.load_dataset(\"$DEMO/export\"))"
+echo "demo: report: $(cd "$DEMO/dataset" && pwd)/report.html"

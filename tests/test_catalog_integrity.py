@@ -40,6 +40,7 @@ def test_a_short_listing_is_incomplete_marks_nothing_vanished_and_is_retried(bir
     expected = listed_by_default(sandbox)
     assert listing["expected"] == expected and listing["arrived"] == 8 < expected
     assert not any(r["vanished"] for r in recordings["recordings"].values())
+    assert "incomplete listing" in birdgrab("stats").output
 
     sandbox.set_page_size("xeno-canto", None)
     assert birdgrab("catalog", "--source", "xeno-canto").exit_code == 0
@@ -76,6 +77,7 @@ def test_placeholders_are_skipped_with_a_reason_and_counted(birdgrab, sandbox):
     assert all(skipped[key]["kind"] == "placeholder" for key in placeholders)
     assert "placeholder" in skipped[min(placeholders)]["reason"]
     assert f"placeholder {len(placeholders)}" in result.output
+    assert f"placeholder {len(placeholders)}" in " ".join(birdgrab("stats").output.split())
     species = birdgrab.manifest("species.json")["species"]
     assert "Mystery mystery" not in species and "Sonus naturalis" not in species
     # and filter --no-wiki has no such class to select

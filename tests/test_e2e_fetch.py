@@ -10,7 +10,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from birdgrab.sandbox import FaultRule
+from birdgrab.sandbox import FaultRule, Sandbox, SandboxConfig
+from tests.audio_fixtures import bird_song, write_audio
+from tests.conftest import FAST_RETRIES, Birdgrab
 
 THREE_SPECIES = "Turdus philomelos\nTurdus merula\nFringilla coelebs\n"
 
@@ -89,10 +91,10 @@ def test_faults_fail_items_with_reasons_and_a_clean_rerun_completes_them(birdgra
     assert result.exit_code == 1, result.output
     entries = birdgrab.manifest("downloads.json")["entries"]
     failed = {k: e["reason"] for k, e in entries.items() if e["status"] == "failed"}
-    assert set(failed) == {html_key, corrupt_key, slow_key}, failed
-    assert (
-        "HTML" in failed[html_key] and "not audio" in failed[corrupt_key] and "timed out" in failed[slow_key]
-    )
+    assert set(failed) == {html_key, slow_key}, failed
+    assert "HTML" in failed[html_key] and "timed out" in failed[slow_key]
+    # garbage bytes are the file's own problem: rejected with the reason, not a failure
+    assert entries[corrupt_key]["status"] == "rejected" and "not audio" in entries[corrupt_key]["reason"]
     assert f"failed: {html_key}: server sent an HTML page" in result.output  # listed for the user
     assert_cache_is_clean(birdgrab.cache)
 
@@ -101,8 +103,11 @@ def test_faults_fail_items_with_reasons_and_a_clean_rerun_completes_them(birdgra
     result = birdgrab("fetch", "--no-chunk")
     assert result.exit_code == 0, result.output
     entries = birdgrab.manifest("downloads.json")["entries"]
-    assert all(e["status"] in ("ok", "duplicate") for e in entries.values())
-    assert sandbox.counts()["europeana-audio"] == 3 and sandbox.counts()["xc-audio"] == 0  # only what failed
+    assert all(e["status"] in ("ok", "duplicate") for k, e in entries.items() if k != corrupt_key)
+    assert entries[corrupt_key]["status"] == "rejected"
+    counts = sandbox.counts()
+    fetched_again = entries[html_key]["bytes"] + entries[slow_key]["bytes"]
+    assert counts["europeana-audio-bytes"] == fetched_again and counts["xc-audio"] == 0  # only what failed
     assert_cache_is_clean(birdgrab.cache)
 
 
@@ -174,3 +179,46 @@ def test_per_host_limit_bounds_the_connections_to_one_host(birdgrab, sandbox):
     assert counts["peak-in-flight"] == 2
     downloaded = birdgrab.manifest("downloads.json")["entries"]
     assert len(downloaded) == sum(len(s["recordings"]) for s in selection["species"].values())
+
+
+@pytest.fixture
+def own_archive(tmp_path):
+    """A sandbox whose rendered files are this test's own (the default folder is shared): upstream
+    files can be changed."""
+    with Sandbox(SandboxConfig(hour_long=False, data_dir=tmp_path / "archive")) as running:
+        yield running, Birdgrab(running, tmp_path, {**running.env(), **FAST_RETRIES})
+
+
+def test_rejected_files_are_listed_not_failed_and_fetched_again_only_when_changed(own_archive):
+    sandbox, birdgrab = own_archive
+    selection = catalog_and_filter(birdgrab, "Turdus merula\n", "--max-files", "2", "--source", "xeno-canto")
+    first, second = selection["species"]["Turdus merula"]["recordings"]
+    sandbox.set_faults([FaultRule("corrupt", target="xc-audio")])  # the archive serves garbage bytes
+    result = birdgrab("fetch", "--no-chunk")
+    assert result.exit_code == 0, result.output  # rejected is not failed: nothing to mail from cron
+    entries = birdgrab.manifest("downloads.json")["entries"]
+    assert {entries[k]["status"] for k in (first, second)} == {"rejected"}
+    assert all("not audio" in entries[k]["reason"] and entries[k]["etag"] for k in (first, second))
+    assert cached_files(birdgrab.cache) == []
+
+    sandbox.clear_faults()  # upstream is unchanged: same size, same ETag
+    sandbox.reset_counts()
+    result = birdgrab("fetch", "--no-chunk")
+    assert result.exit_code == 0, result.output
+    assert sandbox.counts()["xc-audio-bytes"] == 0  # asked (HEAD), not downloaded again
+    stats = birdgrab("stats")
+    assert stats.exit_code == 0 and "rejected as unusable (2" in stats.output
+    assert first in stats.output and "not audio" in stats.output
+
+    upstream = sandbox.audio_path(first)  # the recordist uploads a new file of another size
+    write_audio(upstream, bird_song(3, 22050, seed=11), 22050, "WAV")
+    sandbox.reset_counts()
+    assert birdgrab("fetch", "--no-chunk").exit_code == 0
+    entries = birdgrab.manifest("downloads.json")["entries"]
+    assert entries[first]["status"] == "ok" and entries[first]["bytes"] == upstream.stat().st_size
+    assert entries[second]["status"] == "rejected"
+    assert sandbox.counts()["xc-audio-bytes"] == upstream.stat().st_size  # the changed file only
+
+    assert birdgrab("fetch", "--no-chunk", "--retry-rejected").exit_code == 0
+    assert birdgrab.manifest("downloads.json")["entries"][second]["status"] == "ok"
+    assert_cache_is_clean(birdgrab.cache)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 
@@ -13,10 +14,17 @@ class ChunkReport:
     removed: int = 0
     chunks_written: int = 0
     chunks_total: int = 0
-    dropped_silent: int = 0
-    dropped_short: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)  # reason -> windows not written this run
     near_duplicates: int = 0
     not_downloaded: int = 0
     classes: int = 0
     failed: dict[str, str] = field(default_factory=dict)
     stopped: str | None = None
+
+    @property
+    def dropped_silent(self) -> int:
+        return self.dropped["silent"]
+
+    @property
+    def dropped_short(self) -> int:
+        return self.dropped["short"]

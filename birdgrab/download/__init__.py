@@ -4,11 +4,13 @@
   the per-host limit;
 - `cache`: where verified bytes live (by content address), partial files, eviction;
 - `ledger`: downloads.json, and which key owns bytes shared by two keys;
-- `run`: the orchestration (what to fetch, the workers, filing, the report).
+- `run`: the orchestration (what to fetch, the workers, filing, the report): `run.run_downloads`.
+
+Only the cache and the ledger are imported here: `chunk` and `stats` read them without loading
+the HTTP stack.
 """
 
 from birdgrab.download.cache import Cache
 from birdgrab.download.ledger import DownloadLedger
-from birdgrab.download.run import FetchOptions, FetchReport, run_downloads
 
-__all__ = ["Cache", "DownloadLedger", "FetchOptions", "FetchReport", "run_downloads"]
+__all__ = ["Cache", "DownloadLedger"]

@@ -32,11 +32,17 @@ class Cache:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.partial_dir = self.root / PARTIAL_DIR
+        self._made: set[Path] = set()  # folders made by this object: one mkdir each, not one a file
+
+    def _folder(self, folder: Path) -> Path:
+        if folder not in self._made:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._made.add(folder)
+        return folder
 
     def partial(self, key: str) -> Path:
         """Where the transfer of `key` streams to; stable across runs, so a cut transfer resumes."""
-        self.partial_dir.mkdir(parents=True, exist_ok=True)
-        return self.partial_dir / f"{hashlib.sha1(key.encode()).hexdigest()}{TEMP_SUFFIX}"
+        return self._folder(self.partial_dir) / f"{hashlib.sha1(key.encode()).hexdigest()}{TEMP_SUFFIX}"
 
     def place(self, partial: Path, sha256: str, audio_format: str) -> str:
         """Move a verified partial file to its content address; returns that path relative to the cache."""
@@ -45,8 +51,7 @@ class Cache:
         if final.exists() and final.stat().st_size == partial.stat().st_size:
             remove(partial)  # the same bytes are already cached (another key, or a crash before recording)
         else:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(partial, final)
+            os.replace(partial, self._folder(final.parent) / final.name)
         return relative
 
     def file_of(self, entry: DownloadEntry | None) -> Path | None:
@@ -70,25 +75,45 @@ class Cache:
         """Take a cached file that does not decode out of the cache and record why; returns what
         happens next, for the person reading the failure.
 
-        A verified download can still fail to decode (a bad file can pass the header check). The
-        entry becomes a failed download, so the next fetch gets the file again.
+        A verified download can still fail to decode (a bad file can pass the header check). If
+        the cached bytes are still the ones downloaded (same sha256), the file itself is unusable:
+        it is `rejected`, with every key that shares those bytes, and is not downloaded again until
+        it changes upstream (or `--retry-rejected`). If the bytes changed in the cache (damaged on
+        disk), it is a failed download, and the next fetch gets it again.
         """
         entry = ledger.entries[key]
         path = self.file_of(entry)
+        intact = path is not None and sha256_of(path).hexdigest() == entry.sha256
         if path is not None:
             remove(path)
-        update = {
-            "status": "failed",
-            "reason": f"cached file does not decode: {reason}",
+        now = manifests.utc_now()
+        if not intact:
+            damaged = {"status": "failed", "reason": f"cached file damaged: {reason}", "path": None}
+            ledger.record(entry.model_copy(update={**damaged, "updated_at": now}))
+            return "removed from the cache: the next fetch downloads it again"
+        rejected = {
+            "status": "rejected",
+            "reason": f"does not decode: {reason}",
             "path": None,
-            "updated_at": manifests.utc_now(),
+            "updated_at": now,
         }
-        ledger.record(entry.model_copy(update=update))
-        return "removed from the cache: the next fetch downloads it again"
+        ledger.record(entry.model_copy(update=rejected))
+        sharing = [e for e in ledger.entries.values() if e.status == "duplicate" and e.duplicate_of == key]
+        for duplicate in sharing:
+            ledger.record(duplicate.model_copy(update={**rejected, "duplicate_of": None}))
+        return "rejected: not downloaded again unless it changes upstream, or with --retry-rejected"
 
     def free_mb(self) -> float:
-        self.root.mkdir(parents=True, exist_ok=True)
-        return shutil.disk_usage(self.root).free / 2**20
+        return shutil.disk_usage(self._folder(self.root)).free / 2**20
+
+
+def sha256_of(path: Path) -> hashlib._Hash:
+    """A sha256 object fed with the file's bytes (call .hexdigest(), or keep updating it)."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            hasher.update(block)
+    return hasher
 
 
 def remove(path: Path) -> None:

@@ -32,13 +32,13 @@ class DownloadLedger(manifests.Ledger[DownloadsManifest, DownloadEntry]):
             if entry.status == "ok" and entry.sha256:
                 self._ok_by_sha.setdefault(entry.sha256, set()).add(entry.key)
 
-    def record(self, entry: DownloadEntry) -> None:
+    def _append(self, entry: DownloadEntry) -> int:
         previous = self.entries.get(entry.key)
         if previous is not None and previous.sha256:
             self._ok_by_sha.get(previous.sha256, set()).discard(entry.key)
         if entry.status == "ok" and entry.sha256:
             self._ok_by_sha.setdefault(entry.sha256, set()).add(entry.key)
-        super().record(entry)
+        return super()._append(entry)
 
     def owner_of(self, sha256: str) -> str | None:
         """The key that owns verified bytes with this sha256, if any key has them."""

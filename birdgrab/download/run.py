@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from birdgrab import manifests
@@ -22,7 +22,6 @@ from birdgrab.download.cache import Cache
 from birdgrab.download.ledger import DownloadLedger, owner_rank
 from birdgrab.download.transfer import Transfer, TransferError, Transferred, discard, finish
 from birdgrab.errors import ServiceError, ServiceUnreachable, UsageError
-from birdgrab.http_client import ServiceClient
 from birdgrab.models import DownloadEntry, Recording, SelectionManifest
 from birdgrab.probe import AudioError, probe
 from birdgrab.settings import Settings, redact
@@ -42,6 +41,7 @@ class FetchOptions:
     per_host: int | None = None
     max_file_mb: float = DEFAULT_MAX_FILE_MB
     min_free_mb: float = 200
+    retry_rejected: bool = False  # download rejected files again even if unchanged upstream
 
     def validated(self) -> FetchOptions:
         if self.jobs < 1 or self.jobs > 64:
@@ -61,6 +61,7 @@ class FetchReport:
     duplicates: int = 0
     vanished: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # key -> reason
+    rejected: dict[str, str] = field(default_factory=dict)  # key -> reason: unusable bytes, not a failure
     bytes: int = 0
     requests: int = 0
     stopped: str | None = None  # why the run stopped early (low disk space)
@@ -69,12 +70,17 @@ class FetchReport:
     @property
     def nothing_reachable(self) -> bool:
         """Every download failed because its host could not be reached (exit 4)."""
-        return bool(self.unreachable_hosts) and not (self.downloaded or self.duplicates or self.skipped)
+        reached = self.downloaded or self.duplicates or self.skipped or self.rejected
+        return bool(self.unreachable_hosts) and not reached
 
-    def add(self, entry: DownloadEntry) -> None:
+    def add(self, entry: DownloadEntry, transferred: bool = True) -> None:
+        """Count one item's outcome (`transferred`: its bytes came in this run)."""
         if entry.status == "failed":
             self.failed[entry.key] = entry.reason or "failed"
-        else:
+            return
+        if entry.status == "rejected":
+            self.rejected[entry.key] = entry.reason or "rejected"
+        if transferred:
             self.bytes += entry.bytes or 0
 
     def count_outcomes(self, ledger: DownloadLedger, keys: list[str]) -> None:
@@ -97,11 +103,18 @@ class Downloader:
     """Gets one recording into the cache and the ledger: transfer, probe, file, dedupe."""
 
     def __init__(
-        self, transfer: Transfer, cache: Cache, ledger: DownloadLedger, other_media: OtherMedia | None = None
+        self,
+        transfer: Transfer,
+        cache: Cache,
+        ledger: DownloadLedger,
+        *,
+        retry_rejected: bool = False,
+        other_media: OtherMedia | None = None,
     ):
         self.transfer = transfer
         self.cache = cache
         self.ledger = ledger
+        self.retry_rejected = retry_rejected
         self.other_media = other_media
 
     async def _from_other_media(
@@ -132,63 +145,96 @@ class Downloader:
         )
         return TransferError(f"{rotten.reason}; {found}", attempts)
 
-    async def download(self, recording: Recording) -> DownloadEntry:
-        """Download, verify and file one recording; never raises for a per-item failure."""
+    async def download(self, recording: Recording, report: FetchReport) -> None:
+        """Download, verify and file one recording, and count it; never raises for a per-item failure."""
+        previous = self.ledger.entries.get(recording.key)
+        if (
+            previous is not None
+            and previous.status == "rejected"
+            and not self.retry_rejected
+            and not await self._changed_upstream(recording, previous)
+        ):
+            report.add(previous, transferred=False)  # still the same unusable file: not fetched again
+            return
+        report.add(await self._download(recording, previous))
+
+    async def _changed_upstream(self, recording: Recording, rejected: DownloadEntry) -> bool:
+        """Whether a rejected file is another file now: a new URL, or a new size, ETag or Last-Modified."""
+        if not recording.audio_url:
+            return True
+        if rejected.note is None and redact(recording.audio_url) != rejected.url:
+            return True  # the catalogue points elsewhere now
+        # Ask where the rejected bytes came from: the recording's URL, or the other address it fell back to.
+        now = await self.transfer.upstream(
+            recording.audio_url if rejected.note is None else rejected.url or ""
+        )
+        if now is None:
+            return False  # the server would not say: keep the verdict until --retry-rejected
+        pairs = [
+            (rejected.bytes, now.size),
+            (rejected.etag, now.etag),
+            (rejected.last_modified, now.last_modified),
+        ]
+        return any(old is not None and new is not None and old != new for old, new in pairs)
+
+    async def _download(self, recording: Recording, previous: DownloadEntry | None) -> DownloadEntry:
         key, url = recording.key, recording.audio_url
-        previous = self.ledger.entries.get(key)
         attempts = previous.attempts if previous and previous.status == "failed" else 0
         if not url:
-            return self._failed(key, None, "no audio URL", attempts)
+            return await self._failed(key, None, "no audio URL", attempts)
         partial = self.cache.partial(key)
         note = None
         try:
             done, tries = await self.transfer.fetch(url, partial)
         except TransferError as exc:
             if exc.reason not in ROTTEN_LINK or self.other_media is None:
-                return self._failed(key, url, exc.reason, attempts + exc.attempts)
+                return await self._failed(key, url, exc.reason, attempts + exc.attempts)
             moved = await self._from_other_media(recording, exc, partial)
             if isinstance(moved, TransferError):
-                return self._failed(key, url, moved.reason, attempts + moved.attempts)
+                return await self._failed(key, url, moved.reason, attempts + moved.attempts)
             note = f"{redact(url)} answered {exc.reason}: fetched from another address its archive lists"
             url, done, tries = moved
         attempts += tries
+        upstream = {"url": redact(url), "bytes": done.size, "sha256": done.sha256, "etag": done.etag}
+        upstream |= {"last_modified": done.last_modified, "attempts": attempts, "note": note}
         try:
             info = probe(partial)
         except AudioError as exc:
-            discard(partial)
-            return self._failed(key, url, exc.reason, attempts)
+            discard(partial)  # unusable bytes: rejected, and not fetched again until they change upstream
+            entry = DownloadEntry(
+                key=key, status="rejected", reason=exc.reason, updated_at=manifests.utc_now(), **upstream
+            )
+            await self.ledger.record_async(entry)
+            return entry
         entry = DownloadEntry(
             key=key,
             status="ok",
-            url=redact(url),
             path=self.cache.place(partial, done.sha256, info.format),
-            bytes=done.size,
-            sha256=done.sha256,
             format=info.format,
             duration_s=round(info.duration_s, 3),
             duration_estimated=info.duration_estimated,
             sample_rate=info.sample_rate,
             channels=info.channels,
-            note=note,
-            attempts=attempts,
             updated_at=manifests.utc_now(),
+            **upstream,
         )
         finish(partial)
-        self.ledger.record(self._settle_ownership(entry))
+        entry = await self._settle_ownership(entry)
+        await self.ledger.record_async(entry)
         return entry
 
-    def _settle_ownership(self, entry: DownloadEntry) -> DownloadEntry:
+    async def _settle_ownership(self, entry: DownloadEntry) -> DownloadEntry:
         """Of two keys with the same bytes one owns the file and the other is its duplicate."""
         owner = self.ledger.owner_of(entry.sha256 or "")
         if owner is None or owner == entry.key:
             return entry
         if owner_rank(entry.key) < owner_rank(owner):
             demoted = {"status": "duplicate", "duplicate_of": entry.key, "updated_at": entry.updated_at}
-            self.ledger.record(self.ledger.entries[owner].model_copy(update=demoted))
+            await self.ledger.record_async(self.ledger.entries[owner].model_copy(update=demoted))
             return entry
         return entry.model_copy(update={"status": "duplicate", "duplicate_of": owner})
 
-    def _failed(self, key: str, url: str | None, reason: str, attempts: int) -> DownloadEntry:
+    async def _failed(self, key: str, url: str | None, reason: str, attempts: int) -> DownloadEntry:
         entry = DownloadEntry(
             key=key,
             status="failed",
@@ -197,7 +243,7 @@ class Downloader:
             attempts=attempts,
             updated_at=manifests.utc_now(),
         )
-        self.ledger.record(entry)
+        await self.ledger.record_async(entry)
         return entry
 
 
@@ -235,40 +281,41 @@ async def run_downloads(
     if on_start:
         on_start(queue.qsize())
     progress = on_progress or (lambda event, amount: None)
-    client = ServiceClient(replace(settings.audio, max_concurrency=options.jobs), settings)
     per_host = options.per_host or settings.audio.max_concurrency
-    transfer = Transfer(
-        client,
+    processed: list[str] = []
+    async with Transfer(
+        settings,
+        jobs=options.jobs,
         per_host=per_host,
         max_bytes=int(options.max_file_mb * 2**20),
         on_bytes=lambda amount: progress("bytes", amount),
-    )
-    tally = RequestTally()  # asking archives for other addresses of rotten links
+    ) as transfer:
+        tally = RequestTally()  # asking archives for other addresses of rotten links
 
-    async def other_media(recording: Recording) -> list[str]:
-        return await registry.get(recording.source).other_media(settings, recording, tally)
+        async def other_media(recording: Recording) -> list[str]:
+            return await registry.get(recording.source).other_media(settings, recording, tally)
 
-    downloader = Downloader(transfer, cache, ledger, other_media)
-    processed: list[str] = []
+        downloader = Downloader(
+            transfer, cache, ledger, retry_rejected=options.retry_rejected, other_media=other_media
+        )
 
-    async def worker() -> None:
-        while report.stopped is None and not queue.empty():
-            recording = queue.get_nowait()
-            if cache.free_mb() < options.min_free_mb:
-                report.stopped = (
-                    f"less than {options.min_free_mb:g} MB free under {cache.root}: stopped downloading"
-                )
-                return
-            report.add(await downloader.download(recording))
-            processed.append(recording.key)
-            progress("file", 1)
+        async def worker() -> None:
+            while report.stopped is None and not queue.empty():
+                recording = queue.get_nowait()
+                if cache.free_mb() < options.min_free_mb:
+                    report.stopped = (
+                        f"less than {options.min_free_mb:g} MB free under {cache.root}: stopped downloading"
+                    )
+                    return
+                await downloader.download(recording, report)
+                processed.append(recording.key)
+                progress("file", 1)
 
-    try:
-        await asyncio.gather(*(worker() for _ in range(options.jobs)))
-    finally:
-        await client.aclose()
-        report.requests = client.requests_made + tally.requests
-        report.unreachable_hosts = sorted(transfer.unreachable_hosts)
-        ledger.compact({"cache": str(cache.root), "jobs": options.jobs, "per_host": per_host})
+        try:
+            await asyncio.gather(*(worker() for _ in range(options.jobs)))
+        finally:
+            report.requests = transfer.service.requests_made + tally.requests
+            report.unreachable_hosts = sorted(transfer.unreachable_hosts)
+            ledger.compact({"cache": str(cache.root), "jobs": options.jobs, "per_host": per_host})
     report.count_outcomes(ledger, processed)
     return report

@@ -6,26 +6,29 @@ next run, resumes with an HTTP Range request, guarded by If-Range so that a chan
 appended to an old prefix. A server that ignores Range restarts the file. A complete transfer is
 checked against Content-Length. Nothing here knows about keys, formats or the ledger.
 
-Every transfer holds a slot of its host (`--per-host`) and of the whole run (`--jobs`).
+The bytes travel over aiohttp (its HTTP parser is C: half the CPU per gigabyte of httpx's
+pure-Python h11 here, see BENCHMARKS.md) under the same `http_client.Service` policy as every API
+call: rate limit, retries with back-off, the meaning of each status. Its connection pool is the
+per-host limit: at most `--per-host` connections to one host, `--jobs` in all.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 
-from birdgrab.download.cache import remove
+from birdgrab.download.cache import remove, sha256_of
 from birdgrab.errors import ServiceError
-from birdgrab.http_client import RETRYABLE, ServiceClient, TransientError, describe_transport_error
-from birdgrab.settings import redact
+from birdgrab.http_client import RETRYABLE, Service, TransientError, describe_transport_error, tls_context
+from birdgrab.settings import Settings, redact
 
 
 class TransferError(Exception):
@@ -45,6 +48,10 @@ class TransferFailed(TransferError):
     """The transfer kept failing through every retry; the partial file stays for the next run."""
 
 
+class Unreachable(TransientError):
+    """The host refused or could not be reached (as opposed to failing mid-answer)."""
+
+
 @dataclass(frozen=True)
 class Transferred:
     """A complete file in its partial path, and what the server said about it."""
@@ -55,42 +62,64 @@ class Transferred:
     last_modified: str | None
 
 
-class HostSlots:
-    """At most `per_host` transfers at a time to any one host, whatever the number of workers."""
+@dataclass(frozen=True)
+class Upstream:
+    """What a server says about a file without sending it (HEAD): enough to tell that it changed."""
 
-    def __init__(self, per_host: int):
-        self.per_host = per_host
-        self._slots: dict[str, asyncio.Semaphore] = {}
-
-    def __call__(self, url: str) -> asyncio.Semaphore:
-        host = urlsplit(url).netloc
-        return self._slots.setdefault(host, asyncio.Semaphore(self.per_host))
+    size: int | None
+    etag: str | None
+    last_modified: str | None
 
 
 class Transfer:
-    """Streams URLs into partial files over one `ServiceClient` (its retry policy and run-wide slots).
+    """Streams URLs into partial files. Use as an async context manager (it owns the connections).
 
-    >>> transfer = Transfer(client, per_host=6, max_bytes=2**31)       # doctest: +SKIP
-    >>> done = await transfer.fetch(url, cache.partial(key))            # doctest: +SKIP
-    >>> done.sha256, done.size                                          # doctest: +SKIP
+    >>> async with Transfer(settings, jobs=16, per_host=6, max_bytes=2**31) as transfer:  # doctest: +SKIP
+    ...     done, attempts = await transfer.fetch(url, cache.partial(key))
+    ...     done.sha256, done.size
     ('3f9a...e1', 1048576)
     """
 
     def __init__(
         self,
-        client: ServiceClient,
+        settings: Settings,
         *,
+        jobs: int,
         per_host: int,
         max_bytes: int,
         on_bytes: Callable[[int], None] | None = None,
     ):
-        self.client = client
+        self.service = Service(replace(settings.audio, max_concurrency=jobs))
         self.max_bytes = max_bytes
-        self._host_slot = HostSlots(per_host)
+        self._jobs, self._per_host = jobs, per_host
+        self._user_agent = settings.user_agent()
+        self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str], str | None] = {}
         self._on_bytes = on_bytes or (lambda amount: None)
         # Hosts that refused connections through a whole retry cycle: the other files on them fail
         # at once this run (and are retried next run) instead of each waiting through its retries.
         self.unreachable_hosts: set[str] = set()
+
+    async def __aenter__(self) -> Transfer:
+        policy = self.service.policy
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=self._jobs, limit_per_host=self._per_host, ssl=tls_context()
+            ),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=min(policy.timeout_s, 15.0), sock_read=policy.timeout_s
+            ),
+            # identity: a Range is a range of the encoded bytes, and we keep (and resume) the file itself
+            headers={"User-Agent": self._user_agent, "Accept-Encoding": "identity"},
+            # Not trust_env: it reads ~/.netrc and the proxy variables in a thread for every request
+            # (two thread hops a request); `_proxy` looks the proxy up once per host instead.
+            trust_env=False,
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     async def fetch(self, url: str, partial: Path) -> tuple[Transferred, int]:
         """Stream `url` into `partial` with retries; returns the file and how many attempts it took.
@@ -102,7 +131,7 @@ class Transfer:
             raise TransferFailed(f"could not connect to {host} (gave up on it for this run)")
         attempts = 0
         try:
-            async for attempt in self.client.retrying():
+            async for attempt in self.service.retrying():
                 with attempt:
                     attempts += 1
                     return await self._attempt(url, partial), attempts
@@ -110,13 +139,54 @@ class Transfer:
             discard(partial)
             raise TransferRefused(exc.reason, attempts) from None
         except RETRYABLE as exc:
-            if isinstance(exc, httpx.ConnectError):
+            if isinstance(exc, Unreachable):
                 self.unreachable_hosts.add(host)
             raise TransferFailed(describe_transport_error(exc), attempts) from None
         raise AssertionError("unreachable")  # pragma: no cover - tenacity either returns or raises
 
+    def _proxy(self, url: str) -> str | None:
+        """The proxy the environment names for `url` (HTTP_PROXY, HTTPS_PROXY, NO_PROXY), as httpx
+        honours them for the API calls; looked up once per scheme and host."""
+        parts = urlsplit(url)
+        where = (parts.scheme, parts.hostname or "")
+        if where not in self._proxies:
+            bypass = urllib.request.proxy_bypass(where[1])
+            self._proxies[where] = None if bypass else urllib.request.getproxies().get(where[0])
+        return self._proxies[where]
+
+    async def upstream(self, url: str) -> Upstream | None:
+        """Ask the server about `url` (one HEAD request, redirects followed); None if it would not say."""
+        assert self._session is not None, "use Transfer as an async context manager"
+        try:
+            head = self._session.head(url, allow_redirects=True, proxy=self._proxy(url))
+            async with self.service.slot(), head as response:
+                if response.status >= 400:
+                    return None
+                size = _expected_total(response.headers, 0)
+                return Upstream(size, response.headers.get("ETag"), response.headers.get("Last-Modified"))
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+
     async def _attempt(self, url: str, partial: Path) -> Transferred:
-        """One attempt: stream into `partial` (resuming if it has bytes)."""
+        """One attempt, its transport errors as `TransientError`s (retried) or `TransferRefused`."""
+        assert self._session is not None, "use Transfer as an async context manager"
+        try:
+            return await self._stream(url, partial)
+        except aiohttp.InvalidURL:
+            raise TransferRefused("not a valid URL") from None
+        except aiohttp.TooManyRedirects:
+            raise TransferRefused("too many redirects") from None
+        except aiohttp.ClientConnectorError:
+            raise Unreachable("could not connect") from None
+        except TimeoutError:
+            raise TransientError("timed out") from None
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError):
+            raise TransientError("connection closed mid-answer (truncated body)") from None
+        except aiohttp.ClientError as exc:
+            raise TransientError(redact(f"connection failed ({type(exc).__name__})")) from None
+
+    async def _stream(self, url: str, partial: Path) -> Transferred:
+        """Stream into `partial`, resuming if it has bytes."""
         hint_path = _hint(partial)
         have = partial.stat().st_size if partial.exists() else 0
         headers = {}
@@ -127,28 +197,26 @@ class Transfer:
                 hint = json.loads(hint_path.read_text())
             if hint.get("validator"):
                 headers["If-Range"] = hint["validator"]
-        async with (
-            self._host_slot(url),
-            self.client.slot(),
-            self.client.stream(url, headers=headers) as response,
-        ):
-            if response.status_code == 416 and have:
+        request = self._session.get(url, headers=headers, proxy=self._proxy(url))  # type: ignore[union-attr]
+        async with self.service.slot(), request as response:
+            status = response.status
+            if status == 416 and have:
                 if response.headers.get("Content-Range") == f"bytes */{have}":
                     # Complete already: the run that fetched it died before filing it.
                     etag, modified = hint.get("etag"), hint.get("last_modified")
-                    return Transferred(_sha256_of(partial).hexdigest(), have, etag, modified)
+                    return Transferred(sha256_of(partial).hexdigest(), have, etag, modified)
                 discard(partial)  # our partial is no prefix of the current file: start over
                 raise TransientError("server refused to resume (416)", retry_after=0)
             try:
-                self.client.raise_for_status(response)
+                self.service.check_status(status, response.headers, str(response.url))
             except ServiceError as exc:
-                raise TransferRefused(f"HTTP {response.status_code}") from exc
+                raise TransferRefused(f"HTTP {status}") from exc
             content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
             if content_type in ("text/html", "application/xhtml+xml"):
                 raise TransferRefused("server sent an HTML page instead of audio")
             etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
             validator = etag or modified
-            resumed = response.status_code == 206
+            resumed = status == 206
             if resumed and (
                 not have
                 or not response.headers.get("Content-Range", "").startswith(f"bytes {have}-")
@@ -159,29 +227,27 @@ class Transfer:
                 raise TransientError(
                     "the server answered another range or version; starting over", retry_after=0
                 )
-            expected = _expected_total(response, have if resumed else 0)
+            offset = have if resumed else 0
+            expected = _expected_total(response.headers, offset)
             if expected is not None and expected > self.max_bytes:
                 raise TransferRefused(f"file of {expected / 2**20:.0f} MB exceeds --max-file-mb")
             # Only a hint for resuming (If-Range): no fsync; a torn file just means no validator.
             hint = {"url": redact(url), "validator": validator, "etag": etag, "last_modified": modified}
             hint_path.write_text(json.dumps(hint))
-            sha256, size = await self._stream(response, partial, have if resumed else 0)
+            sha256, size = await self._write(response, partial, offset)
         if expected is not None and size != expected:
             raise TransientError(f"got {size} of {expected} bytes (truncated)")
         return Transferred(sha256, size, etag, modified)
 
-    async def _stream(self, response: httpx.Response, partial: Path, offset: int) -> tuple[str, int]:
+    async def _write(self, response: aiohttp.ClientResponse, partial: Path, offset: int) -> tuple[str, int]:
         """Write the body after the `offset` bytes already in `partial`, hashing as it goes;
         returns the whole file's sha256 and size."""
-        hasher = _sha256_of(partial) if offset else hashlib.sha256()
+        hasher = sha256_of(partial) if offset else hashlib.sha256()
         size = offset
         with open(partial, "ab" if offset else "wb") as out:
-            # Raw bytes as they arrive (no chunk_size: httpx would hold back up to that much, which a
-            # cut-off transfer then loses); decoded only if the server encoded them, so that a gzip
-            # bomb is measured by what it inflates to.
-            encoded = "Content-Encoding" in response.headers
-            blocks = response.aiter_bytes() if encoded else response.aiter_raw()
-            async for block in blocks:
+            # Bytes as they arrive (a cut-off transfer keeps all it got); decoded only if the server
+            # encoded them anyway, so that a gzip bomb is measured by what it inflates to.
+            async for block in response.content.iter_any():
                 size += len(block)
                 if size > self.max_bytes:
                     raise TransferRefused(f"file larger than --max-file-mb ({self.max_bytes / 2**20:g} MB)")
@@ -206,19 +272,10 @@ def _hint(partial: Path) -> Path:
     return partial.with_suffix(".json")
 
 
-def _sha256_of(path: Path):
-    """A sha256 object fed with the file's bytes (call .hexdigest(), or keep updating it)."""
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            hasher.update(block)
-    return hasher
-
-
-def _expected_total(response: httpx.Response, offset: int) -> int | None:
+def _expected_total(headers: Mapping[str, str], offset: int) -> int | None:
     """Bytes the file will have once this answer is complete (from Content-Length)."""
-    length = response.headers.get("Content-Length")
-    if length is None or "Content-Encoding" in response.headers:
+    length = headers.get("Content-Length")
+    if length is None or "Content-Encoding" in headers:
         return None
     try:
         return offset + int(length)

@@ -71,7 +71,12 @@ def _header(dataset: DatasetFolder, written: Written, rows: pd.DataFrame, fmt: s
     if fmt == "parquet":
         header["dataset_info"] = {
             "features": _yaml_features(hf_features(dataset)),
-            "splits": [{"name": split, "num_examples": len(written.rows[split])} for split in written.files],
+            "splits": [
+                {"name": split, "num_bytes": written.bytes[split], "num_examples": len(written.rows[split])}
+                for split in written.files
+            ],
+            "download_size": sum(written.bytes.values()),
+            "dataset_size": sum(written.bytes.values()),
         }
     return header
 
@@ -168,7 +173,16 @@ def dataset_card(
         f"{datetime.now(UTC).strftime('%Y-%m-%d')} with these options:",
         "",
         "```json",
-        json.dumps({"export": options, "dataset": dataset.made_with}, indent=2, ensure_ascii=False),
+        json.dumps(
+            {
+                "export": options,
+                # dataset.json; a dataset chunked before it existed still tells its sample rate and length
+                "dataset": dataset.made_with
+                or {"sample_rate": dataset.sample_rate, "chunk_seconds": dataset.chunk_seconds},
+            },
+            indent=2,
+            ensure_ascii=False,
+        ),
         "```",
         "",
     ]

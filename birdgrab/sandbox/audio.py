@@ -35,6 +35,10 @@ AudioFormat = Literal["mp3", "wav", "flac"]
 SyllableShape = Literal["up", "down", "warble", "trill"]
 # The two mp3 traps from shared/notes/audio-decoding.md.
 Mp3Quirk = Literal["", "vbr_no_xing", "id3_cover"]
+# "hiss": faint white noise. "field": what a field recorder hears between calls - wind rumble in
+# gusts, a stream's broadband hiss, a distant road, sometimes an insect, handling clicks - and calls
+# from near and far (phrase levels over a 26 dB range).
+Background = Literal["hiss", "field"]
 
 CONTENT_TYPES: dict[str, str] = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
 SAMPLE_RATES = (16000, 22050, 32000, 44100, 48000)
@@ -79,6 +83,7 @@ class AudioSpec:
     sound_until_s: float | None = None  # after this point only background noise (a long silent tail)
     activity: float = 1.0  # share of phrases actually sung; the hour-long night recording is sparse
     mp3_quirk: Mp3Quirk = ""
+    background: Background = "hiss"
 
     @property
     def content_type(self) -> str:
@@ -138,7 +143,9 @@ def _score(spec: AudioSpec) -> _Syllables:
     rows: list[tuple[float, float, float, float, float]] = []
     t = rng.uniform(0.1, 1.0)
     while t < end:
-        phrase_gain = rng.uniform(0.25, 0.6)
+        phrase_gain = (
+            rng.uniform(0.25, 0.6) if spec.background == "hiss" else 0.6 * 10 ** -rng.uniform(0, 1.3)
+        )
         sung = rng.random() < spec.activity
         for _ in range(max(1, voice.syllables + rng.randint(-1, 2))):
             length = voice.syllable_s * tempo * rng.uniform(0.85, 1.15)
@@ -151,6 +158,52 @@ def _score(spec: AudioSpec) -> _Syllables:
         t += voice.phrase_gap_s * tempo * rng.uniform(0.6, 1.5)
     columns = np.array(rows, dtype=np.float64).reshape(-1, 5).T
     return _Syllables(*columns)
+
+
+def planted_calls(spec: AudioSpec, join_gap_s: float = 0.3) -> list[tuple[float, float]]:
+    """The calls the recording holds, in seconds: its syllables joined into phrases (gaps under
+    `join_gap_s`). The truth a call detector is measured against."""
+    score = _score(spec)
+    calls: list[list[float]] = []
+    for start, length in zip(score.start, score.length, strict=True):
+        if calls and start - calls[-1][1] < join_gap_s:
+            calls[-1][1] = start + length
+        else:
+            calls.append([start, start + length])
+    return [(round(a, 4), round(b, 4)) for a, b in calls]
+
+
+def _shaped_noise(
+    rng: np.random.Generator, count: int, rate: int, slope: float, lo_hz: float, hi_hz: float
+) -> np.ndarray:
+    """Gaussian noise with power falling as f^-slope between lo_hz and hi_hz, unit RMS."""
+    spectrum = np.fft.rfft(rng.standard_normal(count))
+    hz = np.fft.rfftfreq(count, 1.0 / rate)
+    shape = np.where((hz >= lo_hz) & (hz <= hi_hz), np.maximum(hz, 1.0) ** (-slope / 2), 0.0)
+    noise = np.fft.irfft(spectrum * shape, count)
+    return (noise / (noise.std() or 1.0)).astype(np.float32)
+
+
+def _field_noise(spec: AudioSpec, index: int, first: int, count: int) -> np.ndarray:
+    """One block of field background (see `Background`), seeded by the recording and the block."""
+    rate = spec.sample_rate
+    level = random.Random(f"field:{spec.variation}")
+    rumble_db, hiss_db = level.uniform(-36, -24), level.uniform(-52, -40)
+    insect_hz = level.choice((0.0, 0.0, level.uniform(4000, min(7000, 0.4 * rate))))
+    rng = np.random.default_rng([spec.variation, index, 7])
+    seconds = (first + np.arange(count)) / rate
+    gusts = 1.0 + 0.8 * np.sin(2 * np.pi * seconds / level.uniform(3, 9) + level.uniform(0, 6)) ** 2
+    noise = 10 ** (rumble_db / 20) * gusts * _shaped_noise(rng, count, rate, 2.0, 20.0, 2000.0)
+    noise += 10 ** (hiss_db / 20) * _shaped_noise(rng, count, rate, 1.0, 200.0, 0.45 * rate)
+    noise += 10 ** (level.uniform(-40, -30) / 20) * np.sin(2 * np.pi * level.uniform(90, 160) * seconds)
+    if insect_hz:
+        pulses = (np.sin(2 * np.pi * 25.0 * seconds) > 0).astype(np.float32)
+        noise += 10 ** (hiss_db / 20) * pulses * np.sin(2 * np.pi * insect_hz * seconds)
+    for click in rng.integers(0, count, size=rng.poisson(0.3 * count / rate)):
+        noise[click : click + rate // 500] += rng.uniform(0.02, 0.1) * rng.standard_normal(
+            len(noise[click : click + rate // 500])
+        )
+    return noise.astype(np.float32)
 
 
 def _syllable(shape: SyllableShape, tau: np.ndarray, length: float, f0: float, f1: float) -> np.ndarray:
@@ -195,7 +248,10 @@ def blocks(spec: AudioSpec) -> Iterator[np.ndarray]:
             # size/first-frame estimate of the length comes out far too short once Xing is gone.
             burst = min(count, rate // 2)
             mono[:burst] += 0.5 * rng.standard_normal(burst)
-        noise = (rng.random((count, spec.channels), dtype=np.float32) - 0.5) * (2 * noise_level)
+        if spec.background == "field":
+            noise = np.tile(_field_noise(spec, index, first, count)[:, None], (1, spec.channels))
+        else:
+            noise = (rng.random((count, spec.channels), dtype=np.float32) - 0.5) * (2 * noise_level)
         yield np.clip(mono[:, None] * gains + noise, -1.0, 1.0)
 
 
