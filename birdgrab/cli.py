@@ -458,6 +458,10 @@ def _chunk_and_report(manifests: Path, cache: Path, out: Path, options, rich_out
             "failed": len(report.failed),
         },
     )
+    for key, reason in sorted(report.rejected.items()):
+        log.info(
+            "rejected: %s: %s", key, reason, extra={"event": "chunk.rejected", "key": key, "reason": reason}
+        )
     for key, reason in sorted(report.failed.items()):
         log.warning(
             "failed: %s: %s", key, reason, extra={"event": "chunk.failed", "key": key, "reason": reason}

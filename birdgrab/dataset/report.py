@@ -19,4 +19,5 @@ class ChunkReport:
     not_downloaded: int = 0
     classes: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)  # cached files found unusable: not failures
     stopped: str | None = None
