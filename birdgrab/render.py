@@ -90,6 +90,8 @@ def fetch_table(report) -> Table:
     ]
     if report.vanished:
         rows.append(("vanished upstream before download", report.vanished))
+    for archive, count in sorted(report.deferred.items()):
+        rows.append((f"left for a later run: {archive} media budget reached", count))
     return _counts_table("fetch", rows, report.failed, report.rejected)
 
 
@@ -99,8 +101,7 @@ def chunk_table(report) -> Table:
         ("rebuilt / unchanged / removed", f"{report.built} / {report.unchanged} / {report.removed}"),
         ("chunks written / in the dataset", f"{report.chunks_written} / {report.chunks_total}"),
         ("classes", report.classes),
-        ("silent chunks dropped (gate)", report.dropped_silent),
-        ("short last pieces dropped", report.dropped_short),
+        ("windows not written", report.dropped_summary()),
         ("near-duplicates chunked once", report.near_duplicates),
         ("not downloaded (yet)", report.not_downloaded),
     ]
@@ -126,10 +127,13 @@ def print_stats(stats: Stats, out: Console) -> None:
         )
     out.print(table)
     sources = ", ".join(f"{k}: {v}" for k, v in sorted(stats.per_source.items()))
+    kinds = ", ".join(f"{kind} {count}" for kind, count in stats.skipped_by_kind.items())
     out.print(
         f"recordings: {stats.recordings} ({sources}); downloadable: {stats.downloadable}; "
-        f"archive items skipped: {stats.skipped}"
+        f"archive items skipped: {stats.skipped}" + (f" ({kinds})" if kinds else "")
     )
+    for listing in stats.incomplete_listings:
+        out.print(f"incomplete listing (asked again next run): {listing}")
     if stats.rejected:
         out.print(f"rejected as unusable ({len(stats.rejected)}; fetched again only once changed upstream):")
         for key, reason in sorted(stats.rejected.items()):
@@ -159,6 +163,7 @@ class TransferProgress:
         self.total = 0
         self.files = 0
         self.bytes = 0
+        self.deferred = 0  # files a media budget leaves for a later run
         self._started = time.monotonic()
         self._last_line = self._started
         self._progress: Progress | None = None
@@ -187,31 +192,36 @@ class TransferProgress:
     def __call__(self, event: str, amount: int) -> None:
         if event == "bytes":
             self.bytes += amount
+        elif event == "deferred":
+            self.deferred += amount
         else:
             self.files += amount
+        waiting = f", {self.deferred} left by a media budget" if self.deferred else ""
         now = time.monotonic()
         speed = self.bytes / 2**20 / (now - self._started or 1e-9)
         if self._progress is not None:
             # The bar counts files; bytes and speed go in the description.
-            description = f"{self.label} {self.bytes / 2**20:,.1f} MB {speed:,.1f} MB/s"
+            description = f"{self.label} {self.bytes / 2**20:,.1f} MB {speed:,.1f} MB/s{waiting}"
             self._progress.update(
-                self._task, advance=amount if event == "file" else 0, description=description
+                self._task, advance=amount if event in ("file", "deferred") else 0, description=description
             )
             return
         if now - self._last_line >= PLAIN_PROGRESS_EVERY_S:
             self._last_line = now
             log.info(
-                "%s: %d/%d files, %.1f MB, %.1f MB/s",
+                "%s: %d/%d files, %.1f MB, %.1f MB/s%s",
                 self.label,
                 self.files,
                 self.total,
                 self.bytes / 2**20,
                 speed,
+                waiting,
                 extra={
                     "event": f"{self.label}.progress",
                     "files": self.files,
                     "total": self.total,
                     "bytes": self.bytes,
+                    "deferred": self.deferred,
                 },
             )
 

@@ -39,6 +39,8 @@ class Stats:
     per_source: dict[str, int] = field(default_factory=dict)
     downloadable: int = 0
     skipped: int = 0
+    skipped_by_kind: dict[str, int] = field(default_factory=dict)  # placeholder, unidentified, ...
+    incomplete_listings: list[str] = field(default_factory=list)  # "<archive>: <query>" of the last catalog
     rejected: dict[str, str] = field(default_factory=dict)  # key -> why its downloaded bytes are unusable
     rows: list[SpeciesRow] = field(default_factory=list)
     dataset: DatasetStats | None = None
@@ -82,6 +84,8 @@ def collect(folder: Path, wiki_lang: str = "de", out: Path | None = None) -> Sta
         stats.recordings = sum(stats.per_source.values())
         stats.downloadable = store.downloadable()
         stats.skipped = store.skipped_count()
+        stats.skipped_by_kind = store.skipped_by_kind()
+        stats.incomplete_listings = [f"{i.source}: {i.query}" for i in store.incomplete_listings()]
     downloads = DownloadLedger(folder).entries
     stats.rejected = {key: e.reason or "" for key, e in downloads.items() if e.status == "rejected"}
     for s in species.species.values():

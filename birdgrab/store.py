@@ -321,6 +321,12 @@ class RecordingStore:
     def skipped_count(self) -> int:
         return self._db.execute("SELECT count(*) FROM skipped").fetchone()[0]
 
+    @_guarded
+    def skipped_by_kind(self) -> dict[str, int]:
+        """How many archive items were skipped, by the kind of their reason (placeholder, ...)."""
+        rows = self._db.execute("SELECT coalesce(kind, 'other'), count(*) FROM skipped GROUP BY 1 ORDER BY 1")
+        return {kind: count for kind, count in rows}
+
     def get(self, key: str) -> Recording | None:
         return self.get_many([key]).get(key)
 

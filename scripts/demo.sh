@@ -22,9 +22,10 @@ export BIRDGRAB_CONTACT="birdgrab-demo@example.invalid"
 
 run() { echo; echo "\$ birdgrab $*"; "$BIN/birdgrab" "$@"; }
 COMMON=(--manifests "$DEMO/manifests" --cache "$DEMO/cache" --out "$DEMO/dataset")
-run catalog "${COMMON[@]}"
+# iNaturalist is opt-in: name all three archives.
+run catalog "${COMMON[@]}" --source xeno-canto --source europeana --source inaturalist
 run filter "${COMMON[@]}" --min-files 3
-run fetch "${COMMON[@]}"
+run fetch "${COMMON[@]}" --windows events
 run stats "${COMMON[@]}"
 run export --manifests "$DEMO/manifests" --dataset "$DEMO/dataset" --out "$DEMO/export"
 run report --manifests "$DEMO/manifests" --dataset "$DEMO/dataset"

@@ -450,3 +450,85 @@ def test_a_run_holding_the_dataset_lock_keeps_others_out_without_a_file_inside(w
     assert CliRunner().invoke(app, [*argv, "--jobs", "1"]).exit_code == 0
     assert (world.root / ".dataset.birdgrab.lock").exists()
     assert [p.name for p in world.out.iterdir() if p.name.startswith(".")] == []  # the old one is gone
+
+
+def test_background_and_labels_go_through_the_synonym_merge(world):
+    world.recordings["xc:100"] = world.recordings["xc:100"].model_copy(
+        update={"background_species": ["Erithacus rubecula", "Parus major", "Turdus philomelos", "sp."]}
+    )
+    world.recordings["xc:200"] = world.recordings["xc:200"].model_copy(
+        update={"background_species": ["Turdus ericetorum"]}  # an old synonym of the song thrush
+    )
+    world.save()
+    species = manifests.load_species(world.manifests)
+    species.species["Turdus philomelos"].synonyms.append("Turdus ericetorum")
+    manifests.save(world.manifests / "species.json", species)
+    run_chunk(world.manifests, world.cache, world.out, ChunkOptions(jobs=2))
+    rows = {r["recording_key"]: r for r in world.metadata()}
+    assert rows["xc:100"]["background"] == "Erithacus_rubecula;Parus major"  # own class left out
+    assert rows["xc:100"]["labels"] == "Turdus_philomelos;Erithacus_rubecula"  # only classes present
+    assert rows["xc:200"]["background"] == "Turdus_philomelos"
+    assert rows["xc:200"]["labels"] == "Erithacus_rubecula;Turdus_philomelos"
+    assert rows["xc:101"]["background"] == "none" and rows["xc:101"]["labels"] == "Turdus_philomelos"
+
+
+def test_noise_class_has_its_own_stable_id_and_is_marked(world):
+    field = bird_song(35, 32000, seed=40)
+    field[12 * 32000 :] = 0.003 * np.random.default_rng(1).standard_normal(23 * 32000)  # song, then none
+    world.add("Turdus philomelos", "150", field, 32000)
+    world.chunk(noise_class=True)
+    classes = world.classes()
+    noise = {cid: c for cid, c in classes.items() if c["noise"]}
+    assert [c["label"] for c in noise.values()] == ["noise"] and list(noise) == ["2"]
+    rows = [r for r in world.metadata() if r["label"] == "noise"]
+    assert rows and all(r["file_name"].startswith("noise/") and r["class_id"] == "2" for r in rows)
+    assert len({r["recording_key"] for r in rows}) == len(rows)  # one a recording at most
+    world.add("Accipiter gentilis", "300", bird_song(11, 32000, seed=30), 32000)
+    world.chunk(noise_class=True)
+    assert {c["label"]: cid for cid, c in world.classes().items()}["noise"] == "2"
+
+
+def test_class_cap_spreads_over_recordings_and_is_stable_when_recordings_come(tmp_path):
+    w = World(tmp_path)
+    for i in range(3):
+        w.add("Turdus philomelos", str(i), bird_song(45, 16000, seed=i), 16000)
+    w.chunk(max_chunks_per_class=4, gate_db=None)
+    first = {r["file_name"] for r in w.metadata()}
+    per_recording = [sum(r["recording_key"] == f"xc:{i}" for r in w.metadata()) for i in range(3)]
+    assert len(first) == 4 and sorted(per_recording) == [1, 1, 2]
+    assert sorted(w.wavs()) == sorted(first)  # the files left out are gone
+    assert w.chunk(max_chunks_per_class=4, gate_db=None).built == 0  # nothing to do again
+    w.add("Turdus philomelos", "3", bird_song(45, 16000, seed=3), 16000)
+    w.chunk(max_chunks_per_class=4, gate_db=None)
+    after = {r["file_name"] for r in w.metadata()}
+    assert len(after) == 4 and len(first & after) == 3  # the newcomer takes one place, the rest stay
+    w.selected["Turdus philomelos"] = ["xc:0"]
+    report = w.chunk(max_chunks_per_class=4, gate_db=None)
+    assert len(w.metadata()) == 4 and report.built == 1  # its windows left out before come back
+
+
+def test_split_by_recordist_keeps_every_recordist_in_one_split_also_after_a_refresh(tmp_path):
+    w = World(tmp_path)
+    for i in range(24):
+        species = ("Turdus philomelos", "Erithacus rubecula")[i % 2]
+        w.add(species, str(i), bird_song(4, 8000, seed=i), 8000)
+        w.recordings[f"xc:{i}"] = w.recordings[f"xc:{i}"].model_copy(update={"recordist": f"Person {i % 7}"})
+    w.chunk(split_by="recordist", split=(60, 20, 20))
+
+    def splits_by_recordist() -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for row in w.metadata():
+            found.setdefault(row["recordist"], set()).add(row["split"])
+        return found
+
+    first = splits_by_recordist()
+    assert all(len(s) == 1 for s in first.values()) and {"train", "val", "test"} <= set().union(
+        *first.values()
+    )
+    for i in range(24, 30):
+        w.add("Turdus philomelos", str(i), bird_song(4, 8000, seed=i), 8000)
+        w.recordings[f"xc:{i}"] = w.recordings[f"xc:{i}"].model_copy(update={"recordist": f"Person {i % 9}"})
+    w.chunk(split_by="recordist", split=(60, 20, 20))
+    again = splits_by_recordist()
+    assert all(len(s) == 1 for s in again.values())
+    assert {k: again[k] for k in first} == first  # nobody moved

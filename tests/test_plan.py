@@ -86,8 +86,9 @@ def test_plan_cuts_only_what_changed_and_lets_go_of_what_left():
                                  options=options.signature(), updated_at=NOW),
         "xc:9": ChunkedRecording(key="xc:9", status="ok", label="Turdus_philomelos", updated_at=NOW),
     }  # fmt: skip
-    plan = plan_build(found.usable, {}, selection, built, {"xc:1": "test"}, options)
+    recordings = {k: _recording(k) for k in ("xc:1", "xc:2")}
+    plan = plan_build(found.usable, {}, selection, recordings, built, {"xc:1": "test"}, options)
     assert plan.stale == ["xc:2"] and plan.leaving == ["xc:9"]
     assert plan.splits["xc:1"] == "test"  # kept
-    changed = plan_build(found.usable, {}, selection, built, {}, ChunkOptions(chunk_s=5.0))
+    changed = plan_build(found.usable, {}, selection, recordings, built, {}, ChunkOptions(chunk_s=5.0))
     assert changed.stale == ["xc:1", "xc:2"]

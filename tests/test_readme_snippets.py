@@ -13,6 +13,7 @@ from tests.snippets import python_blocks, run_snippet, snippets
 # tests/consumers/test_loaders.py.
 TESTED = {
     "keras", "hf-export", "hf-audiofolder", "torch", "label-map", "ebird-map", "metadata-pandas", "recordings-sqlite",
+    "metadata-labels",
 }  # fmt: skip
 
 
@@ -49,3 +50,12 @@ def test_recordings_sqlite_snippet_reads_the_catalogue(small_dataset, monkeypatc
     recordings = run_snippet("recordings-sqlite")["recordings"]
     metadata = pd.read_csv(small_dataset / "metadata.csv", keep_default_na=False)
     assert set(metadata["recording_key"]) <= set(recordings["key"])
+
+
+def test_metadata_labels_snippet_gives_one_column_per_class(small_dataset, monkeypatch):
+    monkeypatch.chdir(small_dataset.parent)
+    found = run_snippet("metadata-labels")
+    metadata, multi_hot = found["metadata"], found["multi_hot"]
+    classes = {c["label"] for c in json.loads((small_dataset / "classes.json").read_text()).values()}
+    assert set(multi_hot.columns) <= classes and len(multi_hot) == len(metadata)
+    assert all(multi_hot.loc[i, label] == 1 for i, label in metadata["label"].items())

@@ -16,6 +16,7 @@ from birdgrab.dataset.plan import (
     Plan,
     Usable,
     assign_class_ids,
+    class_cap,
     near_duplicate_pairs,
     near_duplicates,
     plan_build,
@@ -56,8 +57,11 @@ def run_chunk(
         recordings = store.get_many([*selection.selected_keys(), *ledger.entries])
     loaded = ledger.loaded
     kept_splits = dict(loaded.splits) if loaded else {}
-    if loaded and tuple(loaded.parameters.get("split") or ()) != options.split:
-        kept_splits = {}  # new proportions asked for: reassign every recording, deterministically
+    if loaded and (
+        tuple(loaded.parameters.get("split") or ()) != options.split
+        or loaded.parameters.get("split_by", "recording") != options.split_by
+    ):
+        kept_splits = {}  # a new split rule asked for: reassign every recording, deterministically
     scores = dict(loaded.near_duplicate_checks) if loaded else {}
     report = ChunkReport()
 
@@ -73,21 +77,25 @@ def run_chunk(
     pairs = near_duplicate_pairs(found.usable)
     score_pairs(pairs, scores)
     duplicates = near_duplicates([p for ps in pairs.values() for p in ps], scores)
-    plan = plan_build(found.usable, duplicates, selection, ledger.entries, kept_splits, options)
+    plan = plan_build(found.usable, duplicates, selection, recordings, ledger.entries, kept_splits, options)
     report.near_duplicates = len(plan.duplicates)
 
     _apply_departures(plan, found.usable, ledger, out, report)
-    # A recording the ledger calls current is cut again if one of its files went missing.
-    todo = [
-        plan.wanted[key]
-        for key in plan.wanted
-        if key in plan.stale or not all((out / c.file_name).is_file() for c in ledger.entries[key].chunks)
-    ]
+    runner = ChunkRunner(out, cache, options, ledger, downloads, report)
+    # A recording the ledger calls current is cut again if one of its files went missing, or if the
+    # class cap now wants a window it had left out.
+    todo = [key for key in plan.wanted if key in plan.stale or _incomplete(ledger.entries[key], out)]
+    todo += _capped_but_wanted(ledger, plan, options, exclude=set(todo))
     report.unchanged = len(plan.wanted) - len(todo)
-    ChunkRunner(out, cache, options, ledger, downloads, report).run(todo, on_progress)
-
-    entries = {k: e for k, e in ledger.entries.items() if e.status == "ok" and e.chunks and k in plan.wanted}
-    class_ids = assign_class_ids(load_class_ids(folder, out), {e.label or "" for e in entries.values()})
+    runner.run([plan.wanted[k] for k in sorted(todo)], on_progress)
+    for _ in range(2):  # cutting changes what the cap wants, at most once more
+        again = _capped_but_wanted(ledger, plan, options)
+        if not again:
+            break
+        runner.run([plan.wanted[k] for k in again])
+    entries = _apply_class_cap(ledger, plan, options, out, report)
+    labels = {writers.row_label(e, row) for e in entries.values() for row in e.chunks}
+    class_ids = assign_class_ids(load_class_ids(folder, out), labels)
     save_class_ids(folder, class_ids)
     _write_outputs(
         out,
@@ -98,13 +106,55 @@ def run_chunk(
         report,
     )
     ledger.compact(
-        {"split": list(options.split), "options": options.signature()},
+        {"split": list(options.split), "split_by": options.split_by, "options": options.signature()},
         splits=dict(sorted(plan.splits.items())),
         near_duplicate_checks=dict(sorted(scores.items())),
     )
     report.recordings = len(entries)
     report.chunks_total = sum(len(e.chunks) for e in entries.values())
     return report
+
+
+def _incomplete(entry: ChunkedRecording, out: Path) -> bool:
+    return not all((out / c.file_name).is_file() for c in entry.chunks if not c.capped)
+
+
+def _built(ledger: ChunksLedger, plan: Plan) -> dict[str, ChunkedRecording]:
+    return {k: e for k, e in ledger.entries.items() if e.status == "ok" and e.chunks and k in plan.wanted}
+
+
+def _capped_but_wanted(
+    ledger: ChunksLedger, plan: Plan, options: ChunkOptions, exclude: set[str] = frozenset()
+) -> list[str]:
+    """Recordings with a window the class cap now keeps but an earlier run left out (no file)."""
+    if options.max_chunks_per_class is None:
+        return []
+    built = {k: e for k, e in _built(ledger, plan).items() if k not in exclude}
+    keep = class_cap(built, options.max_chunks_per_class)
+    return sorted(k for k, e in built.items() if any(r.capped and r.file_name in keep for r in e.chunks))
+
+
+def _apply_class_cap(
+    ledger: ChunksLedger, plan: Plan, options: ChunkOptions, out: Path, report: ChunkReport
+) -> dict[str, ChunkedRecording]:
+    """Remove the files the class cap leaves out (marked `capped` in the ledger); the entries with
+    only the rows the dataset holds."""
+    built = _built(ledger, plan)
+    keep = class_cap(built, options.max_chunks_per_class)
+    result = {}
+    for key, entry in built.items():
+        rows = [r.model_copy(update={"capped": r.file_name not in keep}) for r in entry.chunks]
+        if rows != entry.chunks:
+            for row in rows:
+                if row.capped and not any(r.capped for r in entry.chunks if r.file_name == row.file_name):
+                    (out / row.file_name).unlink(missing_ok=True)
+                    report.dropped["class_cap"] += 1
+            entry = entry.model_copy(update={"chunks": rows})
+            ledger.record(entry)
+        kept = [r for r in rows if not r.capped]
+        if kept:
+            result[key] = entry.model_copy(update={"chunks": kept})
+    return result
 
 
 def _apply_departures(
@@ -152,7 +202,7 @@ def _how(options: ChunkOptions) -> dict[str, Any]:
 def _write_outputs(
     out: Path, options: ChunkOptions, content: writers.DatasetContent, report: ChunkReport
 ) -> None:
-    for label in {e.label for e in content.entries.values() if e.label}:
+    for label in content.class_ids.keys() & content.labels():
         safe_child(out, label).mkdir(exist_ok=True)  # every class keeps a folder: Keras ids == ours
     entries, recordings = content.entries, content.recordings
     changed = any(
@@ -187,4 +237,4 @@ def _write_outputs(
         writers.write_if_changed(
             out / writers.DATASET, writers.dataset_json(how, manifests.utc_now().isoformat())
         )
-    report.classes = len({e.label for e in entries.values()})
+    report.classes = len(content.labels())

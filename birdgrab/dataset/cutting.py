@@ -40,6 +40,8 @@ class ChunkInfo:
     duration_s: float
     padded_s: float  # zeros appended to a short last piece
     rms_dbfs: float  # level of the recorded part (padding excluded); digital silence reads -120
+    activity_s: float | None = None  # seconds of detected calls inside (None: not detected)
+    noise: bool = False  # written to the noise folder: a window without calls
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,10 @@ def cut_recording(
     *,
     sample_rate: int,
     chunk_frames: int,
+    noise_dir: Path | str | None = None,
 ) -> ChunkResult:
-    """Decode `src` and write the windows `windowing` chooses as `{stem}_{index:04d}.wav` in `out_dir`.
+    """Decode `src` and write the windows `windowing` chooses as `{stem}_{index:04d}.wav` in `out_dir`
+    (noise windows in `noise_dir`).
 
     Raises `AudioError` for a file that is not audio or fails to decode, `OSError` when writing fails.
     """
@@ -109,7 +113,10 @@ def cut_recording(
             spool.append(samples)
             windowing.feed(samples)
         choice = windowing.choose(spool)
-        chunks = _write(spool, choice, out_dir, stem, chunk_frames)
+        folders = {False: out_dir, True: Path(noise_dir) if noise_dir is not None else out_dir}
+        if any(w.noise for w in choice.windows):
+            folders[True].mkdir(parents=True, exist_ok=True)
+        chunks = _write(spool, choice, folders, stem, chunk_frames)
     finally:
         spool.close()
     return ChunkResult(
@@ -121,14 +128,16 @@ def cut_recording(
     )
 
 
-def _write(spool: PcmSpool, choice: Choice, out_dir: Path, stem: str, chunk_frames: int) -> list[ChunkInfo]:
+def _write(
+    spool: PcmSpool, choice: Choice, folders: dict[bool, Path], stem: str, chunk_frames: int
+) -> list[ChunkInfo]:
     """Write every chosen window to a temporary file, then rename them all into place."""
     written: list[tuple[ChunkInfo, Path]] = []
     try:
         for window in choice.windows:
-            written.append(_write_window(spool, window, out_dir, stem, chunk_frames))
+            written.append(_write_window(spool, window, folders[window.noise], stem, chunk_frames))
         for info, temp in written:
-            commit_temp(temp, safe_child(out_dir, info.file_name))
+            commit_temp(temp, safe_child(folders[info.noise], info.file_name))
     except BaseException:
         for _, temp in written:
             with contextlib.suppress(FileNotFoundError):
@@ -161,6 +170,8 @@ def _write_window(
         duration_s=chunk_frames / rate,
         padded_s=(chunk_frames - len(samples)) / rate,
         rms_dbfs=rms_dbfs(samples),
+        activity_s=window.activity_s,
+        noise=window.noise,
     )
     return info, temp
 
@@ -188,5 +199,7 @@ def chunk_recording(
     if not chunk_s > 0 or not 0 <= min_chunk_s <= chunk_s:
         raise ValueError(f"need 0 < chunk_s and 0 <= min_chunk_s <= chunk_s, got {chunk_s}, {min_chunk_s}")
     chunk_frames = round(chunk_s * sample_rate)
-    windowing = FixedWindows(chunk_frames, math.ceil(min_chunk_s * sample_rate), gate_db, floor_dbfs)
+    windowing = FixedWindows(
+        chunk_frames, math.ceil(min_chunk_s * sample_rate), gate_db, floor_dbfs, rate=sample_rate
+    )
     return cut_recording(src, out_dir, stem, windowing, sample_rate=sample_rate, chunk_frames=chunk_frames)

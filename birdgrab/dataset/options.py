@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from birdgrab.errors import UsageError
+
+WindowMode = Literal["fixed", "events"]
+SplitBy = Literal["recording", "recordist", "site"]
+NOISE_LABEL = "noise"
 
 
 @dataclass(frozen=True)
@@ -19,6 +25,12 @@ class ChunkOptions:
     split: tuple[int, int, int] = (80, 10, 10)
     jobs: int = 2
     min_free_mb: float = 200
+    windows: WindowMode = "fixed"
+    hop_s: float | None = None  # fixed windows start this far apart (None: --chunk-seconds)
+    max_chunks_per_recording: int | None = None
+    max_chunks_per_class: int | None = None
+    noise_class: bool = False
+    split_by: SplitBy = "recording"
 
     def validated(self) -> ChunkOptions:
         """This, or a `UsageError` (exit 2) naming the first option out of range."""
@@ -43,7 +55,33 @@ class ChunkOptions:
             )
         if not 1 <= self.jobs <= 64:
             raise UsageError(f"--jobs must be between 1 and 64, got {self.jobs}")
+        if self.windows not in ("fixed", "events"):
+            raise UsageError(f"--windows must be fixed or events, got {self.windows!r}")
+        if self.hop_s is not None and not 0.1 <= self.hop_s <= self.chunk_s:
+            raise UsageError(
+                f"--hop-seconds must be between 0.1 and --chunk-seconds ({self.chunk_s:g}), got {self.hop_s:g}"
+            )
+        if self.hop_s is not None and self.windows == "events":
+            raise UsageError("--hop-seconds places fixed windows; --windows events places them on the calls")
+        for name, cap in (
+            ("--max-chunks-per-recording", self.max_chunks_per_recording),
+            ("--max-chunks-per-class", self.max_chunks_per_class),
+        ):
+            if cap is not None and cap < 1:
+                raise UsageError(f"{name} must be at least 1, got {cap}")
+        if self.split_by not in ("recording", "recordist", "site"):
+            raise UsageError(f"--split-by must be recording, recordist or site, got {self.split_by!r}")
         return self
+
+    @property
+    def hop_frames(self) -> int:
+        """Samples between the starts of two fixed windows."""
+        return round((self.hop_s or self.chunk_s) * self.sample_rate)
+
+    @property
+    def min_frames(self) -> int:
+        """The shortest last piece that is zero-padded rather than dropped."""
+        return math.ceil(self.min_chunk_s * self.sample_rate)
 
     @property
     def chunk_frames(self) -> int:
@@ -53,7 +91,17 @@ class ChunkOptions:
     def signature(self) -> str:
         """What the chunk files depend on (not the split: that only changes metadata)."""
         gate = "off" if self.gate_db is None else f"{self.gate_db:g}"
-        return f"sr={self.sample_rate};chunk={self.chunk_s:g};min={self.min_chunk_s:g};gate={gate}"
+        signature = f"sr={self.sample_rate};chunk={self.chunk_s:g};min={self.min_chunk_s:g};gate={gate}"
+        # Options added later only appear when used, so datasets made before them stay current.
+        if self.windows != "fixed":
+            signature += f";windows={self.windows}"
+        if self.hop_s is not None and self.hop_s != self.chunk_s:
+            signature += f";hop={self.hop_s:g}"
+        if self.max_chunks_per_recording is not None:
+            signature += f";per_recording={self.max_chunks_per_recording}"
+        if self.noise_class:
+            signature += ";noise"
+        return signature
 
 
 def parse_split(text: str) -> tuple[int, int, int]:

@@ -8,6 +8,7 @@ which recordings to cut again) testable with plain values.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from birdgrab.audio import SAME_RECORDING_SIMILARITY
 from birdgrab.dataset.options import ChunkOptions
-from birdgrab.dataset.splits import assign_splits
+from birdgrab.dataset.splits import assign_group_splits, assign_splits, split_group
 from birdgrab.licences import licence_code
 from birdgrab.models import (
     QUALITIES,
@@ -199,6 +200,7 @@ def plan_build(
     usable: Mapping[str, Usable],
     duplicates: Mapping[str, tuple[str, float]],
     selection: SelectionManifest,
+    recordings: Mapping[str, Recording],
     built: Mapping[str, ChunkedRecording],
     kept_splits: Mapping[str, Split],
     options: ChunkOptions,
@@ -215,9 +217,12 @@ def plan_build(
         if label is not None:
             selected.setdefault(label, []).extend(chosen.recordings)
     in_selection = {key for keys in selected.values() for key in keys}
-    splits = assign_splits(
-        selected, {k: v for k, v in kept_splits.items() if k in in_selection}, options.split
-    )
+    kept = {k: v for k, v in kept_splits.items() if k in in_selection}
+    if options.split_by == "recording":
+        splits = assign_splits(selected, kept, options.split)
+    else:
+        groups = {k: split_group(recordings[k], options.split_by) for k in in_selection if k in recordings}
+        splits = assign_group_splits(selected, groups, kept, options.split)
     return Plan(
         wanted=wanted,
         duplicates=dict(duplicates),
@@ -225,3 +230,27 @@ def plan_build(
         stale=[k for k, item in wanted.items() if not is_current(item, built.get(k), options)],
         splits=splits,
     )
+
+
+def class_cap(entries: Mapping[str, ChunkedRecording], cap: int | None) -> set[str]:
+    """The chunk files each class keeps under `--max-chunks-per-class`: spread over its recordings.
+
+    Each recording's windows are ranked, most active first; the class takes every recording's best
+    window, then every second best, and so on, recordings in an order fixed by a hash of their key,
+    until `cap`. A refresh that adds recordings only takes the lowest ranks away from the others, so
+    the choice is stable. Noise windows are not counted: the noise class is capped per recording.
+    """
+    keep = {row.file_name for entry in entries.values() for row in entry.chunks if cap is None or row.noise}
+    if cap is None:
+        return keep
+    ranked: dict[str, list[tuple[int, str, str]]] = defaultdict(list)
+    for key, entry in entries.items():
+        rows = sorted(
+            (row for row in entry.chunks if not row.noise),
+            key=lambda r: (-(r.activity_s or 0.0), -r.rms_dbfs, r.chunk_index),
+        )
+        order = hashlib.sha256(key.encode()).hexdigest()
+        ranked[entry.label or ""] += [(rank, order, row.file_name) for rank, row in enumerate(rows)]
+    for rows in ranked.values():
+        keep.update(name for _, _, name in sorted(rows)[:cap])
+    return keep

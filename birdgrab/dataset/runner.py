@@ -22,7 +22,7 @@ from pathlib import Path
 from birdgrab import manifests
 from birdgrab.audio import AudioError
 from birdgrab.dataset.cutting import ChunkResult, cut_recording
-from birdgrab.dataset.options import ChunkOptions
+from birdgrab.dataset.options import NOISE_LABEL, ChunkOptions
 from birdgrab.dataset.plan import Usable, file_stem
 from birdgrab.dataset.report import ChunkReport
 from birdgrab.dataset.windows import windowing_for
@@ -57,7 +57,9 @@ class ChunkFailure:
     bad_source: bool  # the cached file itself does not decode (as opposed to, say, a full disk)
 
 
-def _chunk_job(src: str, out_dir: str, stem: str, options: ChunkOptions) -> ChunkResult | ChunkFailure:
+def _chunk_job(
+    src: str, out_dir: str, noise_dir: str, stem: str, options: ChunkOptions
+) -> ChunkResult | ChunkFailure:
     """Runs in a worker process; returns the result, or why it failed."""
     try:
         return cut_recording(
@@ -67,6 +69,7 @@ def _chunk_job(src: str, out_dir: str, stem: str, options: ChunkOptions) -> Chun
             windowing_for(options),
             sample_rate=options.sample_rate,
             chunk_frames=options.chunk_frames,
+            noise_dir=noise_dir,
         )
     except AudioError as exc:
         return ChunkFailure(exc.reason, bad_source=True)
@@ -134,9 +137,10 @@ class ChunkRunner:
                     if self._disk_low():
                         break
                     item = queue.pop()
-                    out_dir = safe_child(self.out, item.label)
+                    out_dir, noise_dir = safe_child(self.out, item.label), safe_child(self.out, NOISE_LABEL)
+                    stem = file_stem(item.recording)
                     future = pool.submit(
-                        _chunk_job, str(item.source), str(out_dir), file_stem(item.recording), self.options
+                        _chunk_job, str(item.source), str(out_dir), str(noise_dir), stem, self.options
                     )
                     pending[future] = item
                 if self.report.stopped is not None:
@@ -188,20 +192,21 @@ class ChunkRunner:
             return
         rows = [
             ChunkRow(
-                file_name=f"{item.label}/{chunk.file_name}",
+                file_name=f"{NOISE_LABEL if chunk.noise else item.label}/{chunk.file_name}",
                 chunk_index=chunk.index,
                 offset_s=round(chunk.offset_s, 3),
                 duration_s=round(chunk.duration_s, 3),
                 padded_s=round(chunk.padded_s, 3),
                 rms_dbfs=round(chunk.rms_dbfs, 2),
+                activity_s=chunk.activity_s,
+                noise=chunk.noise,
             )
             for chunk in result.chunks
         ]
         remove_chunks(self.out, previous, keep=[row.file_name for row in rows])
         self.report.built += 1
         self.report.chunks_written += len(rows)
-        self.report.dropped_silent += result.dropped_silent
-        self.report.dropped_short += result.dropped_short
+        self.report.dropped.update(result.dropped)
         self.ledger.record(
             ChunkedRecording(
                 key=key,

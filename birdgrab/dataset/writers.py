@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from birdgrab import __version__
+from birdgrab.dataset.options import NOISE_LABEL
 from birdgrab.dataset.plan import valid_label
 from birdgrab.files import atomic_write_bytes
-from birdgrab.models import SPLITS, ChunkedRecording, Recording, Species, Split
+from birdgrab.models import SPLITS, ChunkedRecording, ChunkRow, Recording, Species, Split
 from birdgrab.names import NameError_, canonical_binomial
 
 METADATA = "metadata.csv"
@@ -65,6 +66,10 @@ class DatasetContent:
     splits: Mapping[str, Split]
     class_ids: Mapping[str, int]
 
+    def labels(self) -> set[str]:
+        """The classes that have chunks (the noise class among them, when it has some)."""
+        return {row_label(e, r) for e in self.entries.values() for r in e.chunks}
+
     def species_by_label(self) -> dict[str, Species]:
         result = {}
         for s in self.species.values():
@@ -80,6 +85,11 @@ class DatasetContent:
             for name in [s.scientific_name, *s.synonyms]:
                 names[name] = label
         return names
+
+
+def row_label(entry: ChunkedRecording, row: ChunkRow) -> str:
+    """A chunk's class: its recording's species, or the noise class for a call-free window."""
+    return NOISE_LABEL if row.noise else entry.label or ""
 
 
 def _text(value: str | None) -> str:
@@ -121,11 +131,12 @@ def metadata_rows(content: DatasetContent, sample_rate: int) -> list[dict[str, A
         background = background_names(recording, name_to_label, label)
         in_dataset = [name for name in background if name in content.class_ids]
         for chunk in entry.chunks:
+            own = row_label(entry, chunk)
             rows.append(
                 {
                     "file_name": chunk.file_name,
-                    "label": label,
-                    "class_id": content.class_ids[label],
+                    "label": own,
+                    "class_id": content.class_ids[own],
                     "split": content.splits.get(key, "train"),
                     "recording_key": key,
                     "source": recording.source,
@@ -138,7 +149,7 @@ def metadata_rows(content: DatasetContent, sample_rate: int) -> list[dict[str, A
                     "recordist": _text(recording.recordist),
                     "page_url": _text(recording.page_url),
                     "background": ";".join(background) or NO_BACKGROUND,
-                    "labels": ";".join([label, *in_dataset]),
+                    "labels": own if chunk.noise else ";".join([label, *in_dataset]),
                     "scientific_name": info.scientific_name if info else recording.scientific_name,
                     "german_name": _text(article.title if article and article.is_species_article else None),
                     "english_name": _text((info.english_name if info else None) or recording.english_name),
@@ -159,10 +170,12 @@ def classes_json(content: DatasetContent) -> bytes:
     species_by_label = content.species_by_label()
     counts: dict[str, Counter] = defaultdict(Counter)
     for key, entry in content.entries.items():
-        c = counts[entry.label or ""]
-        c["recordings"] += 1
-        c["chunks"] += len(entry.chunks)
-        c[content.splits.get(key, "train")] += len(entry.chunks)
+        for label in {row_label(entry, row) for row in entry.chunks}:
+            counts[label]["recordings"] += 1
+        for row in entry.chunks:
+            c = counts[row_label(entry, row)]
+            c["chunks"] += 1
+            c[content.splits.get(key, "train")] += 1
     classes = {}
     for label, class_id in sorted(content.class_ids.items(), key=lambda kv: kv[1]):
         if label not in counts:
@@ -173,6 +186,7 @@ def classes_json(content: DatasetContent) -> bytes:
         c = counts[label]
         classes[str(class_id)] = {
             "label": label,
+            "noise": label == NOISE_LABEL,
             "scientific_name": info.scientific_name if info else label.replace("_", " "),
             "synonyms": info.synonyms if info else [],
             "german_name": article.title if article and article.is_species_article else None,

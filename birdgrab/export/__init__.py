@@ -8,14 +8,13 @@ temporary folder and swapped into place whole.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from birdgrab.dataset.credits import CREDITS
 from birdgrab.errors import UsageError
 from birdgrab.export.card import dataset_card
 from birdgrab.export.dataset_files import CLASSES, read_dataset
@@ -25,8 +24,7 @@ from birdgrab.files import atomic_folder
 
 WRITERS = {"parquet": write_parquet, "webdataset": write_webdataset}
 # What an export folder holds; a folder with anything else is not replaced.
-EXPORT_ENTRIES = {"README.md", "data", "CREDITS.csv", CLASSES}
-CREDITS_COLUMNS = ["recording_key", "source", "scientific_name", "recordist", "licence", "page_url", "clips"]
+EXPORT_ENTRIES = {"README.md", "data", CREDITS, CLASSES}
 
 
 @dataclass(frozen=True)
@@ -55,6 +53,20 @@ class ExportReport:
     nd_chunks_left_out: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # chunk file -> reason
 
+    def summary(self) -> str:
+        """The one line an export ends with."""
+        splits = ", ".join(f"{split} {n}" for split, n in self.rows.items()) or "none"
+        return (
+            f"export: {sum(self.rows.values())} chunks ({splits}) in {self.shards} {self.format} shards, "
+            f"{self.bytes / 2**20:.1f} MB, {self.classes} classes, in {self.out}; "
+            f"{self.nd_recordings_left_out} ND-licensed recordings ({self.nd_chunks_left_out} chunks) left out; "
+            f"{len(self.failed)} failed"
+        )
+
+    def facts(self) -> dict[str, object]:
+        """The numbers for the JSON log."""
+        return {"rows": self.rows, "shards": self.shards, "failed": len(self.failed)}
+
 
 def _check_replaceable(out: Path, dataset_root: Path) -> None:
     """Refuse to replace anything that is not an earlier export (the dataset itself, say)."""
@@ -72,17 +84,16 @@ def _check_replaceable(out: Path, dataset_root: Path) -> None:
         )
 
 
-def _credits(rows: pd.DataFrame) -> bytes:
-    columns = [c for c in CREDITS_COLUMNS if c in rows or c == "clips"]
-    per_recording = rows.groupby("recording_key", sort=True).agg(
-        **{c: (c, "first") for c in columns if c not in ("recording_key", "clips")},
-        clips=("file_name", "size"),
-    )
-    buffer = io.StringIO()
-    per_recording.reset_index()[columns].to_csv(
-        buffer, index=False, lineterminator="\n", quoting=csv.QUOTE_MINIMAL
-    )
-    return buffer.getvalue().encode("utf-8")
+def _credits(dataset_root: Path, exported: pd.DataFrame) -> bytes:
+    """The dataset's CREDITS.csv, cut to the recordings the export holds."""
+    try:
+        credits = pd.read_csv(dataset_root / CREDITS, dtype=str, keep_default_na=False)
+        kept = credits[credits["recording_key"].isin(set(exported["recording_key"]))]
+    except FileNotFoundError:
+        raise UsageError(f"no {dataset_root / CREDITS}: rebuild the dataset with birdgrab chunk") from None
+    except (ValueError, KeyError, pd.errors.ParserError) as exc:
+        raise UsageError(f"{dataset_root / CREDITS} is not a birdgrab credits file ({exc})") from None
+    return kept.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
 def run_export(dataset_root: Path, out: Path, options: ExportOptions) -> ExportReport:
@@ -102,7 +113,7 @@ def run_export(dataset_root: Path, out: Path, options: ExportOptions) -> ExportR
         exported = pd.concat(list(written.rows.values())) if written.rows else dataset.rows.iloc[:0]
         card = dataset_card(dataset, written, options.format, asdict(options), left_out)
         (staged / "README.md").write_text(card, encoding="utf-8")
-        (staged / "CREDITS.csv").write_bytes(_credits(exported))
+        (staged / CREDITS).write_bytes(_credits(Path(dataset_root), exported))
         (staged / CLASSES).write_text(
             json.dumps(dataset.classes, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )

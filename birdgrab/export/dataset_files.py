@@ -14,15 +14,12 @@ from typing import Any
 
 import pandas as pd
 
+from birdgrab.dataset.writers import CLASSES, METADATA
+from birdgrab.dataset.writers import DATASET as DATASET_INFO
 from birdgrab.errors import UsageError
 from birdgrab.licences import is_no_derivatives
 
-METADATA = "metadata.csv"
-CLASSES = "classes.json"
-DATASET_INFO = "dataset.json"
-
-INTEGER_COLUMNS = ("class_id", "chunk_index", "sample_rate")
-NULLABLE_INTEGER_COLUMNS = ("recorded_year",)  # unknown for some recordings
+INTEGER_COLUMNS = ("class_id", "chunk_index", "sample_rate", "recorded_year")  # an unknown year is 0
 FLOAT_COLUMNS = ("offset_s", "duration_s", "padded_s", "rms_dbfs")
 REQUIRED_COLUMNS = ("file_name", "label", "class_id", "split", "recording_key", "duration_s", "licence")
 
@@ -78,9 +75,6 @@ def read_metadata(path: Path) -> pd.DataFrame:
         for column in INTEGER_COLUMNS:
             if column in frame:
                 frame[column] = frame[column].astype("int64")
-        for column in NULLABLE_INTEGER_COLUMNS:
-            if column in frame:
-                frame[column] = pd.to_numeric(frame[column].replace("", None)).astype("Int64")
         for column in FLOAT_COLUMNS:
             if column in frame:
                 frame[column] = frame[column].astype("float64")

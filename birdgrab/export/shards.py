@@ -40,11 +40,9 @@ class Written:
     failed: dict[str, str] = field(default_factory=dict)  # file_name -> reason
     bytes: dict[str, int] = field(default_factory=dict)  # split -> bytes of its shards
 
-    def add(self, shard: Shard, path: str, exported: pd.DataFrame, size: int) -> None:
-        self.files.setdefault(shard.split, []).append(path)
-        self.bytes[shard.split] = self.bytes.get(shard.split, 0) + size
-        previous = self.rows.get(shard.split)
-        self.rows[shard.split] = exported if previous is None else pd.concat([previous, exported])
+    def add(self, split: str, path: str, size: int) -> None:
+        self.files.setdefault(split, []).append(path)
+        self.bytes[split] = self.bytes.get(split, 0) + size
 
 
 def chunk_path(root: Path, file_name: str) -> Path:
@@ -105,17 +103,20 @@ def write_shards(
 ) -> Written:
     """Plan the shards and have `write_shard` write each one (to data/<name>.<suffix>) from its batches."""
     written = Written()
+    exported: dict[str, list[pd.DataFrame]] = {}  # split -> its batches, joined once at the end
     (target / "data").mkdir(parents=True, exist_ok=True)
     for shard in plan(dataset, shard_bytes):
         relative = f"data/{shard.name(suffix)}"
-        exported: list[pd.DataFrame] = []
+        parts = exported.setdefault(shard.split, [])
 
-        def batches(shard: Shard = shard, exported: list[pd.DataFrame] = exported) -> Batches:
+        def batches(shard: Shard = shard, parts: list[pd.DataFrame] = parts) -> Batches:
             for rows, audio in read_audio(dataset.root, shard.rows, written.failed):
-                exported.append(rows)
+                parts.append(rows)
                 yield rows, audio
 
         write_shard(target / relative, batches())
-        exported_rows = pd.concat(exported) if exported else shard.rows.iloc[:0]
-        written.add(shard, relative, exported_rows, (target / relative).stat().st_size)
+        written.add(shard.split, relative, (target / relative).stat().st_size)
+    written.rows = {
+        split: pd.concat(parts) if parts else dataset.rows.iloc[:0] for split, parts in exported.items()
+    }
     return written

@@ -31,12 +31,21 @@ from birdgrab.files import TEMP_SUFFIX, commit_temp
 RENDER_VERSION = 2
 BLOCK_S = 10
 
-AudioFormat = Literal["mp3", "wav", "flac"]
+AudioFormat = Literal["mp3", "wav", "flac", "m4a"]
 SyllableShape = Literal["up", "down", "warble", "trill"]
-# The two mp3 traps from shared/notes/audio-decoding.md.
+# The two mp3 traps of docs/audio.md.
 Mp3Quirk = Literal["", "vbr_no_xing", "id3_cover"]
+# "hiss": faint white noise. "field": what a field recorder hears between calls - wind rumble in
+# gusts, a stream's broadband hiss, a distant road, sometimes an insect, handling clicks - and calls
+# from near and far (phrase levels over a 26 dB range).
+Background = Literal["hiss", "field"]
 
-CONTENT_TYPES: dict[str, str] = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
+CONTENT_TYPES: dict[str, str] = {
+    "mp3": "audio/mpeg",
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "m4a": "audio/mp4",  # AAC in an MPEG-4 container, as phones record it
+}
 SAMPLE_RATES = (16000, 22050, 32000, 44100, 48000)
 
 
@@ -79,6 +88,7 @@ class AudioSpec:
     sound_until_s: float | None = None  # after this point only background noise (a long silent tail)
     activity: float = 1.0  # share of phrases actually sung; the hour-long night recording is sparse
     mp3_quirk: Mp3Quirk = ""
+    background: Background = "hiss"
 
     @property
     def content_type(self) -> str:
@@ -138,7 +148,9 @@ def _score(spec: AudioSpec) -> _Syllables:
     rows: list[tuple[float, float, float, float, float]] = []
     t = rng.uniform(0.1, 1.0)
     while t < end:
-        phrase_gain = rng.uniform(0.25, 0.6)
+        phrase_gain = (
+            rng.uniform(0.25, 0.6) if spec.background == "hiss" else 0.6 * 10 ** -rng.uniform(0, 1.3)
+        )
         sung = rng.random() < spec.activity
         for _ in range(max(1, voice.syllables + rng.randint(-1, 2))):
             length = voice.syllable_s * tempo * rng.uniform(0.85, 1.15)
@@ -151,6 +163,52 @@ def _score(spec: AudioSpec) -> _Syllables:
         t += voice.phrase_gap_s * tempo * rng.uniform(0.6, 1.5)
     columns = np.array(rows, dtype=np.float64).reshape(-1, 5).T
     return _Syllables(*columns)
+
+
+def planted_calls(spec: AudioSpec, join_gap_s: float = 0.3) -> list[tuple[float, float]]:
+    """The calls the recording holds, in seconds: its syllables joined into phrases (gaps under
+    `join_gap_s`). The truth a call detector is measured against."""
+    score = _score(spec)
+    calls: list[list[float]] = []
+    for start, length in zip(score.start, score.length, strict=True):
+        if calls and start - calls[-1][1] < join_gap_s:
+            calls[-1][1] = start + length
+        else:
+            calls.append([start, start + length])
+    return [(round(a, 4), round(b, 4)) for a, b in calls]
+
+
+def _shaped_noise(
+    rng: np.random.Generator, count: int, rate: int, slope: float, lo_hz: float, hi_hz: float
+) -> np.ndarray:
+    """Gaussian noise with power falling as f^-slope between lo_hz and hi_hz, unit RMS."""
+    spectrum = np.fft.rfft(rng.standard_normal(count))
+    hz = np.fft.rfftfreq(count, 1.0 / rate)
+    shape = np.where((hz >= lo_hz) & (hz <= hi_hz), np.maximum(hz, 1.0) ** (-slope / 2), 0.0)
+    noise = np.fft.irfft(spectrum * shape, count)
+    return (noise / (noise.std() or 1.0)).astype(np.float32)
+
+
+def _field_noise(spec: AudioSpec, index: int, first: int, count: int) -> np.ndarray:
+    """One block of field background (see `Background`), seeded by the recording and the block."""
+    rate = spec.sample_rate
+    level = random.Random(f"field:{spec.variation}")
+    rumble_db, hiss_db = level.uniform(-36, -24), level.uniform(-52, -40)
+    insect_hz = level.choice((0.0, 0.0, level.uniform(4000, min(7000, 0.4 * rate))))
+    rng = np.random.default_rng([spec.variation, index, 7])
+    seconds = (first + np.arange(count)) / rate
+    gusts = 1.0 + 0.8 * np.sin(2 * np.pi * seconds / level.uniform(3, 9) + level.uniform(0, 6)) ** 2
+    noise = 10 ** (rumble_db / 20) * gusts * _shaped_noise(rng, count, rate, 2.0, 20.0, 2000.0)
+    noise += 10 ** (hiss_db / 20) * _shaped_noise(rng, count, rate, 1.0, 200.0, 0.45 * rate)
+    noise += 10 ** (level.uniform(-40, -30) / 20) * np.sin(2 * np.pi * level.uniform(90, 160) * seconds)
+    if insect_hz:
+        pulses = (np.sin(2 * np.pi * 25.0 * seconds) > 0).astype(np.float32)
+        noise += 10 ** (hiss_db / 20) * pulses * np.sin(2 * np.pi * insect_hz * seconds)
+    for click in rng.integers(0, count, size=rng.poisson(0.3 * count / rate)):
+        noise[click : click + rate // 500] += rng.uniform(0.02, 0.1) * rng.standard_normal(
+            len(noise[click : click + rate // 500])
+        )
+    return noise.astype(np.float32)
 
 
 def _syllable(shape: SyllableShape, tau: np.ndarray, length: float, f0: float, f1: float) -> np.ndarray:
@@ -195,7 +253,10 @@ def blocks(spec: AudioSpec) -> Iterator[np.ndarray]:
             # size/first-frame estimate of the length comes out far too short once Xing is gone.
             burst = min(count, rate // 2)
             mono[:burst] += 0.5 * rng.standard_normal(burst)
-        noise = (rng.random((count, spec.channels), dtype=np.float32) - 0.5) * (2 * noise_level)
+        if spec.background == "field":
+            noise = np.tile(_field_noise(spec, index, first, count)[:, None], (1, spec.channels))
+        else:
+            noise = (rng.random((count, spec.channels), dtype=np.float32) - 0.5) * (2 * noise_level)
         yield np.clip(mono[:, None] * gains + noise, -1.0, 1.0)
 
 
@@ -249,17 +310,37 @@ def _id3_cover_tag(spec: AudioSpec) -> bytes:
 
 def _mp3_bytes(spec: AudioSpec) -> bytes:
     if spec.mp3_quirk == "vbr_no_xing":
-        # shared/notes/audio-decoding.md: VBR segments, each without its Xing frame, concatenated.
+        # docs/audio.md: VBR segments, each without its Xing frame, concatenated.
         return b"".join(_without_first_frame(_encode_mp3(spec, [block])) for block in blocks(spec))
     if spec.mp3_quirk == "id3_cover":
         return _id3_cover_tag(spec) + _without_first_frame(_encode_mp3(spec, blocks(spec), constant=True))
     return _encode_mp3(spec, blocks(spec))
 
 
+def _m4a_bytes(spec: AudioSpec) -> bytes:
+    """AAC in an .m4a container, encoded by FFmpeg's AAC encoder (through PyAV), as a phone app uploads it."""
+    import av  # imported here: only the iNaturalist sounds are AAC
+
+    buffer = io.BytesIO()
+    layout = "mono" if spec.channels == 1 else "stereo"
+    with av.open(buffer, "w", format="ipod") as container:
+        stream = container.add_stream("aac", rate=spec.sample_rate, layout=layout)
+        for block in blocks(spec):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block.T), format="fltp", layout=layout)
+            frame.sample_rate = spec.sample_rate
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
 def render(spec: AudioSpec, path: Path) -> None:
-    """Write the file `spec` describes to `path` (wav and flac block by block, mp3 in memory: they are small)."""
+    """Write the file `spec` describes to `path` (wav and flac block by block, mp3 and m4a in memory:
+    they are small)."""
     if spec.format == "mp3":
         path.write_bytes(_mp3_bytes(spec))
+        return
+    if spec.format == "m4a":
+        path.write_bytes(_m4a_bytes(spec))
         return
     with sf.SoundFile(
         path, "w", spec.sample_rate, spec.channels, format=spec.format.upper(), subtype="PCM_16"
