@@ -24,7 +24,7 @@ run() { echo; echo "\$ birdgrab $*"; "$BIN/birdgrab" "$@"; }
 COMMON=(--manifests "$DEMO/manifests" --cache "$DEMO/cache" --out "$DEMO/dataset")
 run catalog "${COMMON[@]}"
 run filter "${COMMON[@]}" --min-files 3
-run fetch "${COMMON[@]}" --windows events
+run fetch "${COMMON[@]}" --windows events --max-chunks-per-recording 30
 run stats "${COMMON[@]}"
 run export --manifests "$DEMO/manifests" --dataset "$DEMO/dataset" --out "$DEMO/export"
 run report --manifests "$DEMO/manifests" --dataset "$DEMO/dataset"
