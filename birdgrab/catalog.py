@@ -30,7 +30,7 @@ from birdgrab.settings import Settings
 from birdgrab.sources import CatalogBatch
 from birdgrab.sources.archive import Archive, ListingRequest, RequestTally
 from birdgrab.sources.registry import registry
-from birdgrab.sources.wikipedia import Wikipedia
+from birdgrab.sources.wikipedia import Wikipedia, check_lang
 from birdgrab.store import CatalogRun, NameSummary, RecordingStore
 from birdgrab.taxonomy import WikidataUse, fetch_taxon_ids, vouch_for_genera
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 NOT_IN_SPECIES_FILE = "species not in the species file"
 
 
-@dataclass
+@dataclass(frozen=True)
 class CatalogOptions:
     sources: list[str] | None = None  # archive names; None: every default archive that is configured
     queries: dict[str, str] = field(default_factory=dict)  # archive name -> query (absent: its default)
@@ -49,6 +49,49 @@ class CatalogOptions:
     refresh_wiki: bool = False
     wiki_max_age_days: int | None = None  # ask again about articles checked longer ago than this
     prune: bool = False  # remove recordings that vanished upstream
+
+    def validated(self) -> CatalogOptions:
+        """The options, or a UsageError (exit 2) for nonsense."""
+        check_lang(self.wiki_lang)
+        for name in self.sources or ():
+            registry.get(name)
+        return self
+
+    def parameters(self, archives: list[Archive], queries: dict[str, list[str]], settings: Settings) -> dict:
+        """What the catalog manifests record about the run: `saved_options` reads it back."""
+        return {
+            "sources": [a.name for a in archives],
+            # Each archive's query option as given (None: its default), where refresh finds it again.
+            **{a.query_option.parameter: self.queries.get(a.name) for a in registry if a.query_option},
+            "queries": queries,  # what each archive listed
+            "species_file": _describe_file(self.species_file),
+            "wiki_lang": self.wiki_lang,
+            "since": self.since.isoformat() if self.since else None,
+            "endpoints": {
+                **{a.name: a.access(settings).api for a in archives},
+                "wikipedia": settings.wikipedia_api,
+                "wikidata": settings.wikidata_api,
+            },
+        }
+
+
+def saved_options(folder: Path) -> CatalogOptions | None:
+    """The options of the last catalog run (what refresh starts from), from the parameters it kept."""
+    store = RecordingStore.open(folder)
+    if store is None:
+        return None
+    with store:
+        params = store.parameters
+    return CatalogOptions(
+        sources=params.get("sources") or None,
+        queries={
+            a.name: params[a.query_option.parameter]
+            for a in registry
+            if a.query_option and params.get(a.query_option.parameter)
+        },
+        species_file=Path(params["species_file"]["path"]) if params.get("species_file") else None,
+        wiki_lang=params.get("wiki_lang") or "de",
+    )
 
 
 @dataclass
@@ -73,6 +116,15 @@ class CatalogReport:
         """'5 items skipped (placeholder 3, unidentified 2)'."""
         kinds = ", ".join(f"{kind} {count}" for kind, count in self.skipped_by_kind.items())
         return f"{self.skipped} items skipped" + (f" ({kinds})" if kinds else "")
+
+    def summary(self) -> str:
+        """The one line a catalog run ends with."""
+        return (
+            f"catalog: {self.added} new, {self.updated} updated recordings "
+            f"({', '.join(f'{k} {v}' for k, v in self.per_source.items()) or 'no source'}); "
+            f"{self.species} species; {self.describe_skipped()}; "
+            f"Wikipedia: {self.wiki_lookups} names in {self.wiki_requests} requests; bird checks: {self.bird_checks}"
+        )
 
 
 def read_species_file(path: Path) -> list[str]:
@@ -315,6 +367,7 @@ async def _catalog_archive(
 async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions) -> CatalogReport:
     """Catalog the archives into `folder`'s recordings store and species.json. See module doc."""
     folder = Path(folder)
+    options = options.validated()
     known_species = manifests.load_species(folder)  # bad manifests stop us before any request
     existed = RecordingStore.open(folder)
     if existed is not None:
@@ -356,6 +409,8 @@ async def _catalog(
     report = CatalogReport()
     agent_names = store.agent_names()
     requests = {a.name: listing_request(a, options, species_list, now, agent_names) for a in archives}
+    queries = {a.name: a.queries(requests[a.name]) for a in archives}  # a bad query stops us here
+
     outcomes = await asyncio.gather(
         *(_catalog_archive(a, settings, requests[a.name], report, run.batch()) for a in archives),
         return_exceptions=True,
@@ -435,20 +490,7 @@ async def _catalog(
     report.species = len(species)
     report.species_added = len(set(species) - set(known_species.species if known_species else {}))
 
-    parameters = {
-        "sources": [a.name for a in archives],
-        # Each archive's query option as given (None: its default), where refresh finds it again.
-        **{a.query_option.parameter: options.queries.get(a.name) for a in registry if a.query_option},
-        "queries": {a.name: a.queries(requests[a.name]) for a in archives},
-        "species_file": _describe_file(options.species_file),
-        "wiki_lang": options.wiki_lang,
-        "since": options.since.isoformat() if options.since else None,
-        "endpoints": {
-            **{a.name: a.access(settings).api for a in archives},
-            "wikipedia": settings.wikipedia_api,
-            "wikidata": settings.wikidata_api,
-        },
-    }
+    parameters = options.parameters(archives, queries, settings)
     genera = dict(sorted(genera.items()))
     # species.json is written when it changed: a no-change refresh writes nothing that grows
     species_changed = (

@@ -54,6 +54,10 @@ class Recording(Model):
     background_species: list[str] = Field(default_factory=list)
     licence_url: str | None = None
     licence: str | None = Field(None, description="short form, e.g. 'CC BY-NC-SA 4.0'")
+    attribution: str | None = Field(
+        None,
+        description="the credit line the archive asks for, e.g. '(c) Jane Doe, some rights reserved (CC BY)'",
+    )
     page_url: str | None = None
     audio_url: str | None = None
     file_name: str | None = None
@@ -191,6 +195,14 @@ class SelectionManifest(ManifestHeader):
 
     def selected_keys(self) -> list[str]:
         return sorted(key for s in self.species.values() for key in s.recordings)
+
+    def summary(self) -> str:
+        """The one line a filter run ends with."""
+        kept = sum(len(s.recordings) for s in self.species.values())
+        return (
+            f"filter: {len(self.species)} species with {kept} recordings kept, "
+            f"{len(self.dropped_species)} species dropped"
+        )
 
 
 class SelectionHeader(ManifestHeader):

@@ -21,7 +21,7 @@ _UNIDENTIFIED = frozenset(
     {"sp", "sp.", "spp", "spp.", "spec", "spec.", "cf", "cf.", "aff", "aff.", "indet", "indet."}
 )
 _HYBRID = frozenset({"x", "×"})
-# Names archives file recordings under that are no species (shared/api/xeno-canto-v3.md):
+# Names archives file recordings under that are no species (docs/archives.md):
 # xeno-canto's unidentified recordings (English name "Identity unknown") and its soundscapes.
 PLACEHOLDERS = {
     "mystery mystery": "xeno-canto's placeholder for unidentified recordings",

@@ -18,6 +18,7 @@ from typing import Any
 
 from birdgrab import manifests
 from birdgrab.catalog import CatalogOptions, run_catalog
+from birdgrab.catalog import saved_options as saved_catalog_options
 from birdgrab.dataset import ChunkOptions, run_chunk
 from birdgrab.download.run import FetchOptions, run_downloads
 from birdgrab.models import (
@@ -28,9 +29,10 @@ from birdgrab.models import (
     SelectionManifest,
     SpeciesManifest,
 )
-from birdgrab.selection import FilterOptions, is_current, run_filter, saved_options
+from birdgrab.overrides import Overrides
+from birdgrab.selection import FilterOptions, is_current, run_filter
+from birdgrab.selection import saved_options as saved_filter_options
 from birdgrab.settings import Settings
-from birdgrab.sources.registry import registry
 from birdgrab.store import RecordingStore
 
 REFRESH = "refresh.json"
@@ -45,8 +47,8 @@ MANIFESTS = [
 
 @dataclass
 class RefreshOptions:
-    catalog: dict[str, Any] = field(default_factory=dict)  # CatalogOptions fields given on the command line
-    filter: dict[str, Any] = field(default_factory=dict)  # FilterOptions fields given on the command line
+    catalog: Overrides[CatalogOptions] = field(default_factory=lambda: Overrides(CatalogOptions()))
+    filter: Overrides[FilterOptions] = field(default_factory=lambda: Overrides(FilterOptions()))
     fetch: FetchOptions = field(default_factory=FetchOptions)
     chunk: ChunkOptions | None = field(default_factory=ChunkOptions)  # None: --no-chunk
     full: bool = False  # ignore the last refresh date: list everything
@@ -70,7 +72,8 @@ class RefreshReport:
     duration_s: float = 0.0
     stopped: str | None = None
 
-    def summary(self) -> dict[str, Any]:
+    def facts(self) -> dict[str, Any]:
+        """The numbers of the run (kept in refresh.json, and in the JSON log)."""
         return {
             "new_recordings": self.new_recordings,
             "species_added": self.species_added,
@@ -84,41 +87,29 @@ class RefreshReport:
             "duration_s": round(self.duration_s, 1),
         }
 
-
-def catalog_options(
-    folder: Path, given: dict[str, Any], since: date | None, options: RefreshOptions
-) -> CatalogOptions:
-    """The last catalog's query parameters, overridden by what was given on the command line."""
-    store = RecordingStore.open(folder)
-    saved: dict[str, Any] = {}
-    if store is not None:
-        with store:
-            params = store.parameters
-        saved = {
-            "sources": params.get("sources") or None,
-            "queries": {
-                a.name: params[a.query_option.parameter]
-                for a in registry
-                if a.query_option and params.get(a.query_option.parameter)
-            },
-            "species_file": Path(params["species_file"]["path"]) if params.get("species_file") else None,
-            "wiki_lang": params.get("wiki_lang") or "de",
-        }
-    merged = {**saved, **{k: v for k, v in given.items() if v is not None and k != "queries"}}
-    merged["queries"] = {**saved.get("queries", {}), **given.get("queries", {})}
-    return CatalogOptions(
-        **merged, since=since, wiki_max_age_days=options.wiki_max_age_days, prune=options.prune
-    )
+    def summary(self) -> str:
+        """The one line a refresh ends with (also under --quiet: what cron mails)."""
+        return (
+            f"refresh: {self.new_recordings} new recordings, {self.species_added} species added, "
+            f"{self.downloaded} files downloaded, {self.chunks_written} chunks written, "
+            f"{len(self.failures)} failures, {self.duration_s:.1f} s"
+        )
 
 
-def filter_options(folder: Path, given: dict[str, Any]) -> FilterOptions:
-    """The last filter's options, overridden by the values given (None: not given). `no_wiki`
-    stands for `wiki_lang=None`, which None cannot say here."""
-    base = saved_options(folder) or FilterOptions()
-    changes = {k: v for k, v in given.items() if v is not None and k != "no_wiki"}
-    if given.get("no_wiki"):
-        changes["wiki_lang"] = None
-    return replace(base, **changes).validated()
+def catalog_options(folder: Path, options: RefreshOptions, since: date | None) -> CatalogOptions:
+    """The last catalog's options, with what was given for this run over them."""
+    saved = saved_catalog_options(folder) or CatalogOptions()
+    return replace(
+        options.catalog.over(saved),
+        since=since,
+        wiki_max_age_days=options.wiki_max_age_days,
+        prune=options.prune,
+    ).validated()
+
+
+def filter_options(folder: Path, options: RefreshOptions) -> FilterOptions:
+    """The last filter's options, with what was given for this run over them."""
+    return options.filter.over(saved_filter_options(folder) or FilterOptions()).validated()
 
 
 async def run_refresh(
@@ -143,15 +134,12 @@ async def run_refresh(
         manifests.load(folder / name, model)
     state = manifests.load(folder / REFRESH, RefreshManifest)
     last = state.last_success_at if state else None
-    explicit_since = options.catalog.get("since")
-    if explicit_since is not None:
-        report.since = explicit_since
+    if "since" in options.catalog.given:
+        report.since = options.catalog.options.since
     elif last is not None and not options.full:
         report.since = last.date() - timedelta(days=options.margin_days)
-    catalog = catalog_options(
-        folder, {k: v for k, v in options.catalog.items() if k != "since"}, report.since, options
-    )
-    filters = filter_options(folder, options.filter)  # checked before any request
+    catalog = catalog_options(folder, options, report.since)  # both checked before any request
+    filters = filter_options(folder, options)
 
     catalog_report = await run_catalog(settings, folder, catalog)
     report.new_recordings = catalog_report.added
@@ -185,7 +173,7 @@ async def run_refresh(
             RefreshManifest,
             {"margin_days": options.margin_days, "wiki_max_age_days": options.wiki_max_age_days},
             last_success_at=started_at if catalog_complete else last,
-            last_summary=report.summary(),
+            last_summary=report.facts(),
         ),
     )
     return report

@@ -90,22 +90,9 @@ def fetch_table(report) -> Table:
     ]
     if report.vanished:
         rows.append(("vanished upstream before download", report.vanished))
+    for archive, count in sorted(report.deferred.items()):
+        rows.append((f"left for a later run: {archive} media budget reached", count))
     return _counts_table("fetch", rows, report.failed, report.rejected)
-
-
-DROP_REASONS = {
-    "no_event": "without a call",
-    "silent": "silent (gate)",
-    "short": "short last pieces",
-    "capped": "over --max-chunks-per-recording",
-    "class_cap": "over --max-chunks-per-class",
-}
-
-
-def dropped_summary(dropped: dict[str, int]) -> str:
-    """'340 without a call, 3 short last pieces', or 'none'."""
-    parts = [f"{dropped[reason]} {text}" for reason, text in DROP_REASONS.items() if dropped.get(reason)]
-    return ", ".join(parts) or "none"
 
 
 def chunk_table(report) -> Table:
@@ -114,7 +101,7 @@ def chunk_table(report) -> Table:
         ("rebuilt / unchanged / removed", f"{report.built} / {report.unchanged} / {report.removed}"),
         ("chunks written / in the dataset", f"{report.chunks_written} / {report.chunks_total}"),
         ("classes", report.classes),
-        ("windows not written", dropped_summary(report.dropped)),
+        ("windows not written", report.dropped_summary()),
         ("near-duplicates chunked once", report.near_duplicates),
         ("not downloaded (yet)", report.not_downloaded),
     ]
@@ -176,6 +163,7 @@ class TransferProgress:
         self.total = 0
         self.files = 0
         self.bytes = 0
+        self.deferred = 0  # files a media budget leaves for a later run
         self._started = time.monotonic()
         self._last_line = self._started
         self._progress: Progress | None = None
@@ -204,31 +192,36 @@ class TransferProgress:
     def __call__(self, event: str, amount: int) -> None:
         if event == "bytes":
             self.bytes += amount
+        elif event == "deferred":
+            self.deferred += amount
         else:
             self.files += amount
+        waiting = f", {self.deferred} left by a media budget" if self.deferred else ""
         now = time.monotonic()
         speed = self.bytes / 2**20 / (now - self._started or 1e-9)
         if self._progress is not None:
             # The bar counts files; bytes and speed go in the description.
-            description = f"{self.label} {self.bytes / 2**20:,.1f} MB {speed:,.1f} MB/s"
+            description = f"{self.label} {self.bytes / 2**20:,.1f} MB {speed:,.1f} MB/s{waiting}"
             self._progress.update(
-                self._task, advance=amount if event == "file" else 0, description=description
+                self._task, advance=amount if event in ("file", "deferred") else 0, description=description
             )
             return
         if now - self._last_line >= PLAIN_PROGRESS_EVERY_S:
             self._last_line = now
             log.info(
-                "%s: %d/%d files, %.1f MB, %.1f MB/s",
+                "%s: %d/%d files, %.1f MB, %.1f MB/s%s",
                 self.label,
                 self.files,
                 self.total,
                 self.bytes / 2**20,
                 speed,
+                waiting,
                 extra={
                     "event": f"{self.label}.progress",
                     "files": self.files,
                     "total": self.total,
                     "bytes": self.bytes,
+                    "deferred": self.deferred,
                 },
             )
 

@@ -50,6 +50,17 @@ class ReportSummary:
     thumbnails: int
     bytes: int
 
+    def summary(self) -> str:
+        """The one line a report run ends with."""
+        return (
+            f"report: {self.classes} classes, {self.chunks} chunks, {self.hours:.2f} h, "
+            f"{self.thumbnails} spectrograms: {self.path} ({self.bytes / 2**20:.1f} MB)"
+        )
+
+    def facts(self) -> dict[str, object]:
+        """The numbers for the JSON log."""
+        return {"path": str(self.path), "thumbnails": self.thumbnails}
+
 
 # -- drawing -------------------------------------------------------------------------------------
 def _png(figure: plt.Figure) -> str:

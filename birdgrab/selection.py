@@ -9,7 +9,6 @@ first, then longer, then lower id. The same inputs and options always give the s
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from operator import attrgetter
@@ -28,6 +27,7 @@ from birdgrab.models import (
     SpeciesManifest,
 )
 from birdgrab.sources.registry import registry
+from birdgrab.sources.wikipedia import check_lang
 from birdgrab.store import FilterRow, RecordingStore
 
 TYPES = ("song", "call")
@@ -72,8 +72,8 @@ class FilterOptions:
         for source in self.sources:
             if source not in archives:
                 raise UsageError(f"--source must be one of {', '.join(archives)}, got {source!r}")
-        if self.wiki_lang is not None and not re.fullmatch(r"[a-z]{2,3}(-[a-z]+)?", self.wiki_lang):
-            raise UsageError(f"--wiki-lang {self.wiki_lang!r} is not a Wikipedia language code")
+        if self.wiki_lang is not None:
+            check_lang(self.wiki_lang)
         codes = []
         for raw in self.licences:
             for part in raw.split(","):

@@ -56,12 +56,21 @@ class ServicePolicy:
 
 
 @dataclass(frozen=True)
+class MediaBudget:
+    """How many bytes of media an archive lets one client take in an hour and in a day (None: no limit)."""
+
+    gb_per_hour: float | None = None
+    gb_per_day: float | None = None
+
+
+@dataclass(frozen=True)
 class ArchiveAccess:
     """Where one archive's API is, its key, and how politely to ask it."""
 
     api: str
     key: SecretStr | None
     policy: ServicePolicy
+    media_budget: MediaBudget = MediaBudget()
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ export BIRDGRAB_CONTACT="birdgrab-demo@example.invalid"
 
 run() { echo; echo "\$ birdgrab $*"; "$BIN/birdgrab" "$@"; }
 COMMON=(--manifests "$DEMO/manifests" --cache "$DEMO/cache" --out "$DEMO/dataset")
-run catalog "${COMMON[@]}"
+# iNaturalist is opt-in: name all three archives.
+run catalog "${COMMON[@]}" --source xeno-canto --source europeana --source inaturalist
 run filter "${COMMON[@]}" --min-files 3
 run fetch "${COMMON[@]}" --windows events --max-chunks-per-recording 30
 run stats "${COMMON[@]}"

@@ -3,7 +3,7 @@
     python scripts/make_audio_fixtures.py      # needs lame, flac, sox and ffmpeg (Debian: apt-get install ...)
 
 Each file encodes `tests.real_audio.source_signal` (a few seconds at a low rate). The kinds of file
-are those uploads to the archives come as (shared notes: real-world audio): every MPEG version and
+are those uploads to the archives come as (docs/audio.md): every MPEG version and
 layer, gapless mp3 with CRC frames, VBR without a Xing header, WAV variants, FLAC without a total
 sample count, AAC in m4a/mp4/ADTS, Ogg Vorbis and Opus. Byte edits (tags, zeros, broken sizes) are
 applied at test time by `tests.real_audio.EDITS`; this script applies them too, to record FFmpeg's

@@ -1,4 +1,4 @@
-"""Synthetic recordings and the mp3 traps of shared/notes/audio-decoding.md, for the audio tests and bench.
+"""Synthetic recordings and the mp3 traps of docs/audio.md, for the audio tests and bench.
 
 Kept independent of birdgrab.audio on purpose: the frame parser here is the oracle the tests
 compare birdgrab against.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import runpy
+import tempfile
 from pathlib import Path
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -18,7 +20,11 @@ def snippets() -> dict[str, str]:
 
 
 def run_snippet(name: str) -> dict:
-    """Execute one snippet as pasted (in the current folder); returns the names it defined."""
-    namespace: dict = {"__name__": f"readme_{name.replace('-', '_')}"}
-    exec(compile(snippets()[name], f"README.md:{name}", "exec"), namespace)
-    return namespace
+    """Execute one snippet as pasted (in the current folder); returns the names it defined.
+
+    It runs from a real file, as a user's script would: TensorFlow's autograph reads the source of
+    the functions it converts."""
+    with tempfile.TemporaryDirectory() as folder:
+        script = Path(folder) / f"readme_{name.replace('-', '_')}.py"
+        script.write_text(snippets()[name], encoding="utf-8")
+        return runpy.run_path(str(script), run_name=script.stem)

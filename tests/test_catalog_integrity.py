@@ -203,3 +203,39 @@ def test_rotten_media_links_fall_back_and_classes_carry_taxonomy_ids(birdgrab, s
     assert not any("://" in name or name.startswith("#") for name in recordists.values())
     tagged = [k for k in sandbox.archive.truths.agent_creators if k in recordists]
     assert tagged and all(recordists[k] == "Frommolt, Karl-Heinz" for k in tagged)
+
+
+def test_placeholders_an_earlier_version_took_for_species_leave_the_catalog(birdgrab, sandbox):
+    from datetime import UTC, datetime
+
+    from birdgrab import manifests
+    from birdgrab.models import Recording, RecordingsManifest, Species, SpeciesManifest
+
+    key = sandbox.archive.truths.placeholders[0]
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    mystery = Recording(
+        key=key,
+        source="xeno-canto",
+        source_id=key.split(":", 1)[1],
+        scientific_name="Mystery mystery",
+        original_name="Mystery mystery",
+        species="Mystery mystery",
+        group="birds",
+        first_seen=now,
+        last_seen=now,
+        found_by="grp:birds cnt:germany",
+    )
+    birdgrab.manifests.mkdir()
+    manifests.save(
+        birdgrab.manifests / "recordings.json",
+        manifests.new_manifest(RecordingsManifest, {}, recordings={key: mystery}),
+    )
+    old_species = Species(scientific_name="Mystery mystery", is_bird=True, recordings={"xeno-canto": 1})
+    manifests.save(
+        birdgrab.manifests / "species.json",
+        manifests.new_manifest(SpeciesManifest, {}, species={"Mystery mystery": old_species}),
+    )
+    assert birdgrab("catalog", "--source", "xeno-canto").exit_code == 0
+    assert key not in birdgrab.recordings()
+    assert "Mystery mystery" not in birdgrab.manifest("species.json")["species"]
+    assert {s["key"]: s["kind"] for s in birdgrab.skipped()}[key] == "placeholder"

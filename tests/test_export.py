@@ -190,12 +190,15 @@ def test_a_failed_export_leaves_the_previous_one_whole(small_dataset, tmp_path, 
 def test_a_new_export_replaces_the_old_one_whole(small_dataset, tmp_path):
     out = tmp_path / "export"
     run_export(small_dataset, out, ExportOptions(shard_mb=1))
+    killed = tmp_path / ".export.999999999.x1y2.part"  # left by a run that was killed (no such pid)
+    (killed / "data").mkdir(parents=True)
     run_export(small_dataset, out, ExportOptions(shard_mb=100))
     assert sorted(p.name for p in (out / "data").iterdir()) == [
         "test-00000-of-00001.parquet",
         "train-00000-of-00001.parquet",
         "validation-00000-of-00001.parquet",
     ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"], "the killed run's folder is gone"
 
 
 def test_a_missing_chunk_is_reported_and_the_rest_exported(small_dataset, tmp_path):

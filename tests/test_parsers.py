@@ -1,5 +1,5 @@
-"""Parsers of the three APIs against the real response shapes (tests/fixtures/api, copied from
-shared/api), plus property tests: any input gives a model or a clear error, never a crash."""
+"""Parsers of the APIs against the real response shapes (tests/fixtures/api, described in
+docs/archives.md), plus property tests: any input gives a model or a clear error, never a crash."""
 
 from __future__ import annotations
 

@@ -104,7 +104,8 @@ def test_starting_renders_no_audio(tmp_path: Path):
     with Sandbox(SandboxConfig(data_dir=tmp_path / "audio")) as running:
         assert httpx.get(running.base_url + "/").status_code == 200
         assert set(running.env()) == {
-            "BIRDGRAB_XC_API", "BIRDGRAB_EUROPEANA_API", "BIRDGRAB_WIKIPEDIA_API", "BIRDGRAB_WIKIDATA_API",
+            "BIRDGRAB_XC_API", "BIRDGRAB_EUROPEANA_API", "BIRDGRAB_INATURALIST_API", "BIRDGRAB_WIKIPEDIA_API",
+            "BIRDGRAB_WIKIDATA_API",
             "BIRDGRAB_XC_KEY", "BIRDGRAB_EUROPEANA_KEY", "BIRDGRAB_CONTACT",
         }  # fmt: skip
         assert "{lang}" in running.env()["BIRDGRAB_WIKIPEDIA_API"]

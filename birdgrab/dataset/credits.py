@@ -11,7 +11,8 @@ from birdgrab.sources.registry import registry
 CREDITS = "CREDITS.csv"
 ATTRIBUTION = "ATTRIBUTION.md"
 CREDITS_COLUMNS = [
-    "recording_key", "source", "scientific_name", "recordist", "licence", "licence_url", "page_url", "chunks",
+    "recording_key", "source", "scientific_name", "recordist", "licence", "licence_url", "page_url",
+    "attribution", "chunks",
 ]  # fmt: skip
 
 
@@ -28,6 +29,7 @@ def credit_rows(entries: Mapping[str, ChunkedRecording], recordings: Mapping[str
                 "licence": r.licence or "unknown",
                 "licence_url": r.licence_url or "",
                 "page_url": r.page_url or "",
+                "attribution": r.attribution or "",  # the credit line the archive asks for, if it gives one
                 "chunks": len(entry.chunks),
             }
         )
@@ -53,6 +55,7 @@ def attribution_markdown(entries: Mapping[str, ChunkedRecording], recordings: Ma
         by_species[r.species or r.scientific_name].append(
             f"- {key} — {r.recordist or 'unknown recordist'}, {title}, {r.licence or 'licence unknown'}"
             f"{f' ({r.licence_url})' if r.licence_url else ''}: {r.page_url or 'no page'}"
+            f"{f' — credit: {r.attribution}' if r.attribution else ''}"
         )
     for name in sorted(by_species):
         lines += [f"## {name}", "", *by_species[name], ""]

@@ -5,6 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+# Why a window was not written, as summaries say it.
+DROP_REASONS = {
+    "no_event": "without a call",
+    "silent": "silent (gate)",
+    "short": "short last pieces",
+    "capped": "over --max-chunks-per-recording",
+    "class_cap": "over --max-chunks-per-class",
+}
+
 
 @dataclass
 class ChunkReport:
@@ -28,3 +37,32 @@ class ChunkReport:
     @property
     def dropped_short(self) -> int:
         return self.dropped["short"]
+
+    def dropped_summary(self) -> str:
+        """'340 without a call, 3 short last pieces', or 'none'."""
+        parts = [
+            f"{self.dropped[reason]} {text}"
+            for reason, text in DROP_REASONS.items()
+            if self.dropped.get(reason)
+        ]
+        return ", ".join(parts) or "none"
+
+    def summary(self) -> str:
+        """The one line a chunk run ends with."""
+        return (
+            f"chunk: {self.recordings} recordings ({self.built} rebuilt, {self.unchanged} unchanged, "
+            f"{self.removed} removed), {self.chunks_written} chunks written, {self.chunks_total} in the dataset, "
+            f"{self.classes} classes; windows not written: {self.dropped_summary()}; "
+            f"{self.near_duplicates} near-duplicates; {len(self.failed)} failed"
+        )
+
+    def facts(self) -> dict[str, object]:
+        """The numbers for the JSON log."""
+        return {
+            "recordings": self.recordings,
+            "built": self.built,
+            "chunks_written": self.chunks_written,
+            "chunks_total": self.chunks_total,
+            "dropped": dict(self.dropped),
+            "failed": len(self.failed),
+        }

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from birdgrab import manifests
+from birdgrab.budget import MediaBudgets
 from birdgrab.download.cache import Cache
 from birdgrab.download.ledger import DownloadLedger, owner_rank
 from birdgrab.download.transfer import Transfer, TransferError, Transferred, discard, finish
@@ -66,6 +67,30 @@ class FetchReport:
     requests: int = 0
     stopped: str | None = None  # why the run stopped early (low disk space)
     unreachable_hosts: list[str] = field(default_factory=list)
+    deferred: dict[str, int] = field(default_factory=dict)  # archive -> recordings left by its media budget
+
+    def summary(self) -> str:
+        """The one line a fetch ends with."""
+        budgets = "".join(
+            f"; {n} left for a later run by the {a} media budget" for a, n in self.deferred.items()
+        )
+        return (
+            f"fetch: {self.downloaded} downloaded, {self.skipped} already cached, {self.duplicates} duplicates, "
+            f"{len(self.rejected)} rejected, {len(self.failed)} failed "
+            f"({self.bytes / 2**20:.1f} MB, {self.requests} requests){budgets}"
+        )
+
+    def facts(self) -> dict[str, object]:
+        """The numbers for the JSON log."""
+        return {
+            "downloaded": self.downloaded,
+            "skipped": self.skipped,
+            "duplicates": self.duplicates,
+            "rejected": len(self.rejected),
+            "failed": len(self.failed),
+            "bytes": self.bytes,
+            "deferred": self.deferred,
+        }
 
     @property
     def nothing_reachable(self) -> bool:
@@ -298,6 +323,8 @@ async def run_downloads(
         downloader = Downloader(
             transfer, cache, ledger, retry_rejected=options.retry_rejected, other_media=other_media
         )
+        budgets = MediaBudgets(settings, ledger.entries.values(), manifests.utc_now())
+        budgets.announce((key for key in missing if key in recordings), manifests.utc_now())
 
         async def worker() -> None:
             while report.stopped is None and not queue.empty():
@@ -307,7 +334,12 @@ async def run_downloads(
                         f"less than {options.min_free_mb:g} MB free under {cache.root}: stopped downloading"
                     )
                     return
+                if budgets.admit(recording.key, manifests.utc_now()) is not None:
+                    progress("deferred", 1)
+                    continue
+                taken = report.bytes
                 await downloader.download(recording, report)
+                budgets.spend(recording.key, report.bytes - taken, manifests.utc_now())
                 processed.append(recording.key)
                 progress("file", 1)
 
@@ -316,6 +348,7 @@ async def run_downloads(
         finally:
             report.requests = transfer.service.requests_made + tally.requests
             report.unreachable_hosts = sorted(transfer.unreachable_hosts)
+            report.deferred = budgets.deferred()
             ledger.compact({"cache": str(cache.root), "jobs": options.jobs, "per_host": per_host})
     report.count_outcomes(ledger, processed)
     return report

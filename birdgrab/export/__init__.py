@@ -53,6 +53,20 @@ class ExportReport:
     nd_chunks_left_out: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # chunk file -> reason
 
+    def summary(self) -> str:
+        """The one line an export ends with."""
+        splits = ", ".join(f"{split} {n}" for split, n in self.rows.items()) or "none"
+        return (
+            f"export: {sum(self.rows.values())} chunks ({splits}) in {self.shards} {self.format} shards, "
+            f"{self.bytes / 2**20:.1f} MB, {self.classes} classes, in {self.out}; "
+            f"{self.nd_recordings_left_out} ND-licensed recordings ({self.nd_chunks_left_out} chunks) left out; "
+            f"{len(self.failed)} failed"
+        )
+
+    def facts(self) -> dict[str, object]:
+        """The numbers for the JSON log."""
+        return {"rows": self.rows, "shards": self.shards, "failed": len(self.failed)}
+
 
 def _check_replaceable(out: Path, dataset_root: Path) -> None:
     """Refuse to replace anything that is not an earlier export (the dataset itself, say)."""

@@ -45,11 +45,10 @@ def _hours(rows: pd.DataFrame) -> float:
 
 
 def _table(header: list[str], lines: list[list[Any]]) -> list[str]:
-    cell = lambda value: str(value).replace("|", "\\|")  # noqa: E731
     return [
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
-        *("| " + " | ".join(cell(v) for v in line) + " |" for line in lines),
+        *("| " + " | ".join(str(v).replace("|", "\\|") for v in line) + " |" for line in lines),
     ]
 
 

@@ -1,7 +1,7 @@
-"""A local stand-in for xeno-canto, Europeana and Wikipedia: the stage for end-to-end tests and `make demo`.
+"""A local stand-in for xeno-canto, Europeana, iNaturalist and Wikipedia: the stage for end-to-end tests and `make demo`.
 
 `Sandbox` serves a deterministic synthetic archive on a loopback port, speaking the real services'
-contracts (shared/api), with fault injection, latency and request counters::
+contracts (docs/archives.md), with fault injection, latency and request counters::
 
     from birdgrab.sandbox import FaultRule, Sandbox, SandboxConfig
 

@@ -1,4 +1,4 @@
-"""The sandbox's archive: what xeno-canto, Europeana and Wikipedia "hold", plus the truths tests check.
+"""The sandbox's archive: what xeno-canto, Europeana, iNaturalist and Wikipedia "hold", plus the truths tests check.
 
 Records are immutable; the archive changes only through `add` and `remove`, which swap in new
 dictionaries (copy on write), so request threads read a consistent state without locking.
@@ -11,7 +11,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 from birdgrab.sandbox.audio import AudioFile, AudioSpec
@@ -120,6 +120,43 @@ class EuropeanaItem:
 
 
 @dataclass(frozen=True)
+class InatSound:
+    id: int
+    license_code: str | None  # None: all rights reserved
+    audio: AudioSpec | None  # None: hosted on SoundCloud, or a metadata-only (bulk) sound
+    soundcloud: bool = False  # no file_url; native_sound_id and subtype "SoundcloudSound" instead
+    content_type: str | None = None  # as served; None: the audio's own
+
+    @property
+    def key(self) -> str:
+        return f"inaturalist:{self.id}"
+
+
+@dataclass(frozen=True)
+class InatObservation:
+    id: int
+    taxon_id: int
+    taxon_name: str  # as iNaturalist names the taxon: a binomial, a trinomial, a genus, a hybrid formula
+    rank: str  # species, subspecies, genus, hybrid
+    species: str | None  # truth: the species (xeno-canto's name) it belongs to; None for genus and hybrid
+    ancestor_ids: tuple[int, ...]  # 3 is Aves
+    iconic: str  # "Aves", "Amphibia"
+    common_name: str | None
+    user_id: int
+    login: str
+    user_name: str | None  # None or "": clients credit the login
+    observed_on: date | None
+    created_at: datetime
+    updated_at: datetime
+    quality_grade: str  # research, needs_id, casual
+    place_guess: str
+    latitude: float
+    longitude: float
+    place_ids: tuple[int, ...]  # 7207 is Germany
+    sounds: tuple[InatSound, ...]
+
+
+@dataclass(frozen=True)
 class WikiPage:
     title: str
     pageid: int
@@ -194,6 +231,13 @@ class Truths:
     dead_links: list[str] = field(default_factory=list)  # Europeana items whose edmIsShownBy rotted
     placeholders: list[str] = field(default_factory=list)  # xeno-canto: "Mystery mystery", "Sonus naturalis"
     hostile: list[str] = field(default_factory=list)
+    # iNaturalist: sound keys by the trap they hold.
+    inat_all_rights_reserved: list[str] = field(default_factory=list)  # license_code null
+    inat_soundcloud: list[str] = field(default_factory=list)  # no file_url
+    inat_not_species: list[str] = field(default_factory=list)  # genus-level and hybrid observations
+    inat_subspecies: list[str] = field(default_factory=list)  # observed as a subspecies
+    inat_m4a: list[str] = field(default_factory=list)  # AAC in m4a
+    inat_login_only: list[str] = field(default_factory=list)  # the user has no name: credit the login
 
 
 class Archive:
@@ -203,6 +247,7 @@ class Archive:
         self.species: dict[str, Species] = {}
         self.xc: dict[int, XcRecording] = {}
         self.europeana: dict[str, EuropeanaItem] = {}
+        self.inaturalist: dict[int, InatObservation] = {}
         self.wiki: dict[str, dict[str, WikiPage]] = {"de": {}, "en": {}}
         self.truths = Truths()
         self.generated: GeneratedXc | None = None
@@ -221,13 +266,22 @@ class Archive:
     def europeana_media(self, media_name: str) -> EuropeanaItem | None:
         return self._media.get(media_name)
 
-    def recording(self, key: str) -> XcRecording | EuropeanaItem:
+    def inat_sorted(self) -> list[InatObservation]:
+        """iNaturalist observations ordered by id."""
+        return self._inat_sorted
+
+    def inat_sound(self, sound_id: int) -> InatSound | None:
+        return self._inat_sounds.get(sound_id)
+
+    def recording(self, key: str) -> XcRecording | EuropeanaItem | InatSound:
         """The record behind a key; KeyError when there is none (or it was removed)."""
         source, _, ident = key.partition(":")
         if source == "xc" and ident.isdigit() and int(ident) in self.xc:
             return self.xc[int(ident)]
         if source == "europeana" and ident in self.europeana:
             return self.europeana[ident]
+        if source == "inaturalist" and ident.isdigit() and int(ident) in self._inat_sounds:
+            return self._inat_sounds[int(ident)]
         raise KeyError(key)
 
     def keys_of(self, species: str) -> list[str]:
@@ -243,22 +297,28 @@ class Archive:
         species: Iterable[Species] = (),
         xc: Iterable[XcRecording] = (),
         europeana: Iterable[EuropeanaItem] = (),
+        inaturalist: Iterable[InatObservation] = (),
         wiki: dict[str, list[WikiPage]] | None = None,
     ) -> None:
         with self._lock:
             self.species = {**self.species, **{s.name: s for s in species}}
             self.xc = {**self.xc, **{r.id: r for r in xc}}
             self.europeana = {**self.europeana, **{i.id: i for i in europeana}}
+            self.inaturalist = {**self.inaturalist, **{o.id: o for o in inaturalist}}
             for lang, pages in (wiki or {}).items():
                 self.wiki = {**self.wiki, lang: {**self.wiki.get(lang, {}), **{p.title: p for p in pages}}}
             self._reindex()
 
     def remove(self, keys: list[str]) -> list[str]:
-        """Make recordings vanish upstream; returns the keys that existed."""
+        """Make recordings vanish upstream; returns the keys that existed. An iNaturalist sound takes
+        its whole observation along (as when an observation loses research grade)."""
         with self._lock:
             gone = [key for key in keys if self._exists(key)]
             self.xc = {i: r for i, r in self.xc.items() if r.key not in gone}
             self.europeana = {i: item for i, item in self.europeana.items() if item.key not in gone}
+            self.inaturalist = {
+                i: o for i, o in self.inaturalist.items() if not {s.key for s in o.sounds} & set(gone)
+            }
             self._reindex()
         return gone
 
@@ -273,3 +333,5 @@ class Archive:
         self._xc_sorted = sorted(self.xc.values(), key=lambda r: r.id)
         self._xc_files = {(r.recordist_code, r.file_name): r for r in self._xc_sorted if r.file_name}
         self._media = {item.media_name: item for item in self.europeana.values()}
+        self._inat_sorted = sorted(self.inaturalist.values(), key=lambda o: o.id)
+        self._inat_sounds = {s.id: s for o in self._inat_sorted for s in o.sounds}

@@ -31,16 +31,21 @@ from birdgrab.files import TEMP_SUFFIX, commit_temp
 RENDER_VERSION = 2
 BLOCK_S = 10
 
-AudioFormat = Literal["mp3", "wav", "flac"]
+AudioFormat = Literal["mp3", "wav", "flac", "m4a"]
 SyllableShape = Literal["up", "down", "warble", "trill"]
-# The two mp3 traps from shared/notes/audio-decoding.md.
+# The two mp3 traps of docs/audio.md.
 Mp3Quirk = Literal["", "vbr_no_xing", "id3_cover"]
 # "hiss": faint white noise. "field": what a field recorder hears between calls - wind rumble in
 # gusts, a stream's broadband hiss, a distant road, sometimes an insect, handling clicks - and calls
 # from near and far (phrase levels over a 26 dB range).
 Background = Literal["hiss", "field"]
 
-CONTENT_TYPES: dict[str, str] = {"mp3": "audio/mpeg", "wav": "audio/wav", "flac": "audio/flac"}
+CONTENT_TYPES: dict[str, str] = {
+    "mp3": "audio/mpeg",
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "m4a": "audio/mp4",  # AAC in an MPEG-4 container, as phones record it
+}
 SAMPLE_RATES = (16000, 22050, 32000, 44100, 48000)
 
 
@@ -305,17 +310,37 @@ def _id3_cover_tag(spec: AudioSpec) -> bytes:
 
 def _mp3_bytes(spec: AudioSpec) -> bytes:
     if spec.mp3_quirk == "vbr_no_xing":
-        # shared/notes/audio-decoding.md: VBR segments, each without its Xing frame, concatenated.
+        # docs/audio.md: VBR segments, each without its Xing frame, concatenated.
         return b"".join(_without_first_frame(_encode_mp3(spec, [block])) for block in blocks(spec))
     if spec.mp3_quirk == "id3_cover":
         return _id3_cover_tag(spec) + _without_first_frame(_encode_mp3(spec, blocks(spec), constant=True))
     return _encode_mp3(spec, blocks(spec))
 
 
+def _m4a_bytes(spec: AudioSpec) -> bytes:
+    """AAC in an .m4a container, encoded by FFmpeg's AAC encoder (through PyAV), as a phone app uploads it."""
+    import av  # imported here: only the iNaturalist sounds are AAC
+
+    buffer = io.BytesIO()
+    layout = "mono" if spec.channels == 1 else "stereo"
+    with av.open(buffer, "w", format="ipod") as container:
+        stream = container.add_stream("aac", rate=spec.sample_rate, layout=layout)
+        for block in blocks(spec):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block.T), format="fltp", layout=layout)
+            frame.sample_rate = spec.sample_rate
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
 def render(spec: AudioSpec, path: Path) -> None:
-    """Write the file `spec` describes to `path` (wav and flac block by block, mp3 in memory: they are small)."""
+    """Write the file `spec` describes to `path` (wav and flac block by block, mp3 and m4a in memory:
+    they are small)."""
     if spec.format == "mp3":
         path.write_bytes(_mp3_bytes(spec))
+        return
+    if spec.format == "m4a":
+        path.write_bytes(_m4a_bytes(spec))
         return
     with sf.SoundFile(
         path, "w", spec.sample_rate, spec.channels, format=spec.format.upper(), subtype="PCM_16"

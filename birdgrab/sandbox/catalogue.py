@@ -11,7 +11,7 @@ import hashlib
 import random
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from birdgrab.sandbox.archive import (
@@ -19,6 +19,8 @@ from birdgrab.sandbox.archive import (
     Archive,
     EuropeanaItem,
     GeneratedXc,
+    InatObservation,
+    InatSound,
     Species,
     Truths,
     WikiPage,
@@ -122,7 +124,7 @@ DEMO_SPECIES: tuple[DemoSpecies, ...] = (
     DemoSpecies("Strix aluco", "Tawny Owl", xc=2, countries=("France",), types=("call", "song"), europeana=1,
                 europeana_title="Waldkauz | Strix aluco - Lautfolge, Ruf", german="Waldkauz", gender="Der",
                 family=("Eigentlichen Eulen", "Strigidae"), english_article="Tawny owl"),
-    # xeno-canto's placeholders (shared/api/xeno-canto-v3.md): no species, whatever their group says.
+    # xeno-canto's placeholders (docs/archives.md): no species, whatever their group says.
     DemoSpecies("Mystery mystery", "Identity unknown", xc=2),
     DemoSpecies("Sonus naturalis", "Soundscape", xc=1, group="", types=("soundscape",)),
 )  # fmt: skip
@@ -702,11 +704,190 @@ def _add_bulk(archive: Archive, config: SandboxConfig) -> None:
     archive.generated = GeneratedXc(BULK_FIRST_ID, count, BULK_PER_SPECIES, names, make)
 
 
+# -- iNaturalist ------------------------------------------------------------------------------------
+FIRST_INAT_OBSERVATION = 150_000_000
+FIRST_INAT_SOUND = 500_000
+INAT_GERMANY = 7207
+INAT_EUROPE = 97391
+INAT_TAXA = {"Aves": 3, "Amphibia": 20978}  # iconic taxon -> its id
+_INAT_LICENCES = ("cc-by-nc", "cc-by", "cc0", "cc-by-nc-sa", "cc-by-sa")
+_INAT_LAST_EDIT = datetime(2024, 12, 31, tzinfo=UTC)  # the demo's observations were last edited before this
+_INAT_USERS = (
+    ("jane_doe", "Jane Doe"),
+    ("vogelfreund", None),
+    ("birder42", ""),
+    ("m.schulz", "Mareike Schulz"),
+)
+
+
+@dataclass(frozen=True)
+class DemoObservation:
+    """A hand-made observation; `sounds` are kinds: m4a, mp3, wav, x-m4a (m4a served as audio/x-m4a),
+    reserved (an m4a without a licence) and soundcloud (no file)."""
+
+    taxon_name: str
+    rank: str
+    species: str | None
+    sounds: tuple[str, ...] = ("m4a",)
+    iconic: str = "Aves"
+    quality_grade: str = "research"
+    country: str = "Germany"
+
+
+INAT_DEMO: tuple[DemoObservation, ...] = (
+    DemoObservation("Turdus philomelos", "species", "Turdus philomelos"),
+    DemoObservation("Turdus philomelos", "species", "Turdus philomelos", ("m4a", "mp3")),
+    DemoObservation("Turdus philomelos", "species", "Turdus philomelos", ("x-m4a",)),
+    DemoObservation("Turdus merula", "species", "Turdus merula"),
+    DemoObservation("Turdus merula", "species", "Turdus merula", ("reserved",)),
+    DemoObservation("Turdus merula", "species", "Turdus merula", ("m4a",)),
+    DemoObservation("Erithacus rubecula", "species", "Erithacus rubecula", ("soundcloud", "m4a")),
+    DemoObservation("Erithacus rubecula", "species", "Erithacus rubecula", ("wav",)),
+    DemoObservation("Parus major major", "subspecies", "Parus major"),
+    DemoObservation("Parus major", "species", "Parus major"),
+    DemoObservation("Fringilla coelebs", "species", "Fringilla coelebs", ("mp3",)),
+    DemoObservation("Fringilla coelebs", "species", "Fringilla coelebs", country="France"),
+    DemoObservation("Turdus", "genus", None),
+    DemoObservation("Anas platyrhynchos × acuta", "hybrid", None),
+    DemoObservation("Turdus philomelos", "species", "Turdus philomelos", quality_grade="needs_id"),
+    DemoObservation("Rana temporaria", "species", "Rana temporaria", iconic="Amphibia"),
+)  # fmt: skip
+
+
+def _inat_audio(rng: random.Random, kind: str, name: str) -> AudioSpec:
+    """Phone-made sounds: a few seconds, mono, mostly AAC in m4a."""
+    audio_format: AudioFormat = kind if kind in ("mp3", "wav") else "m4a"  # type: ignore[assignment]
+    return AudioSpec(
+        audio_format,
+        rng.choice((22050, 44100, 16000)),
+        1,
+        round(rng.uniform(4, 8), 1),
+        voice_for(name),
+        rng.getrandbits(32),
+    )
+
+
+def _inat_observation(
+    rng: random.Random,
+    obs_id: int,
+    sound_ids: list[int],
+    entry: DemoObservation,
+    *,
+    with_audio: bool = True,
+    created: datetime | None = None,
+) -> InatObservation:
+    login, user_name = rng.choice(_INAT_USERS)
+    created = created or datetime(2019, 1, 1, tzinfo=UTC) + timedelta(
+        minutes=rng.randrange(5 * 365 * 24 * 60)
+    )
+    loc, lat, lon = rng.choice(_LOCALITIES.get(entry.country) or (("?", 0.0, 0.0),))
+    sounds = []
+    for sound_id, kind in zip(sound_ids, entry.sounds, strict=True):
+        audio = _inat_audio(rng, kind, entry.species or entry.taxon_name) if with_audio else None
+        sounds.append(
+            InatSound(
+                id=sound_id,
+                license_code=None if kind == "reserved" else rng.choice(_INAT_LICENCES),
+                audio=None if kind == "soundcloud" else audio,
+                soundcloud=kind == "soundcloud",
+                content_type="audio/x-m4a" if kind == "x-m4a" else None,
+            )
+        )
+    return InatObservation(
+        id=obs_id,
+        taxon_id=stable_number(f"inat:{entry.taxon_name}", 10_000, 1_000_000),
+        taxon_name=entry.taxon_name,
+        rank=entry.rank,
+        species=entry.species,
+        ancestor_ids=(48460, 1, 2, 355675, INAT_TAXA[entry.iconic]),
+        iconic=entry.iconic,
+        common_name=None if entry.species is None else _inat_common_name(entry),
+        user_id=stable_number(f"inat-user:{login}", 1000, 9_999_999),
+        login=login,
+        user_name=user_name,
+        observed_on=created.date() - timedelta(days=rng.randrange(0, 3)) if rng.random() < 0.95 else None,
+        created_at=created,
+        updated_at=min(created + timedelta(days=rng.randrange(0, 30)), max(created, _INAT_LAST_EDIT)),
+        quality_grade=entry.quality_grade,
+        place_guess=loc,
+        latitude=round(lat + rng.uniform(-0.05, 0.05), 5),
+        longitude=round(lon + rng.uniform(-0.05, 0.05), 5),
+        place_ids=(INAT_GERMANY, INAT_EUROPE) if entry.country == "Germany" else (INAT_EUROPE,),
+        sounds=tuple(sounds),
+    )
+
+
+def _inat_common_name(entry: DemoObservation) -> str | None:
+    """iNaturalist's common name of a demo taxon: the demo species' English name."""
+    return next((d.english for d in DEMO_SPECIES if d.name == entry.species), None)
+
+
+def _add_inaturalist(archive: Archive, config: SandboxConfig) -> None:
+    """The hand-made observations, with every trap planted (recorded in the truths)."""
+    rng = random.Random(f"{config.seed}:inaturalist")
+    obs_ids = _fresh_ids(rng, FIRST_INAT_OBSERVATION, len(INAT_DEMO))
+    sound_ids = iter(_fresh_ids(rng, FIRST_INAT_SOUND, sum(len(e.sounds) for e in INAT_DEMO)))
+    observations = []
+    truths = archive.truths
+    for obs_id, entry in zip(obs_ids, INAT_DEMO, strict=True):
+        draw = random.Random(f"{config.seed}:inaturalist:{obs_id}")
+        observation = _inat_observation(draw, obs_id, [next(sound_ids) for _ in entry.sounds], entry)
+        observations.append(observation)
+        for sound, kind in zip(observation.sounds, entry.sounds, strict=True):
+            if entry.species is None:
+                truths.inat_not_species.append(sound.key)
+            elif kind == "reserved":
+                truths.inat_all_rights_reserved.append(sound.key)
+            elif kind == "soundcloud":
+                truths.inat_soundcloud.append(sound.key)
+            if sound.audio is not None and sound.audio.format == "m4a":
+                truths.inat_m4a.append(sound.key)
+            if entry.rank == "subspecies":
+                truths.inat_subspecies.append(sound.key)
+            if not observation.user_name:
+                truths.inat_login_only.append(sound.key)
+    archive.add(inaturalist=observations)
+
+
+def _add_observations(
+    archive: Archive,
+    config: SandboxConfig,
+    count: int,
+    label: str,
+    *,
+    with_audio: bool = True,
+    created: datetime | None = None,
+) -> list[str]:
+    """`count` research-grade observations of demo birds in Germany, one m4a sound each, after those
+    already there; returns their sound keys."""
+    rng = random.Random(f"{config.seed}:{label}")
+    birds = [
+        d.name for d in DEMO_SPECIES if d.group == "birds" and not d.restricted and d.name not in PLACEHOLDERS
+    ]
+    sounds = (s.id for o in archive.inaturalist.values() for s in o.sounds)
+    obs_ids = _fresh_ids(rng, max(archive.inaturalist, default=FIRST_INAT_OBSERVATION), count)
+    sound_ids = _fresh_ids(rng, max(sounds, default=FIRST_INAT_SOUND), count)
+    observations = [
+        _inat_observation(
+            rng,
+            obs_id,
+            [sound_id],
+            DemoObservation(birds[k % len(birds)], "species", birds[k % len(birds)]),
+            with_audio=with_audio,
+            created=created,
+        )
+        for k, (obs_id, sound_id) in enumerate(zip(obs_ids, sound_ids, strict=True))
+    ]
+    archive.add(inaturalist=observations)
+    return [s.key for o in observations for s in o.sounds]
+
+
 def build_archive(config: SandboxConfig) -> Archive:
     """The archive a config describes: the demo (or nothing, for "scale") plus the generated extras."""
     archive = Archive()
     if config.profile == "demo":
         _build_demo(archive, config)
+        _add_inaturalist(archive, config)
     if config.extra_species and config.recordings_per_species:
         _add_generated(
             archive,
@@ -717,14 +898,25 @@ def build_archive(config: SandboxConfig) -> Archive:
         )
     if config.xc_bulk_recordings:
         _add_bulk(archive, config)
+    if config.inat_bulk_observations:
+        # Metadata only (their files 404), for paging past the API's result window.
+        _add_observations(archive, config, config.inat_bulk_observations, "inat-bulk", with_audio=False)
     if config.hostile:
         _add_hostile(archive, config)
     return archive
 
 
-def grow(archive: Archive, config: SandboxConfig, *, recordings: int = 0, species: int = 0) -> list[str]:
-    """New uploads "today": `recordings` for bird species already there, and `species` new species
-    (each with `GROWN_RECORDINGS_PER_SPECIES` recordings and a German article). Returns the new keys."""
+def grow(
+    archive: Archive,
+    config: SandboxConfig,
+    *,
+    recordings: int = 0,
+    species: int = 0,
+    inat_observations: int = 0,
+) -> list[str]:
+    """New uploads "today": `recordings` for bird species already there, `species` new species
+    (each with `GROWN_RECORDINGS_PER_SPECIES` recordings and a German article), and
+    `inat_observations` iNaturalist observations of demo birds. Returns the new keys."""
     archive.grown += 1
     label = f"grow:{archive.grown}"
     today = date.today()
@@ -767,7 +959,10 @@ def grow(archive: Archive, config: SandboxConfig, *, recordings: int = 0, specie
             )
         )
     archive.add(xc=records)
-    return added + [r.key for r in records]
+    observed = _add_observations(
+        archive, config, inat_observations, f"{label}:inaturalist", created=datetime.now(UTC)
+    )
+    return added + [r.key for r in records] + observed
 
 
 def upload(archive: Archive, config: SandboxConfig, audio: AudioFile, species: str) -> str:

@@ -11,7 +11,7 @@ Profile = Literal["demo", "scale"]
 
 @dataclass(frozen=True)
 class PageSize:
-    """A server that decides its page size (shared/api/xeno-canto-v3.md): at most `records` a page
+    """A server that decides its page size (docs/archives.md): at most `records` a page
     whatever `per_page` or `rows` asks. With `counted_as_asked` it pages as if it served what was
     asked (xeno-canto's numPages, Europeana's next cursor), so records are lost between pages."""
 
@@ -30,8 +30,9 @@ class SandboxConfig:
     `profile="demo"` is the hand-made archive of about 25 species with every planted trap;
     `"scale"` starts empty. In both, the knobs add generated content on top:
     `extra_species` x `recordings_per_species` xeno-canto recordings of short audio (WAV files of
-    about `audio_bytes` when set) and `xc_bulk_recordings` metadata-only records (their audio 404s),
-    made on request and never stored, so a million of them cost the sandbox only their species.
+    about `audio_bytes` when set), `xc_bulk_recordings` metadata-only records (their audio 404s),
+    made on request and never stored, so a million of them cost the sandbox only their species, and
+    `inat_bulk_observations` metadata-only iNaturalist observations (one sound each).
 
     >>> SandboxConfig(profile="scale", extra_species=50, recordings_per_species=20)  # doctest: +ELLIPSIS
     SandboxConfig(...)
@@ -44,6 +45,10 @@ class SandboxConfig:
     extra_species: int = 0
     recordings_per_species: int = 0
     xc_bulk_recordings: int = 0
+    inat_bulk_observations: int = 0
+    inat_per_page_max: int = (
+        200  # iNaturalist's silent cap on per_page; lower it to test clients trust the answer
+    )
     audio_bytes: int | None = None
     hour_long: bool = True  # the demo's hour-long WAV (115 MB once rendered)
     hostile: bool = False  # names made to break paths, terminals and Unicode handling
@@ -52,7 +57,12 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if self.profile not in ("demo", "scale"):
             raise ValueError(f"unknown sandbox profile {self.profile!r}: use 'demo' or 'scale'")
-        for name in ("extra_species", "recordings_per_species", "xc_bulk_recordings"):
+        for name in (
+            "extra_species",
+            "recordings_per_species",
+            "xc_bulk_recordings",
+            "inat_bulk_observations",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
         if self.audio_bytes is not None and self.audio_bytes < 1000:

@@ -1,4 +1,4 @@
-"""Europeana Search and Record APIs as the sandbox serves them (shared/api/europeana-search.md).
+"""Europeana Search and Record APIs as the sandbox serves them (docs/archives.md).
 
 The cursor is opaque base64 that always contains `+`, `/` and `=`: a client that forgets to
 URL-encode it sends a space instead of `+`, and gets the 400 the real service would give.
@@ -66,7 +66,7 @@ def _last(params: Params, name: str) -> str | None:
 
 
 def _unauthorised(given: str | None) -> Answer:
-    """The body of shared/api/europeana-error-401.json."""
+    """The body of tests/fixtures/api/europeana-error-401.json."""
     return 401, {
         "apikey": given or "",
         "success": False,
@@ -139,7 +139,7 @@ def _reusable(item: EuropeanaItem, reusability: Sequence[str]) -> bool:
 
 
 def item_json(item: EuropeanaItem, key: str, base: str) -> dict[str, Any]:
-    """A search item, fields as in shared/api/europeana-search-page.json; empty fields are omitted."""
+    """A search item, fields as in tests/fixtures/api/europeana-search-page.json; empty fields are omitted."""
     media = shown_by(item, base)
     fields: dict[str, Any] = {
         "completeness": 6 if item.media_in_search else 5,

@@ -1,4 +1,4 @@
-"""MediaWiki's Action API (`action=query`) as the sandbox serves it (shared/api/mediawiki-query.md).
+"""MediaWiki's Action API (`action=query`) as the sandbox serves it (docs/archives.md).
 
 Both formatversions, title normalisation, redirects with `tofragment`, missing and invalid pages,
 `prop=extracts|info|pageprops` with TextExtracts' limits (20 intros a request, 1 whole article)
@@ -18,7 +18,7 @@ from birdgrab.sandbox.archive import WikiPage
 MAX_TITLES = 50
 MAX_EXTRACTS = 20  # with exintro; whole-article extracts come one a request
 TOUCHED = "2024-05-01T12:00:00Z"
-# shared/api/mediawiki-error-maxlag.json, served by the `maxlag` fault.
+# tests/fixtures/api/mediawiki-error-maxlag.json, served by the `maxlag` fault.
 MAXLAG_ERROR: dict[str, Any] = {
     "error": {
         "code": "maxlag",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from birdgrab.sandbox import europeana, mediawiki, wikidata, xenocanto
+from birdgrab.sandbox import europeana, inaturalist, mediawiki, wikidata, xenocanto
 from birdgrab.sandbox.archive import Archive
 from birdgrab.sandbox.audio import AudioCache, AudioFile, AudioSpec
 from birdgrab.sandbox.config import PageSize, SandboxConfig
@@ -73,9 +73,9 @@ class Counters:
 
     NAMES = (
         "xc-api", "xc-download", "xc-audio", "europeana-search", "europeana-record", "europeana-audio",
-        "europeana-dead-links", "wiki-api", "wiki-titles", "wikidata-api", "wikidata-entities", "audio-bytes",
-        "xc-audio-bytes", "europeana-audio-bytes", "audio-range-requests", "landing", "not-found", "faults",
-        "peak-in-flight",
+        "europeana-dead-links", "inat-api", "inat-incremental", "inat-audio", "wiki-api", "wiki-titles",
+        "wikidata-api", "wikidata-entities", "audio-bytes", "xc-audio-bytes", "europeana-audio-bytes",
+        "inat-audio-bytes", "audio-range-requests", "landing", "not-found", "faults", "peak-in-flight",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -168,9 +168,12 @@ ROUTES = (
            AUDIO_FAULTS),
     _route(r"/tierstimmenarchiv/old/([^/]+)", "europeana_rotten", "europeana-audio", "europeana-dead-links",
            REDIRECT_FAULTS),
+    _route(r"/inaturalist/v1/observations", "inat_api", "inat-api", "inat-api", API_FAULTS),
+    _route(r"/inaturalist/sounds/(\d+)\.[a-z0-9]+", "inat_file", "inat-audio", "inat-audio", AUDIO_FAULTS),
     _route(r"/wikipedia/([a-z-]+)/w/api\.php", "wiki_api", "wiki", "wiki-api", API_FAULTS | {"maxlag"}),
     _route(r"/wikidata/w/api\.php", "wikidata_api", "wikidata", "wikidata-api", API_FAULTS | {"maxlag"}),
-    _route(r"/(?:xeno-canto/\d+|tierstimmenarchiv/webinterface/.+|europeana/item/.+|wikipedia/[a-z-]+/wiki/.+)",
+    _route(r"/(?:xeno-canto/\d+|tierstimmenarchiv/webinterface/.+|europeana/item/.+|wikipedia/[a-z-]+/wiki/.+"
+           r"|inaturalist/observations/\d+)",
            "landing", None, "landing"),
     _route(r"/", "index", None, "landing"),
 )  # fmt: skip
@@ -206,7 +209,7 @@ class Request:
 
 
 class Services:
-    """The three archives' answers, built from the archive and the audio cache."""
+    """The services' answers, built from the archive and the audio cache."""
 
     def __init__(self, config: SandboxConfig, archive: Archive, audio: AudioCache, counters: Counters):
         self.config = config
@@ -276,6 +279,21 @@ class Services:
         status = HTTPStatus(item.dead_link)
         return html_response(status.value, f"{status.value} {status.phrase}")
 
+    # -- iNaturalist --------------------------------------------------------------------------
+    def inat_api(self, request: Request) -> Response:
+        if request.last.get("updated_since"):
+            self.counters.add("inat-incremental")
+        status, body = inaturalist.observations(
+            self.archive, request.last, base=self.base, per_page_max=self.config.inat_per_page_max
+        )
+        return json_response(status, body)
+
+    def inat_file(self, request: Request) -> Response:
+        sound = self.archive.inat_sound(int(request.match[1]))
+        if sound is None or sound.audio is None:
+            return not_found()
+        return self._audio(sound.audio, request)
+
     # -- Wikipedia ----------------------------------------------------------------------------
     def wiki_api(self, request: Request) -> Response:
         params = request.last
@@ -296,7 +314,8 @@ class Services:
             200,
             "birdgrab sandbox archive",
             "xeno-canto: /xeno-canto/api/3/recordings; Europeana: /europeana/record/v2/search.json; "
-            "Wikipedia: /wikipedia/{lang}/w/api.php; Wikidata: /wikidata/w/api.php; control: /_sandbox/stats.",
+            "iNaturalist: /inaturalist/v1/observations; Wikipedia: /wikipedia/{lang}/w/api.php; "
+            "Wikidata: /wikidata/w/api.php; control: /_sandbox/stats.",
         )
 
     def landing(self, request: Request) -> Response:

@@ -324,6 +324,7 @@ class Sandbox:
         return {
             "BIRDGRAB_XC_API": f"{base}/xeno-canto/api/3/recordings",
             "BIRDGRAB_EUROPEANA_API": f"{base}/europeana/record/v2/search.json",
+            "BIRDGRAB_INATURALIST_API": f"{base}/inaturalist/v1/observations",
             "BIRDGRAB_WIKIPEDIA_API": f"{base}/wikipedia/{{lang}}/w/api.php",
             "BIRDGRAB_WIKIDATA_API": f"{base}/wikidata/w/api.php",
             "BIRDGRAB_XC_KEY": self.config.xc_key,
@@ -365,10 +366,17 @@ class Sandbox:
             self._services.page_sizes[service] = PageSize(records, counted_as_asked)
 
     # -- the archive ------------------------------------------------------------------------------
-    def grow(self, recordings: int = 0, species: int = 0) -> list[str]:
-        """Upload new recordings "today" (and new species, with Wikipedia articles); returns their keys."""
+    def grow(self, recordings: int = 0, species: int = 0, inat_observations: int = 0) -> list[str]:
+        """Upload new recordings "today" (and new species, with Wikipedia articles; and new iNaturalist
+        observations of known birds, one sound each); returns their keys."""
         with self._changes:
-            return catalogue.grow(self.archive, self.config, recordings=recordings, species=species)
+            return catalogue.grow(
+                self.archive,
+                self.config,
+                recordings=recordings,
+                species=species,
+                inat_observations=inat_observations,
+            )
 
     def remove(self, keys: list[str]) -> list[str]:
         """Make recordings vanish upstream (`xc:<id>`, `europeana:<id>`); returns the keys that existed."""
@@ -394,6 +402,7 @@ class Sandbox:
             "species": {name: dataclasses.asdict(s) for name, s in self.archive.species.items()},
             "xc_recordings": len(self.archive.xc),
             "europeana_items": len(self.archive.europeana),
+            "inaturalist_observations": len(self.archive.inaturalist),
         }
 
     def _control(self, method: str, path: str, raw: bytes) -> Response:
@@ -405,7 +414,11 @@ class Sandbox:
             ("PUT", "faults"): lambda data: self.set_faults(FaultRule.from_json(rule) for rule in data),
             ("PUT", "latency"): lambda data: self.set_latency(str(data["target"]), float(data["seconds"])),
             ("POST", "grow"): lambda data: {
-                "added": self.grow(int(data.get("recordings", 0)), int(data.get("species", 0)))
+                "added": self.grow(
+                    int(data.get("recordings", 0)),
+                    int(data.get("species", 0)),
+                    int(data.get("inat_observations", 0)),
+                )
             },
             ("POST", "remove"): lambda data: {"removed": self.remove([str(key) for key in data["keys"]])},
             ("GET", "archive"): lambda _: self.describe(),

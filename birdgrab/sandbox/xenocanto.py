@@ -1,6 +1,6 @@
 """xeno-canto API v3 as the sandbox serves it: tag queries, paging, and the two error shapes.
 
-See shared/api/xeno-canto-v3.md. Every field is a string except where the real service differs
+See docs/archives.md. Every field is a string except where the real service differs
 (`page`, `numPages`, `also`, `sono`, `osci`, `annotation-set`), and `numPages` always counts one
 page too many, so clients must stop on an empty page.
 """
@@ -211,7 +211,7 @@ def _reject_untagged(between_tags: str) -> None:
 
 
 def recording_json(r: XcRecording, base: str) -> dict[str, Any]:
-    """One record, keys in the order and types of shared/api/xeno-canto-v3-page.json."""
+    """One record, keys in the order and types of tests/fixtures/api/xeno-canto-v3-page.json."""
     if r.protocol_relative:  # older payloads: `//host/...`
         base = base.split(":", 1)[1]
     lic = r.licence_url.split(":", 1)[1] if r.protocol_relative else r.licence_url

@@ -13,15 +13,24 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import SecretStr
 
 from birdgrab.errors import UsageError
-from birdgrab.settings import ArchiveAccess, ServicePolicy, Settings, check_url, tune_policy
+from birdgrab.http_client import CheckPayload, DescribeError, ServiceClient
+from birdgrab.settings import (
+    ArchiveAccess,
+    MediaBudget,
+    ServicePolicy,
+    Settings,
+    check_url,
+    float_env,
+    tune_policy,
+)
 
 if TYPE_CHECKING:
     from birdgrab.models import Recording
@@ -91,6 +100,8 @@ class Archive(ABC):
     key_help: ClassVar[str] = ""  # how to get a key, said whenever one is missing or rejected
     tuning_prefix: ClassVar[str]  # BIRDGRAB_<prefix>_{RATE,CONCURRENCY,TIMEOUT}
     policy: ClassVar[ServicePolicy]
+    # Media bytes the archive lets one client take; BIRDGRAB_<prefix>_MEDIA_GB_PER_{HOUR,DAY} change it.
+    media_budget: ClassVar[MediaBudget] = MediaBudget()
     default_on: ClassVar[bool] = True  # catalogued without --source when its key is configured
     names_classes: ClassVar[bool] = False  # a merged species takes the name this archive uses
     preference: ClassVar[int] = 100  # lower wins when one recording is in two archives
@@ -118,10 +129,16 @@ class Archive(ABC):
     def load_access(self, env: dict[str, str]) -> ArchiveAccess:
         """Endpoint, key and tuned policy from the environment (the key is not yet registered as a secret)."""
         key = env.get(self.key_variable) if self.key_variable else None
+        hour = float_env(env, f"BIRDGRAB_{self.tuning_prefix}_MEDIA_GB_PER_HOUR")
+        day = float_env(env, f"BIRDGRAB_{self.tuning_prefix}_MEDIA_GB_PER_DAY")
         return ArchiveAccess(
             api=check_url(self.api_variable, env.get(self.api_variable) or self.default_api),
             key=SecretStr(key) if key else None,
             policy=tune_policy(self.policy, env, self.tuning_prefix),
+            media_budget=MediaBudget(
+                gb_per_hour=hour if hour is not None else self.media_budget.gb_per_hour,
+                gb_per_day=day if day is not None else self.media_budget.gb_per_day,
+            ),
         )
 
     def access(self, settings: Settings) -> ArchiveAccess:
@@ -181,3 +198,45 @@ class Archive(ABC):
     def credit(self) -> str:
         """'xeno-canto (https://xeno-canto.org)', for ATTRIBUTION.md."""
         return f"{self.title} ({self.home_url})"
+
+
+class ArchiveClient:
+    """An open connection to one archive's API: its endpoint, its key (when it needs one) and a
+    `ServiceClient` with its politeness policy. Use as an async context manager."""
+
+    def __init__(
+        self,
+        archive: Archive,
+        settings: Settings,
+        *,
+        describe_error: DescribeError,
+        check_payload: CheckPayload,
+    ):
+        self._api = archive.access(settings).api
+        self._key = archive.api_key(settings)
+        self.client = ServiceClient(
+            archive.policy_in(settings), settings, describe_error=describe_error, check_payload=check_payload
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.client.aclose()
+
+    async def list_each(
+        self,
+        queries: list[str],
+        batch: CatalogBatch,
+        tally: RequestTally,
+        search: Callable[[str, CatalogBatch], Awaitable[object]],
+    ) -> CatalogBatch:
+        """Each query listed into `batch` by `search`, then the client closed; the requests it made
+        are counted in `tally` even when a listing fails."""
+        async with self:
+            try:
+                for query in queries:
+                    await search(query, batch)
+                return batch
+            finally:
+                tally.add(self.client.requests_made)

@@ -15,13 +15,13 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from birdgrab.errors import ServiceError
-from birdgrab.http_client import ServiceClient, gather_failfast
+from birdgrab.http_client import gather_failfast
 from birdgrab.licences import licence_name
 from birdgrab.models import Recording, SkippedItem
 from birdgrab.names import NameError_, parse_title
 from birdgrab.settings import ServicePolicy, Settings
 from birdgrab.sources import CatalogBatch, absolute_url, clean_text, count_field, recording_key
-from birdgrab.sources.archive import Archive, ListingRequest, QueryOption, RequestTally
+from birdgrab.sources.archive import Archive, ArchiveClient, ListingRequest, QueryOption, RequestTally
 
 log = logging.getLogger(__name__)
 
@@ -187,22 +187,13 @@ def check_payload(body: Any, headers: object) -> None:
         raise ServiceError("Europeana", f"the search failed: {clean_text(message) or 'unknown error'}")
 
 
-class Europeana:
+class Europeana(ArchiveClient):
     """Client for the Europeana Search and Record APIs."""
 
     def __init__(self, settings: Settings):
-        archive = EuropeanaArchive()
-        self._key = archive.api_key(settings)
-        self._api = archive.access(settings).api
-        self.client = ServiceClient(
-            archive.policy_in(settings), settings, describe_error=describe_error, check_payload=check_payload
+        super().__init__(
+            EuropeanaArchive(), settings, describe_error=describe_error, check_payload=check_payload
         )
-
-    async def __aenter__(self) -> Europeana:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.client.aclose()
 
     def _record_url(self, item_id: str) -> str:
         """`.../record/v2/search.json` -> `.../record/v2/{dataset}/{localid}.json`."""
@@ -352,11 +343,11 @@ class EuropeanaArchive(Archive):
     async def catalog(
         self, settings: Settings, request: ListingRequest, tally: RequestTally, batch: CatalogBatch
     ) -> CatalogBatch:
-        async with Europeana(settings) as europeana:
-            try:
-                batch.agent_names.update(request.agent_names)
-                for query in self.queries(request):
-                    await europeana.search(query, seen_at=request.seen_at, batch=batch)
-                return batch
-            finally:
-                tally.add(europeana.client.requests_made)
+        batch.agent_names.update(request.agent_names)
+        europeana = Europeana(settings)
+        return await europeana.list_each(
+            self.queries(request),
+            batch,
+            tally,
+            lambda query, batch: europeana.search(query, seen_at=request.seen_at, batch=batch),
+        )

@@ -17,6 +17,7 @@ from birdgrab.sources.archive import Archive
 BUILT_IN = (
     "xenocanto:XenoCantoArchive",
     "europeana:EuropeanaArchive",
+    "inaturalist:INaturalistArchive",
 )
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from birdgrab.errors import ServiceError
+from birdgrab.errors import ServiceError, UsageError
 from birdgrab.http_client import ServiceClient, TransientError, gather_failfast, parse_retry_after
 from birdgrab.models import WikiArticle
 from birdgrab.settings import Settings
@@ -31,6 +31,12 @@ MAX_CONTINUATIONS = 20
 # MediaWiki error codes that mean "try again later", not "your request is wrong".
 _TRANSIENT_CODES = {"maxlag", "ratelimited", "readonly", "internal_api_error_DBQueryError"}
 _GENUS_WORDS = re.compile(r"\b(Gattung|genus|Gattungen)\b", re.I)
+
+
+def check_lang(lang: str) -> None:
+    """A UsageError (exit 2) unless `lang` looks like a Wikipedia language code (de, en, be-tarask)."""
+    if not re.fullmatch(r"[a-z]{2,3}(-[a-z]+)?", lang):
+        raise UsageError(f"--wiki-lang {lang!r} is not a Wikipedia language code (e.g. de, en)")
 
 
 def mediawiki_errors(service: str) -> Callable[[Any, Any], None]:

@@ -1,6 +1,6 @@
 """xeno-canto API v3: tag queries, concurrent paging within the rate limit, every payload quirk.
 
-Quirks handled (shared/api/xeno-canto-v3.md): counts as strings, ""/null coordinates, alt "?",
+Quirks handled (docs/archives.md): counts as strings, ""/null coordinates, alt "?",
 length as m:ss or h:mm:ss, dates with "00" parts, comma-separated types, protocol-relative URLs,
 missing `file` for restricted species, an overcounted last page, two error shapes.
 """
@@ -16,13 +16,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from birdgrab.errors import ServiceError, ServiceUnreachable
-from birdgrab.http_client import ServiceClient, gather_failfast
+from birdgrab.http_client import gather_failfast
 from birdgrab.licences import licence_name
 from birdgrab.models import QUALITIES, Recording, SkippedItem
 from birdgrab.names import NameError_, parse_scientific_name
 from birdgrab.settings import ServicePolicy, Settings
 from birdgrab.sources import CatalogBatch, absolute_url, clean_text, count_field, recording_key, to_float
-from birdgrab.sources.archive import Archive, BirdAnswer, ListingRequest, QueryOption, RequestTally
+from birdgrab.sources.archive import (
+    Archive,
+    ArchiveClient,
+    BirdAnswer,
+    ListingRequest,
+    QueryOption,
+    RequestTally,
+)
 
 log = logging.getLogger(__name__)
 
@@ -213,23 +220,14 @@ def species_query(binomial: str) -> str:
     return f'sp:"{binomial.lower()}"'
 
 
-class XenoCanto:
+class XenoCanto(ArchiveClient):
     """Client for the xeno-canto v3 recordings endpoint."""
 
     def __init__(self, settings: Settings):
-        archive = XenoCantoArchive()
-        self._key = archive.api_key(settings)
-        self._api = archive.access(settings).api
-        self._scheme = urlsplit(self._api).scheme or "https"
-        self.client = ServiceClient(
-            archive.policy_in(settings), settings, describe_error=describe_error, check_payload=check_payload
+        super().__init__(
+            XenoCantoArchive(), settings, describe_error=describe_error, check_payload=check_payload
         )
-
-    async def __aenter__(self) -> XenoCanto:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.client.aclose()
+        self._scheme = urlsplit(self._api).scheme or "https"
 
     async def _page(self, query: str, page: int, per_page: int = PER_PAGE) -> dict[str, Any]:
         params = {"query": query, "page": page, "per_page": per_page, "key": self._key}
@@ -337,13 +335,13 @@ class XenoCantoArchive(Archive):
     async def catalog(
         self, settings: Settings, request: ListingRequest, tally: RequestTally, batch: CatalogBatch
     ) -> CatalogBatch:
-        async with XenoCanto(settings) as xc:
-            try:
-                for query in self.queries(request):
-                    await xc.search(query, seen_at=request.seen_at, since=request.since, batch=batch)
-                return batch
-            finally:
-                tally.add(xc.client.requests_made)
+        xc = XenoCanto(settings)
+        return await xc.list_each(
+            self.queries(request),
+            batch,
+            tally,
+            lambda query, batch: xc.search(query, seen_at=request.seen_at, since=request.since, batch=batch),
+        )
 
     async def check_birds(
         self, settings: Settings, names: list[str], tally: RequestTally
