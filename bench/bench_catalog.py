@@ -22,7 +22,7 @@ import httpx
 
 from bench.harness import SandboxProcess, run_birdgrab
 from birdgrab.sandbox import SandboxConfig
-from birdgrab.sandbox.catalogue import build_archive
+from birdgrab.sandbox.contents import build_archive
 from birdgrab.sources.xenocanto import DEFAULT_QUERY as DEFAULT_XC_QUERY
 from birdgrab.store import RecordingStore
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from birdgrab.dataset.cutting import ChunkInfo, cut_recording
 from birdgrab.dataset.options import ChunkOptions, WindowMode
 from birdgrab.dataset.windows import windowing_for
-from birdgrab.sandbox.audio import AudioSpec, planted_calls, render, voice_for
+from birdgrab.sandbox.synth import AudioSpec, planted_calls, render, voice_for
 
 SPECIES = [
     "Turdus philomelos",

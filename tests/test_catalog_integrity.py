@@ -147,7 +147,7 @@ def test_wikidata_down_is_a_failed_item_retried_next_run(birdgrab, sandbox):
 
 
 def test_creators_given_by_reference_are_named_or_credited_to_the_provider(birdgrab, sandbox):
-    from birdgrab.sandbox.europeana import AGENTS, DATA_PROVIDER, UNNAMED_AGENT
+    from birdgrab.sandbox.europeana_api import AGENTS, DATA_PROVIDER, UNNAMED_AGENT
 
     assert birdgrab("catalog", "--source", "europeana").exit_code == 0
     recordings = birdgrab.catalogue()["recordings"]

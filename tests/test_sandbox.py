@@ -28,8 +28,8 @@ import pytest
 import soundfile as sf
 
 from birdgrab.sandbox import FaultRule, Sandbox, SandboxConfig
-from birdgrab.sandbox.archive import XcRecording
-from birdgrab.sandbox.europeana import decode_cursor, encode_cursor, media_url
+from birdgrab.sandbox.europeana_api import decode_cursor, encode_cursor, media_url
+from birdgrab.sandbox.holdings import XcRecording
 
 FIXTURES = Path(__file__).parent / "fixtures" / "api"
 XC = "/xeno-canto/api/3/recordings"

@@ -13,7 +13,7 @@ from birdgrab.dataset.events import EventDetector
 from birdgrab.dataset.options import ChunkOptions
 from birdgrab.dataset.windows import clock_windows, windowing_for
 from birdgrab.decoders import mono_blocks, open_decoder
-from birdgrab.sandbox.audio import AudioSpec, planted_calls, render, voice_for
+from birdgrab.sandbox.synth import AudioSpec, planted_calls, render, voice_for
 
 RATE = 32000
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from birdgrab.sandbox import europeana, inaturalist, mediawiki, wikidata, xenocanto
-from birdgrab.sandbox.archive import Archive
-from birdgrab.sandbox.audio import AudioCache, AudioFile, AudioSpec
+from birdgrab.sandbox import europeana_api, inaturalist_api, mediawiki_api, wikidata_api, xeno_canto_api
 from birdgrab.sandbox.config import PageSize, SandboxConfig
+from birdgrab.sandbox.holdings import Archive
+from birdgrab.sandbox.synth import AudioCache, AudioFile, AudioSpec
 
 JSON_TYPE = "application/json; charset=utf-8"
 HTML_TYPE = "text/html; charset=utf-8"
@@ -217,7 +217,7 @@ class Services:
         self.audio = audio
         self.counters = counters
         self.base = ""  # "http://host:port", set once the server listens
-        self.wikidata = wikidata.WikidataIndex()
+        self.wikidata = wikidata_api.WikidataIndex()
         self.page_sizes: dict[str, PageSize] = {}  # "xeno-canto", "europeana": the server decides
 
     def answer(self, route: Route, request: Request) -> Response:
@@ -225,7 +225,7 @@ class Services:
 
     # -- xeno-canto ---------------------------------------------------------------------------
     def xc_api(self, request: Request) -> Response:
-        status, body = xenocanto.recordings(
+        status, body = xeno_canto_api.recordings(
             self.archive,
             request.last,
             key=self.config.xc_key,
@@ -240,7 +240,7 @@ class Services:
         record = self.archive.xc.get(int(request.match[1]))
         if record is None or record.audio is None or not record.file_name:
             return not_found()
-        return Response(302, headers={"Location": self.base + xenocanto.download_path(record)})
+        return Response(302, headers={"Location": self.base + xeno_canto_api.download_path(record)})
 
     def xc_file(self, request: Request) -> Response:
         record = self.archive.xc_file(unquote(request.match[1]), unquote(request.match[2]))
@@ -250,7 +250,7 @@ class Services:
 
     # -- Europeana ----------------------------------------------------------------------------
     def europeana_search(self, request: Request) -> Response:
-        status, body = europeana.search(
+        status, body = europeana_api.search(
             self.archive,
             request.multi,
             key=self.config.europeana_key,
@@ -262,7 +262,7 @@ class Services:
 
     def europeana_record(self, request: Request) -> Response:
         item_id = unquote(request.match[1])
-        status, body = europeana.record(
+        status, body = europeana_api.record(
             self.archive, item_id, request.multi, key=self.config.europeana_key, base=self.base
         )
         return json_response(status, body)
@@ -283,7 +283,7 @@ class Services:
     def inat_api(self, request: Request) -> Response:
         if request.last.get("updated_since"):
             self.counters.add("inat-incremental")
-        status, body = inaturalist.observations(
+        status, body = inaturalist_api.observations(
             self.archive, request.last, base=self.base, per_page_max=self.config.inat_per_page_max
         )
         return json_response(status, body)
@@ -300,7 +300,7 @@ class Services:
         self.counters.add("wiki-titles", len(params["titles"].split("|")) if params.get("titles") else 0)
         lang = request.match[1]
         pages = self.archive.wiki.get(lang, {})
-        return json_response(200, mediawiki.query(pages, lang, params, self.base))
+        return json_response(200, mediawiki_api.query(pages, lang, params, self.base))
 
     def wikidata_api(self, request: Request) -> Response:
         params = request.last

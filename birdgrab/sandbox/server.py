@@ -27,8 +27,7 @@ from urllib.parse import SplitResult, parse_qsl, urlsplit
 import numpy as np
 
 from birdgrab.files import atomic_write_bytes
-from birdgrab.sandbox import catalogue, mediawiki
-from birdgrab.sandbox.audio import AudioCache, AudioFile, default_cache_dir
+from birdgrab.sandbox import contents, mediawiki_api
 from birdgrab.sandbox.config import PageSize, SandboxConfig
 from birdgrab.sandbox.faults import Decision, FaultPlan, FaultRule
 from birdgrab.sandbox.routes import (
@@ -42,6 +41,7 @@ from birdgrab.sandbox.routes import (
     not_found,
     resolve,
 )
+from birdgrab.sandbox.synth import AudioCache, AudioFile, default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def _refusal(rule: FaultRule) -> Response:
     """The answer a refusing fault gives: 429/500/503 pages, or MediaWiki's maxlag error (HTTP 200)."""
     retry_after = {"Retry-After": f"{rule.retry_after:g}"}
     if rule.kind == "maxlag":
-        return json_response(200, mediawiki.MAXLAG_ERROR, retry_after)
+        return json_response(200, mediawiki_api.MAXLAG_ERROR, retry_after)
     status = HTTPStatus(int(rule.kind))
     response = html_response(status.value, f"{status.value} {status.phrase}")
     if status.value in (429, 503):
@@ -268,7 +268,7 @@ class Sandbox:
 
     def __init__(self, config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0):
         self.config = config or SandboxConfig()
-        self.archive = catalogue.build_archive(self.config)
+        self.archive = contents.build_archive(self.config)
         self._audio = AudioCache(self.config.data_dir or default_cache_dir())
         self._counters = Counters()
         self._faults = FaultPlan(self.config.seed)
@@ -370,7 +370,7 @@ class Sandbox:
         """Upload new recordings "today" (and new species, with Wikipedia articles; and new iNaturalist
         observations of known birds, one sound each); returns their keys."""
         with self._changes:
-            return catalogue.grow(
+            return contents.grow(
                 self.archive,
                 self.config,
                 recordings=recordings,
@@ -386,7 +386,7 @@ class Sandbox:
     def upload(self, audio: AudioFile, species: str) -> str:
         """Serve a real file as a new xeno-canto recording of `species`; returns its key (`xc:<id>`)."""
         with self._changes:
-            return catalogue.upload(self.archive, self.config, audio, species)
+            return contents.upload(self.archive, self.config, audio, species)
 
     def audio_path(self, key: str) -> Path:
         """The rendered file of a recording (rendering it now if needed)."""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from birdgrab.sandbox.archive import Archive, InatObservation, InatSound
+from birdgrab.sandbox.holdings import Archive, InatObservation, InatSound
 
 Answer = tuple[int, dict[str, Any]]
 Predicate = Callable[[InatObservation], bool]

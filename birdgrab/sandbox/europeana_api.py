@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from birdgrab.sandbox.archive import Archive, EuropeanaItem
 from birdgrab.sandbox.config import PageSize
+from birdgrab.sandbox.holdings import Archive, EuropeanaItem
 
 Answer = tuple[int, dict[str, Any]]
 Params = Mapping[str, Sequence[str]]

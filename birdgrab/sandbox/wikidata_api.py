@@ -14,8 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from birdgrab.sandbox.archive import Archive, Species
-from birdgrab.sandbox.catalogue import stable_number, wikidata_id
+from birdgrab.sandbox.contents import stable_number, wikidata_id
+from birdgrab.sandbox.holdings import Archive, Species
 
 MAX_VALUES = 50
 TAXON = "Q16521"

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from birdgrab.sandbox.archive import WikiPage
+from birdgrab.sandbox.holdings import WikiPage
 
 MAX_TITLES = 50
 MAX_EXTRACTS = 20  # with exintro; whole-article extracts come one a request

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
 
-from birdgrab.sandbox.audio import AudioFile, AudioSpec
+from birdgrab.sandbox.synth import AudioFile, AudioSpec
 
 WikiStatus = Literal["article", "genus", "section", "disambiguation", "missing"]
 

@@ -14,8 +14,8 @@ from datetime import date, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from birdgrab.sandbox.archive import Archive, GeneratedXc, XcRecording
 from birdgrab.sandbox.config import PageSize
+from birdgrab.sandbox.holdings import Archive, GeneratedXc, XcRecording
 
 Predicate = Callable[[XcRecording], bool]
 Answer = tuple[int, dict[str, Any]]

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from birdgrab.sandbox.archive import (
+from birdgrab.sandbox.config import SandboxConfig
+from birdgrab.sandbox.europeana_api import UNNAMED_AGENT
+from birdgrab.sandbox.holdings import (
     XC_LICENCES,
     Archive,
     EuropeanaItem,
@@ -27,9 +29,7 @@ from birdgrab.sandbox.archive import (
     WikiStatus,
     XcRecording,
 )
-from birdgrab.sandbox.audio import SAMPLE_RATES, AudioFile, AudioFormat, AudioSpec, voice_for
-from birdgrab.sandbox.config import SandboxConfig
-from birdgrab.sandbox.europeana import UNNAMED_AGENT
+from birdgrab.sandbox.synth import SAMPLE_RATES, AudioFile, AudioFormat, AudioSpec, voice_for
 
 FIRST_XC_ID = 400_000
 # Bulk (generated) records: ids far above every stored one, uploaded long before any `grow`.
