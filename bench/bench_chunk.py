@@ -1,5 +1,7 @@
-"""Benchmark of the audio core: chunking speed against ffmpeg, peak memory on an hour of audio, and
-what a soundfile-based loader (what librosa.load does) loses on VBR mp3s without a Xing header.
+"""Benchmark of the audio core: chunking speed against ffmpeg, peak memory on an hour of audio,
+what a soundfile-based loader (what librosa.load does) loses on VBR mp3s without a Xing header, and
+the decoder choice: which candidate reads the real-encoder corpus (tests/fixtures/audio) to
+FFmpeg's sample count, and how fast each decodes a plain mp3.
 
 Run with `python -m bench.bench_chunk` from the repository root; `run()` returns the report lines.
 """
@@ -19,6 +21,7 @@ import soundfile as sf
 import soxr
 
 from birdgrab.dataset.cutting import chunk_recording
+from birdgrab.decoders import decode_blocks
 from tests.audio_fixtures import (
     bird_song,
     chunk_in_child,
@@ -27,6 +30,7 @@ from tests.audio_fixtures import (
     write_long_wav,
     write_vbr_mp3_without_xing,
 )
+from tests.real_audio import corpus
 
 RECORDINGS = 100
 RECORDING_S = 60
@@ -157,11 +161,69 @@ def _vbr_correctness(work: Path) -> list[str]:
     return lines
 
 
+def _birdgrab_frames(src: Path) -> tuple[int, int]:
+    blocks = list(decode_blocks(src))
+    return sum(len(block) for block in blocks), blocks[0].shape[1]
+
+
+def _soundfile_frames(src: Path) -> tuple[int, int]:
+    samples = sf.read(src, dtype="float32", always_2d=True)[0]
+    return samples.shape
+
+
+def _miniaudio_frames(src: Path) -> tuple[int, int]:
+    import miniaudio
+
+    native = miniaudio.get_file_info(str(src))  # decode_file converts to 2 channels at 44.1 kHz unless told
+    decoded = miniaudio.decode_file(
+        str(src), miniaudio.SampleFormat.FLOAT32, nchannels=native.nchannels, sample_rate=native.sample_rate
+    )
+    return decoded.num_frames, decoded.nchannels
+
+
+def _decoder_choice(work: Path) -> list[str]:
+    """Kinds of the real-encoder corpus each candidate decodes to FFmpeg's count (within 1 ms), and
+    decode-only wall time on the 60 s stereo mp3 of the speed run (best of 5)."""
+    candidates: dict[str, Callable[[Path], tuple[int, int]]] = {
+        "PyAV (birdgrab)": _birdgrab_frames,
+        "soundfile": _soundfile_frames,
+        "miniaudio": _miniaudio_frames,
+    }
+    kinds = corpus()
+    folder = work / "corpus"
+    folder.mkdir()
+    lines = [f"decoders on the real-encoder corpus ({len(kinds)} kinds) and on one 60 s stereo mp3:"]
+    mp3 = work / "rec000.mp3"
+    for name, decode in candidates.items():
+        try:
+            decode(mp3)
+        except ImportError:
+            lines.append(f"  {name:16s} not installed: skipped")
+            continue
+        right = 0
+        for kind in kinds.values():
+            try:
+                # Named with the true extension: miniaudio picks its decoder by the name.
+                frames, channels = decode(kind.write(folder, f"{kind.name}.{kind.base.rsplit('.', 1)[1]}"))
+            except Exception:  # every decoder raises its own types; a refusal is a wrong answer
+                continue
+            right += abs(frames - kind.frames) <= kind.sample_rate / 1000 and channels == kind.channels
+        best = min(_wall(decode, mp3) for _ in range(5))
+        lines.append(f"  {name:16s} {right:2d}/{len(kinds)} right, plain mp3 decoded in {best * 1000:.0f} ms")
+    return lines
+
+
+def _wall(job: Callable[[Path], object], src: Path) -> float:
+    start = time.perf_counter()
+    job(src)
+    return time.perf_counter() - start
+
+
 def run() -> list[str]:
     """Run every measurement in a temporary folder and return the report, one line per fact."""
     with tempfile.TemporaryDirectory(prefix="birdgrab-bench-chunk-") as tmp:
         work = Path(tmp)
-        return _speed(work) + _memory(work) + _vbr_correctness(work)
+        return _speed(work) + _decoder_choice(work) + _memory(work) + _vbr_correctness(work)
 
 
 if __name__ == "__main__":

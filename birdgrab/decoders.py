@@ -14,6 +14,7 @@ FFmpeg looks for it (gapless: encoder delay and padding removed).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from collections.abc import Iterator
@@ -80,16 +81,20 @@ class _ByteRange(io.RawIOBase):
         super().close()
 
 
+@contextlib.contextmanager
 def open_container(
     path: Path | str, start: int = 0, end: int | None = None, audio_format: AudioFormat | None = None
-) -> av.container.InputContainer:
-    """Open bytes [start, end) of `path` with FFmpeg's demuxer for `audio_format` (None: FFmpeg sniffs)."""
+) -> Iterator[av.container.InputContainer]:
+    """Bytes [start, end) of `path` opened with FFmpeg's demuxer for `audio_format` (None: FFmpeg sniffs)."""
     path = Path(path)
     demuxer = _DEMUXERS[audio_format] if audio_format else None
     if start == 0 and end is None:
-        return av.open(str(path), format=demuxer)
+        with av.open(str(path), format=demuxer) as container:
+            yield container
+        return
     size = path.stat().st_size if end is None else end
-    return av.open(_ByteRange(path, start, size), format=demuxer)
+    with _ByteRange(path, start, size) as view, av.open(view, format=demuxer) as container:
+        yield container
 
 
 def _frames(container: av.container.InputContainer) -> Iterator[av.AudioFrame]:

@@ -93,8 +93,8 @@ def _before_trailing_tags(data: bytes | mmap.mmap, start: int, end: int) -> int:
         if end - start >= 128 and data[end - 128 : end - 125] == b"TAG":
             end -= 128
         elif end - start >= 32 and data[end - 32 : end - 24] == b"APETAGEX":
-            size, flags = struct.unpack("<I4xI", data[end - 20 : end - 8])[0], data[end - 9] & 0x80
-            end -= size + (32 if flags else 0)
+            size, flags = struct.unpack("<I4xI", data[end - 20 : end - 8])  # size counts the footer only
+            end -= size + (32 if flags & 0x80000000 else 0)
         elif end - start >= 15 and data[end - 9 : end] == b"LYRICS200" and data[end - 15 : end - 9].isdigit():
             end -= int(data[end - 15 : end - 9]) + 15
         elif end - start >= 10 and data[end - 10 : end - 7] == b"3DI":
@@ -203,6 +203,7 @@ def _frame_sync(data: mmap.mmap, start: int, end: int, parse: _FrameParser) -> i
         data, dtype=np.uint8, count=min(end, start + _SYNC_SCAN_BYTES) - start, offset=start
     )
     candidates = np.flatnonzero((window[:-1] == 0xFF) & (window[1:] >= 0xE0)) + start
+    del window  # a view of the mapping: it must be gone before the mapping closes
     return next(
         (int(c) for c in candidates if _confirmed(data, int(c), end, parse, _CONFIRM_AFTER_JUNK)), None
     )
@@ -280,7 +281,7 @@ def _decoded_mpeg_samples(tag: _InfoTag | None, decoded: int, samples_per_frame:
     return decoded - skip - discarded
 
 
-def _mpeg_info(data: mmap.mmap, start: int, end: int, parse: _FrameParser) -> AudioInfo:
+def _mpeg_info(path: Path, data: mmap.mmap, start: int, end: int, parse: _FrameParser) -> AudioInfo:
     first = parse(data[start : start + 6])
     assert first is not None
     tag = _info_tag(data[start : start + first.length], first) if parse is _mpeg_frame else None
@@ -292,16 +293,13 @@ def _mpeg_info(data: mmap.mmap, start: int, end: int, parse: _FrameParser) -> Au
         audio_format = {1: "mp1", 2: "mp2", 3: "mp3"}[first.layer]  # type: ignore[assignment]
     if frames == 0:
         raise AudioError(f"corrupt {audio_format}: no valid frames")
-    samples = _decoded_mpeg_samples(tag, decoded, first.samples)
+    seconds = _decoded_mpeg_samples(tag, decoded, first.samples) / first.sample_rate
+    if audio_format == "aac":
+        # HE-AAC decodes at twice the rate its headers name: FFmpeg knows once it has looked.
+        declared = _container_info(path, "aac", start, end)
+        return dataclasses.replace(declared, duration_s=seconds)
     return AudioInfo(
-        audio_format,
-        samples / first.sample_rate,
-        first.sample_rate,
-        first.channels,
-        # Raw AAC may double its rate (SBR) and declares no delay: only a decode tells.
-        duration_estimated=parse is _adts_frame,
-        audio_start=start,
-        audio_end=end,
+        audio_format, seconds, first.sample_rate, first.channels, audio_start=start, audio_end=end
     )
 
 
@@ -377,7 +375,7 @@ def _counted_samples(path: Path, start: int, end: int) -> int:
     from birdgrab.decoders import open_container  # PyAV loads only for the files that need it
 
     try:
-        with open_container(path, start, end) as container:
+        with open_container(path, start, end, "flac") as container:
             stream = container.streams.audio[0]
             return sum(packet.duration or 0 for packet in container.demux(stream))
     except Exception as exc:  # PyAV raises its own error types for every kind of bad data
@@ -398,12 +396,14 @@ def _ogg_info(path: Path) -> AudioInfo:
     return AudioInfo("ogg", float(tagged.info.length), rate, int(tagged.info.channels))
 
 
-def _container_info(path: Path, audio_format: AudioFormat) -> AudioInfo:
+def _container_info(
+    path: Path, audio_format: AudioFormat, start: int = 0, end: int | None = None
+) -> AudioInfo:
     """Rate, channels and the container's declared length (an estimate: AAC's padding is decoded too)."""
     from birdgrab.decoders import open_container
 
     try:
-        with open_container(path) as container:
+        with open_container(path, start, end, audio_format) as container:
             if not container.streams.audio:
                 raise AudioError(f"not audio: {audio_format} file without an audio track")
             stream = container.streams.audio[0]
@@ -419,7 +419,9 @@ def _container_info(path: Path, audio_format: AudioFormat) -> AudioInfo:
         raise AudioError(f"corrupt {audio_format}: unreadable header ({exc})") from exc
     if not rate or not channels:
         raise AudioError(f"corrupt {audio_format}: header says {rate} Hz, {channels} channels")
-    return AudioInfo(audio_format, duration, rate, channels, duration_estimated=True)
+    return AudioInfo(
+        audio_format, duration, rate, channels, duration_estimated=True, audio_start=start, audio_end=end
+    )
 
 
 # --------------------------------------------------------------------------- sniffing
@@ -468,7 +470,7 @@ def _probe_bytes(path: Path, data: mmap.mmap) -> AudioInfo:
     for parse in (_mpeg_frame, _adts_frame):
         first = _frame_sync(data, start, end, parse)
         if first is not None:
-            return _mpeg_info(data, first, end, parse)
+            return _mpeg_info(path, data, first, end, parse)
     if start:
         raise AudioError("corrupt mp3: no valid frames")  # an ID3 tag announces MPEG audio
     raise AudioError(_not_audio_reason(data[:512]))
