@@ -164,6 +164,7 @@ async def run_refresh(
         chunk_report = run_chunk(folder, cache, out, options.chunk, on_chunk_progress)
         report.chunks_written = chunk_report.chunks_written
         report.failures += [f"{key}: {reason}" for key, reason in sorted(chunk_report.failed.items())]
+        report.rejected += len(chunk_report.rejected)
         report.stopped = chunk_report.stopped
 
     report.duration_s = time.monotonic() - started

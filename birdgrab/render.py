@@ -105,7 +105,7 @@ def chunk_table(report) -> Table:
         ("near-duplicates chunked once", report.near_duplicates),
         ("not downloaded (yet)", report.not_downloaded),
     ]
-    return _counts_table("chunk", rows, report.failed)
+    return _counts_table("chunk", rows, report.failed, report.rejected)
 
 
 def print_stats(stats: Stats, out: Console) -> None:

@@ -25,7 +25,7 @@ COMMON=(--manifests "$DEMO/manifests" --cache "$DEMO/cache" --out "$DEMO/dataset
 # iNaturalist is opt-in: name all three archives.
 run catalog "${COMMON[@]}" --source xeno-canto --source europeana --source inaturalist
 run filter "${COMMON[@]}" --min-files 3
-run fetch "${COMMON[@]}" --windows events
+run fetch "${COMMON[@]}" --windows events --max-chunks-per-recording 30
 run stats "${COMMON[@]}"
 run export --manifests "$DEMO/manifests" --dataset "$DEMO/dataset" --out "$DEMO/export"
 run report --manifests "$DEMO/manifests" --dataset "$DEMO/dataset"

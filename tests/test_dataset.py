@@ -300,20 +300,28 @@ def test_near_duplicate_on_the_other_archive_is_chunked_once(tmp_path):
     assert state.entries[copy].status == "duplicate" and state.entries[copy].duplicate_of == original
 
 
-def test_corrupt_file_fails_with_a_reason_and_the_rest_goes_on(world):
-    bad = world.add(
-        "Turdus philomelos", "666", None, 44100, "MP3", data=b"<html><body>Error 500</body></html>" * 50
-    )
+def test_undecodable_file_is_rejected_with_a_reason_and_the_rest_goes_on(world):
+    html = b"<html><body>Error 500</body></html>" * 50
+    bad = world.add("Turdus philomelos", "666", None, 44100, "MP3", data=html)
     report = world.chunk()
-    assert bad in report.failed and "HTML" in report.failed[bad]
+    assert bad in report.rejected and "HTML" in report.rejected[bad] and not report.failed  # exit 0
     assert report.recordings == 5 and len(world.metadata()) == 12
     assert not any("xc-666" in name for name in world.wavs())
     # the undecodable file left the cache, rejected: the same bytes are not downloaded again
     entry = DownloadLedger(world.manifests).entries[bad]
     assert entry.status == "rejected" and "does not decode" in entry.reason
-    assert not list(
-        world.cache.glob(f"*/{hashlib.sha256(b'<html><body>Error 500</body></html>' * 50).hexdigest()}*")
-    )
+    assert not list(world.cache.glob(f"*/{hashlib.sha256(html).hexdigest()}*"))
+
+
+def test_cached_file_damaged_on_disk_is_a_failed_download_fetched_again(world):
+    key = next(iter(world.recordings))
+    entry = DownloadLedger(world.manifests).entries[key]
+    cached = world.cache / entry.path
+    cached.write_bytes(b"\0" * cached.stat().st_size)  # same size, other bytes: not what was downloaded
+    report = world.chunk()
+    assert key in report.failed and "next fetch downloads it again" in report.failed[key]
+    entry = DownloadLedger(world.manifests).entries[key]
+    assert entry.status == "failed" and "damaged" in entry.reason and not cached.exists()
 
 
 def test_europeana_ids_become_safe_unique_file_names():

@@ -54,7 +54,7 @@ def _held(call: tuple[float, float], chunk) -> bool:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_detector_finds_every_planted_call_and_little_else(tmp_path, seed):
-    src, spec = _recording(tmp_path, seed)
+    src, spec = _recording(tmp_path, seed, seconds=30.0)
     detector = EventDetector(RATE)
     decoder = open_decoder(src)
     for block in mono_blocks(decoder, RATE):
@@ -66,7 +66,7 @@ def test_the_detector_finds_every_planted_call_and_little_else(tmp_path, seed):
 
 
 def test_event_windows_hold_the_calls_and_leave_field_noise_out(tmp_path):
-    src, spec = _recording(tmp_path, 4, seconds=90.0, activity=0.25)
+    src, spec = _recording(tmp_path, 4, seconds=60.0, activity=0.25)
     chunks, result = _cut(tmp_path, src, windows="events")
     calls = planted_calls(spec)
     assert all(any(_held(c, chunk) for chunk in chunks) for c in calls)  # every call in a window
@@ -87,7 +87,7 @@ def test_a_recording_of_field_noise_alone_gives_no_window_but_a_noise_chunk(tmp_
 
 
 def test_the_cap_keeps_a_recordings_most_active_windows(tmp_path):
-    src, _ = _recording(tmp_path, 6, seconds=90.0, activity=0.8)
+    src, _ = _recording(tmp_path, 6, seconds=60.0, activity=0.8)
     every, _ = _cut(tmp_path, src, windows="events")
     capped, result = _cut(tmp_path, src, windows="events", max_chunks_per_recording=2)
     best = sorted(every, key=lambda c: (-c.activity_s, c.index))[:2]

@@ -98,9 +98,23 @@ def run(
     raise typer.Exit(code)
 
 
-def finish(event: str, summary: str, facts: dict[str, Any], failures: Iterable[tuple[str, str]] = ()) -> None:
-    """Log a report's summary line (`facts` go to the JSON log) and one warning per failed item."""
+def finish(
+    event: str,
+    summary: str,
+    facts: dict[str, Any],
+    failures: Iterable[tuple[str, str]] = (),
+    rejections: Iterable[tuple[str, str]] = (),
+) -> None:
+    """Log a report's summary line (`facts` go to the JSON log), one line per rejected item (listed,
+    not a failure: the same bytes would be rejected again) and one warning per failed item."""
     log.info("%s", summary, extra={"event": f"{event}.done", **facts})
+    for key, reason in rejections:
+        log.info(
+            "rejected: %s: %s",
+            key,
+            reason,
+            extra={"event": f"{event}.rejected", "key": key, "reason": reason},
+        )
     for key, reason in failures:
         log.warning(
             "failed: %s: %s", key, reason, extra={"event": f"{event}.failed", "key": key, "reason": reason}
@@ -145,7 +159,13 @@ def _chunk_and_report(
         report = run_chunk(manifests, cache, out, options, on_progress)
     if rich_output:
         render.console().print(render.chunk_table(report))
-    finish("chunk", report.summary(), report.facts(), sorted(report.failed.items()))
+    finish(
+        "chunk",
+        report.summary(),
+        report.facts(),
+        sorted(report.failed.items()),
+        sorted(report.rejected.items()),
+    )
     if report.stopped:
         log.error("%s", report.stopped, extra={"event": "chunk.stopped"})
     return 1 if report.failed or report.stopped else 0
@@ -204,15 +224,13 @@ def fetch(common: Common, chunking: ChunkArgs, fetching: FetchArgs) -> None:
             )
         if rich_output:
             render.console().print(render.fetch_table(report))
-        finish("fetch", report.summary(), report.facts(), sorted(report.failed.items()))
-        # Listed, but not a failure: the same bytes would be rejected again (exit 0).
-        for key, reason in sorted(report.rejected.items()):
-            log.info(
-                "rejected: %s: %s",
-                key,
-                reason,
-                extra={"event": "fetch.rejected", "key": key, "reason": reason},
-            )
+        finish(
+            "fetch",
+            report.summary(),
+            report.facts(),
+            sorted(report.failed.items()),
+            sorted(report.rejected.items()),
+        )
         if report.stopped:
             log.error("%s", report.stopped, extra={"event": "fetch.stopped"})
             return 1

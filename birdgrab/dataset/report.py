@@ -28,6 +28,7 @@ class ChunkReport:
     not_downloaded: int = 0
     classes: int = 0
     failed: dict[str, str] = field(default_factory=dict)
+    rejected: dict[str, str] = field(default_factory=dict)  # cached files found unusable: not failures
     stopped: str | None = None
 
     @property
@@ -53,7 +54,7 @@ class ChunkReport:
             f"chunk: {self.recordings} recordings ({self.built} rebuilt, {self.unchanged} unchanged, "
             f"{self.removed} removed), {self.chunks_written} chunks written, {self.chunks_total} in the dataset, "
             f"{self.classes} classes; windows not written: {self.dropped_summary()}; "
-            f"{self.near_duplicates} near-duplicates; {len(self.failed)} failed"
+            f"{self.near_duplicates} near-duplicates; {len(self.rejected)} rejected, {len(self.failed)} failed"
         )
 
     def facts(self) -> dict[str, object]:

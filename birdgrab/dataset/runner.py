@@ -171,10 +171,14 @@ class ChunkRunner:
         if isinstance(result, ChunkFailure):
             remove_chunks(self.out, previous)
             reason = result.reason
+            listing = self.report.failed
             if result.bad_source:
-                reason += f" ({self.cache.evict(self.downloads, key, reason)})"
+                eviction = self.cache.evict(self.downloads, key, reason)
+                reason += f" ({eviction.note})"
                 self._evicted = True
-            self.report.failed[key] = reason
+                if eviction.rejected:  # the file's own bytes: listed, not a failure (exit 0)
+                    listing = self.report.rejected
+            listing[key] = reason
             self.ledger.record(
                 ChunkedRecording(
                     key=key,

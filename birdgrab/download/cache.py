@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from birdgrab import manifests
@@ -19,6 +20,14 @@ from birdgrab.files import TEMP_SUFFIX
 from birdgrab.models import DownloadEntry
 
 PARTIAL_DIR = ".partial"
+
+
+@dataclass(frozen=True)
+class Eviction:
+    """What became of a cached file that does not decode."""
+
+    rejected: bool  # its bytes are unusable: not a failure, and not downloaded again while unchanged
+    note: str  # what happens next, for the person reading the report
 
 
 class Cache:
@@ -71,9 +80,8 @@ class Cache:
             entry = ledger.entries.get(entry.duplicate_of)
         return self.file_of(entry) is not None
 
-    def evict(self, ledger: DownloadLedger, key: str, reason: str) -> str:
-        """Take a cached file that does not decode out of the cache and record why; returns what
-        happens next, for the person reading the failure.
+    def evict(self, ledger: DownloadLedger, key: str, reason: str) -> Eviction:
+        """Take a cached file that does not decode out of the cache and record why.
 
         A verified download can still fail to decode (a bad file can pass the header check). If
         the cached bytes are still the ones downloaded (same sha256), the file itself is unusable:
@@ -90,7 +98,7 @@ class Cache:
         if not intact:
             damaged = {"status": "failed", "reason": f"cached file damaged: {reason}", "path": None}
             ledger.record(entry.model_copy(update={**damaged, "updated_at": now}))
-            return "removed from the cache: the next fetch downloads it again"
+            return Eviction(rejected=False, note="removed from the cache: the next fetch downloads it again")
         rejected = {
             "status": "rejected",
             "reason": f"does not decode: {reason}",
@@ -101,7 +109,8 @@ class Cache:
         sharing = [e for e in ledger.entries.values() if e.status == "duplicate" and e.duplicate_of == key]
         for duplicate in sharing:
             ledger.record(duplicate.model_copy(update={**rejected, "duplicate_of": None}))
-        return "rejected: not downloaded again unless it changes upstream, or with --retry-rejected"
+        note = "rejected: not downloaded again unless it changes upstream, or with --retry-rejected"
+        return Eviction(rejected=True, note=note)
 
     def free_mb(self) -> float:
         return shutil.disk_usage(self._folder(self.root)).free / 2**20
