@@ -64,6 +64,26 @@ class FileTextFormatter(TextFormatter):
         return f"{stamp} {record.levelname:<7} {super().format(record)}"
 
 
+class ConsoleHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted, not to the stream it was created with.
+
+    A handler that kept the stream of one run would write into a closed stream once that run's
+    stderr is gone (an embedding program or a test runner swapping it), and every later log call,
+    even a library's at import, would print "Logging error" instead.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(
     *, quiet: bool = False, verbose: bool = False, log_format: str = "text", log_file: Path | None = None
 ) -> None:
@@ -77,7 +97,7 @@ def setup_logging(
     for noisy in ("httpx", "httpcore", "hpack", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    console = logging.StreamHandler(sys.stderr)
+    console = ConsoleHandler()
     console.setLevel(level)
     console.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     console.addFilter(RedactingFilter())

@@ -442,3 +442,24 @@ def test_keys_appear_nowhere_in_any_command_output_log_manifest_or_dataset(birdg
     assert list(birdgrab.out.rglob("*.wav")) and log.stat().st_size > 1000
     for secret in (sandbox.config.xc_key, sandbox.config.europeana_key, "wrong-but-secret-777"):
         assert not any(secret in text for text in texts), secret
+
+
+def test_logging_after_a_run_whose_stderr_is_gone_still_works(capfd):
+    """An embedding program (or test runner) may close the stderr a run had; later log calls must not fail."""
+    import io
+    import logging
+    import sys
+
+    from birdgrab.log import setup_logging
+
+    run_stderr = io.StringIO()
+    real_stderr, sys.stderr = sys.stderr, run_stderr
+    try:
+        setup_logging()
+        logging.getLogger("birdgrab").warning("during the run")
+    finally:
+        sys.stderr = real_stderr
+        run_stderr.close()
+    logging.getLogger("matplotlib").warning("after the run")
+    err = capfd.readouterr().err
+    assert "after the run" in err and "Logging error" not in err

@@ -703,11 +703,9 @@ def test_hostile_names_survive_the_wire(tmp_path: Path):
         http.close()
 
 
-def test_bulk_metadata_generates_fast_and_pages_in_500s(tmp_path: Path):
-    started = time.monotonic()
+def test_bulk_metadata_pages_in_500s_without_rendering_audio(tmp_path: Path):
     config = SandboxConfig(data_dir=tmp_path, profile="scale", xc_bulk_recordings=20_000)
     with Sandbox(config) as running, httpx.Client(base_url=running.base_url) as http:
-        assert time.monotonic() - started < 5
         first = xc_page(http, "grp:birds cnt:germany", per_page=500).json()
         assert first["numRecordings"] == "20000" and first["numPages"] == 41
         assert xc_page(http, "grp:birds cnt:germany", per_page=500, page=41).json()["recordings"] == []
