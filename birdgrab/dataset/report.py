@@ -31,14 +31,6 @@ class ChunkReport:
     rejected: dict[str, str] = field(default_factory=dict)  # cached files found unusable: not failures
     stopped: str | None = None
 
-    @property
-    def dropped_silent(self) -> int:
-        return self.dropped["silent"]
-
-    @property
-    def dropped_short(self) -> int:
-        return self.dropped["short"]
-
     def dropped_summary(self) -> str:
         """'340 without a call, 3 short last pieces', or 'none'."""
         parts = [
