@@ -141,11 +141,15 @@ def write_long_wav(path: Path, seconds: int, sample_rate: int = 48000, channels:
             audio.write(pcm)
 
 
+# VmHWM, not getrusage's ru_maxrss: Linux carries the forking parent's high-water mark across
+# fork and exec into ru_maxrss, so a big pytest worker made the child look big (307 MB for 98).
 _CHUNK_IN_CHILD = """
-import resource, sys
+import re, sys
+from pathlib import Path
 from birdgrab.dataset.cutting import chunk_recording
 result = chunk_recording(sys.argv[1], sys.argv[2], "long", gate_db=None)
-print(len(result.chunks), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+status = Path("/proc/self/status").read_text()
+print(len(result.chunks), re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1))
 """
 
 
