@@ -8,7 +8,6 @@ Everything streams in blocks, so memory stays bounded whatever the length of a r
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,36 +24,9 @@ __all__ = [
     "Fingerprint",
     "decode_blocks",
     "pcm_fingerprint",
-    "pcm_sha256",
     "probe",
     "similarity",
 ]
-
-# libsndfile reads int16 sample k as k / 32768, so this scale gives 16-bit sources back exactly.
-_PCM16_SCALE = 32768.0
-
-
-def _to_pcm16(samples: np.ndarray) -> np.ndarray:
-    """Float samples as rounded, clipped int16: the one quantiser behind both chunks and `pcm_sha256`."""
-    scaled = samples * np.float32(_PCM16_SCALE)
-    np.clip(scaled, -_PCM16_SCALE, _PCM16_SCALE - 1, out=scaled)
-    return np.rint(scaled, out=scaled).astype(np.int16)
-
-
-# --------------------------------------------------------------------------- duplicates
-
-
-def pcm_sha256(path: Path | str) -> str:
-    """SHA-256 of the decoded audio as mono 16-bit PCM at the native rate: equal for the same sound in any container.
-
-    A wav and a flac of the same samples hash alike; a lossy re-encode does not (use `pcm_fingerprint`).
-    """
-    digest = hashlib.sha256()
-    decoder = open_decoder(path)
-    for samples in mono_blocks(decoder, decoder.sample_rate):
-        digest.update(_to_pcm16(samples).tobytes())
-    return digest.hexdigest()
-
 
 _FINGERPRINT_RATE = 16000  # birdsong sits at 1-8 kHz, above chromaprint's 11 kHz analysis rate
 _FINGERPRINT_WINDOW = 2048  # 128 ms

@@ -17,7 +17,6 @@ from birdgrab.audio import (
     SAME_RECORDING_SIMILARITY,
     AudioError,
     pcm_fingerprint,
-    pcm_sha256,
     probe,
     similarity,
 )
@@ -328,25 +327,6 @@ def test_fingerprint_matches_the_same_sound_reencoded_and_tells_instances_apart(
         for b in ("mp3", "wav", "flac"):
             assert similarity(prints[f"1.{a}"], prints[f"2.{b}"]) < 0.5, (a, b)
     assert prints["1.wav"].duration_s == pytest.approx(30.0)
-
-
-def test_pcm_sha256_is_equal_for_the_same_samples_in_any_container(tmp_path):
-    # int16 samples: libsndfile rounds float input differently for WAV and FLAC.
-    song, other = ((bird_song(5, 44100, seed=seed) * 32767).astype(np.int16) for seed in (1, 2))
-    write_audio(tmp_path / "a.wav", song, 44100, "WAV", "PCM_16")
-    write_audio(tmp_path / "a.flac", song, 44100, "FLAC", "PCM_16")
-    write_audio(tmp_path / "stereo.flac", np.stack([song, song], axis=1), 44100, "FLAC", "PCM_16")
-    write_audio(tmp_path / "b.wav", other, 44100, "WAV", "PCM_16")
-
-    assert (
-        pcm_sha256(tmp_path / "a.wav")
-        == pcm_sha256(tmp_path / "a.flac")
-        == pcm_sha256(tmp_path / "stereo.flac")
-    )
-    assert pcm_sha256(tmp_path / "a.wav") != pcm_sha256(tmp_path / "b.wav")
-
-
-# --------------------------------------------------------------------------- bounded memory
 
 
 @pytest.mark.slow

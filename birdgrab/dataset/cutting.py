@@ -22,12 +22,19 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from birdgrab.audio import _to_pcm16
 from birdgrab.dataset.windows import Choice, FixedWindows, Window, Windowing, rms_dbfs
 from birdgrab.decoders import mono_blocks, open_decoder
 from birdgrab.files import TEMP_SUFFIX, commit_temp, safe_child
 
+# libsndfile reads int16 sample k as k / 32768, so this scale gives 16-bit sources back exactly.
 _PCM16_SCALE = 32768.0
+
+
+def _to_pcm16(samples: np.ndarray) -> np.ndarray:
+    """Float samples as rounded, clipped int16: the one quantiser behind the spool and the chunks."""
+    scaled = samples * np.float32(_PCM16_SCALE)
+    np.clip(scaled, -_PCM16_SCALE, _PCM16_SCALE - 1, out=scaled)
+    return np.rint(scaled, out=scaled).astype(np.int16)
 
 
 @dataclass(frozen=True)
