@@ -15,6 +15,8 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from birdgrab import manifests
 from birdgrab.errors import UsageError
 from birdgrab.licences import KNOWN_CODES, is_no_derivatives, is_non_commercial, licence_code
@@ -22,6 +24,7 @@ from birdgrab.models import (
     QUALITIES,
     DroppedSpecies,
     SelectedSpecies,
+    Selection,
     SelectionHeader,
     SelectionManifest,
     Species,
@@ -266,13 +269,16 @@ def run_filter(folder: Path, options: FilterOptions, *, dry_run: bool = False) -
         if not dry_run:
             path = Path(folder) / manifests.SELECTION
             manifests.save(path, selection)
-            store.note_selection(_stamp(path, revision, selection.parameters))
+            selected = selection.model_dump_json(exclude={"dropped_recordings"})
+            store.note_selection(_stamp(path, revision, selection.parameters), selected)
     return selection
 
 
-# selection.json grows with the catalogue (a reason for every recording left out); what a refresh
-# needs of it (which catalogue revision and options made it) is kept in the store as a stamp, with
-# the file's size and time: while they match, the file is the one filter wrote and need not be read.
+# selection.json grows with the catalogue (a reason for every recording left out: 91 MB for a
+# million). What the other commands need of it (which catalogue revision and options made it, and
+# what it chose) is kept in the store with a stamp of the file's size and time: while they match,
+# the file is the one filter wrote and need not be read. A file changed since (edited by hand, or
+# written by a filter that was killed before it noted it) is read instead.
 def _stamp(path: Path, revision: int, parameters: dict[str, Any]) -> dict[str, Any]:
     status = path.stat()
     return {
@@ -283,6 +289,15 @@ def _stamp(path: Path, revision: int, parameters: dict[str, Any]) -> dict[str, A
     }
 
 
+def _matches(folder: Path, stamp: dict[str, Any] | None) -> bool:
+    """Whether selection.json is still the file the stamp was taken of."""
+    try:
+        status = (Path(folder) / manifests.SELECTION).stat()
+    except FileNotFoundError:
+        return False
+    return bool(stamp) and (stamp.get("size"), stamp.get("mtime_ns")) == (status.st_size, status.st_mtime_ns)
+
+
 def _current_stamp(folder: Path) -> tuple[dict[str, Any], int] | None:
     """The stamp of the last filter run and the store's revision, while selection.json is unchanged."""
     store = RecordingStore.open(folder)
@@ -290,13 +305,23 @@ def _current_stamp(folder: Path) -> tuple[dict[str, Any], int] | None:
         return None
     with store:
         stamp, revision = store.selection_stamp, store.revision
-    try:
-        status = (Path(folder) / manifests.SELECTION).stat()
-    except FileNotFoundError:
-        return None
-    if not stamp or (stamp.get("size"), stamp.get("mtime_ns")) != (status.st_size, status.st_mtime_ns):
-        return None
-    return stamp, revision
+    return (stamp, revision) if stamp and _matches(folder, stamp) else None
+
+
+def load_selection(folder: Path) -> Selection | None:
+    """What selection.json chose (species and recordings, not the drop reasons), or None before
+    the first `filter`: from the store while the file is what filter wrote, else from the file."""
+    folder = Path(folder)
+    store = RecordingStore.open(folder)
+    if store is not None:
+        with store:
+            selected = store.selected() if _matches(folder, store.selection_stamp) else None
+        if selected is not None:
+            try:
+                return Selection.model_validate_json(selected)
+            except ValidationError:
+                pass  # a note this version cannot read: the file says the same, at its own cost
+    return manifests.load(folder / manifests.SELECTION, Selection)
 
 
 def selection_unchanged(folder: Path) -> bool:

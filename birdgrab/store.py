@@ -263,12 +263,20 @@ class RecordingStore:
         return self._meta("selection")
 
     @_guarded
-    def note_selection(self, stamp: dict[str, Any]) -> None:
+    def selected(self) -> str | None:
+        """The chosen species and recordings as the last `filter` noted them (`note_selection`): the
+        JSON of selection.json without its per-recording drop reasons."""
+        row = self._db.execute("SELECT value FROM meta WHERE name = 'selected'").fetchone()
+        return row[0] if row else None
+
+    @_guarded
+    def note_selection(self, stamp: dict[str, Any], selected: str) -> None:
+        """Note, in one transaction, the stamp of the selection.json `filter` wrote and what it chose."""
         with self._db:
-            self._db.execute(
-                "INSERT INTO meta (name, value) VALUES ('selection', ?)"
+            self._db.executemany(
+                "INSERT INTO meta (name, value) VALUES (?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                (json.dumps(stamp, ensure_ascii=False),),
+                [("selection", json.dumps(stamp, ensure_ascii=False)), ("selected", selected)],
             )
 
     @property

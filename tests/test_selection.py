@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from birdgrab import manifests
 from birdgrab.errors import UsageError
 from birdgrab.models import Recording, Species, SpeciesManifest, WikiArticle
-from birdgrab.selection import FilterOptions, run_filter, select
+from birdgrab.selection import FilterOptions, load_selection, run_filter, select
 from birdgrab.store import FilterRow, RecordingStore
 
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
@@ -191,3 +193,37 @@ def test_nonsense_options_are_usage_errors(options, message):
 
 def test_licence_codes_accept_long_forms():
     assert FilterOptions(licences=("CC BY-SA 4.0,cc0", "BY")).validated().licences == ("BY", "BY-SA", "CC0")
+
+
+def test_what_filter_chose_is_read_without_parsing_selection_json(tmp_path):
+    """fetch, chunk and refresh read the choice from the store while selection.json is the file filter
+    wrote: its per-recording drop reasons (most of a catalogue) are not parsed again."""
+    recs = [rec(str(i), "Turdus philomelos" if i % 3 else "Erithacus rubecula") for i in range(30)]
+    save_catalog(tmp_path, recs, [THRUSH, ROBIN])
+    chosen = run_filter(tmp_path, FilterOptions(min_files=3, max_files=4))
+    path = tmp_path / "selection.json"
+    status = path.stat()
+    # Same size and time, unreadable content: only the store can answer.
+    path.write_bytes(b"x" * status.st_size)
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+    loaded = load_selection(tmp_path)
+    assert loaded is not None and loaded.species == chosen.species
+    assert loaded.dropped_species == chosen.dropped_species and len(loaded.selected_keys()) == 8
+
+
+def test_a_selection_json_changed_after_filter_is_read_from_the_file(tmp_path):
+    recs = [rec(str(i), "Turdus philomelos" if i % 2 else "Erithacus rubecula") for i in range(10)]
+    save_catalog(tmp_path, recs, [THRUSH, ROBIN])
+    run_filter(tmp_path, FilterOptions(min_files=1))
+    path = tmp_path / "selection.json"
+    edited = json.loads(path.read_text())
+    del edited["species"]["Erithacus rubecula"]  # a user narrowing the selection by hand
+    path.write_text(json.dumps(edited))
+    loaded = load_selection(tmp_path)
+    assert loaded is not None and list(loaded.species) == ["Turdus philomelos"]
+    assert loaded.selected_keys() == sorted(f"xc:{i}" for i in range(1, 10, 2))
+
+
+def test_no_selection_before_the_first_filter(tmp_path):
+    save_catalog(tmp_path, [rec("1", "Turdus philomelos")], [THRUSH])
+    assert load_selection(tmp_path) is None

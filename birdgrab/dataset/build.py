@@ -27,7 +27,8 @@ from birdgrab.dataset.runner import ChunkRunner, ChunksLedger, remove_chunks
 from birdgrab.download import Cache, DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.files import remove_stale_temps, safe_child
-from birdgrab.models import ChunkedRecording, Selection
+from birdgrab.models import ChunkedRecording
+from birdgrab.selection import load_selection
 from birdgrab.store import RecordingStore
 
 
@@ -46,7 +47,7 @@ def run_chunk(
     """
     folder, cache, out = Path(folder), Path(cache), Path(out)
     options = options.validated()
-    selection = manifests.load(folder / manifests.SELECTION, Selection)
+    selection = load_selection(folder)
     store = RecordingStore.open(folder)
     species = manifests.load_species(folder)
     if selection is None or store is None:

@@ -23,8 +23,9 @@ from birdgrab.download.cache import Cache
 from birdgrab.download.ledger import DownloadLedger, owner_rank
 from birdgrab.download.transfer import Transfer, TransferError, Transferred, discard, finish
 from birdgrab.errors import ServiceError, ServiceUnreachable, UsageError
-from birdgrab.models import DownloadEntry, Recording, Selection
+from birdgrab.models import DownloadEntry, Recording
 from birdgrab.probe import AudioError, probe
+from birdgrab.selection import load_selection
 from birdgrab.settings import Settings, redact
 from birdgrab.sources.archive import RequestTally
 from birdgrab.sources.registry import registry
@@ -283,7 +284,7 @@ async def run_downloads(
     """Download everything selected that is not yet verified in the cache."""
     options = options.validated()
     folder, cache = Path(folder), Cache(cache_root)
-    selection = manifests.load(folder / manifests.SELECTION, Selection)
+    selection = load_selection(folder)
     store = RecordingStore.open(folder)
     if selection is None or store is None:
         raise UsageError(f"no selection in {folder}: run `birdgrab catalog` and `birdgrab filter` first")
