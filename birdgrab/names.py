@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 _GENUS = re.compile(r"^[A-Z][a-z]+$")
+_SPACES = re.compile(r"\s+")
 _EPITHET = re.compile(r"^[a-z][a-z-]*[a-z]$")
 # Lower-case words that start an author citation rather than a subspecies epithet.
 _AUTHOR_PARTICLES = frozenset(
@@ -66,8 +67,8 @@ def parse_scientific_name(text: str) -> ScientificName:
     """
     if not isinstance(text, str):
         raise NameError_("no name given")
-    cleaned = unicodedata.normalize("NFKC", text).replace("_", " ")
-    cleaned = re.sub(r"\s+", " ", cleaned).strip()
+    cleaned = text if text.isascii() else unicodedata.normalize("NFKC", text)  # (ASCII is NFKC)
+    cleaned = _SPACES.sub(" ", cleaned.replace("_", " ")).strip()
     if not cleaned:
         raise NameError_("no name given")
     words = cleaned.split(" ")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from birdgrab.licences import is_no_derivatives, is_non_commercial, licence_code, licence_name
 from birdgrab.names import NameError_, class_folder, parse_scientific_name, parse_title
-from birdgrab.sources import europeana, wikipedia, xenocanto
+from birdgrab.sources import clean_text, europeana, wikipedia, xenocanto
 
 FIXTURES = Path(__file__).parent / "fixtures" / "api"
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
@@ -350,3 +350,28 @@ def test_any_text_is_a_name_or_a_reason(text):
 def test_length_and_date_strings_never_crash(text):
     xenocanto.parse_length(text)
     xenocanto.parse_partial_date(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab ?\t\n\x00\x1f\x7f\xa0\u2028\u200bé"), max_size=12))
+def test_archive_text_loses_control_characters_and_edge_spaces_only(text):
+    """Every archive text field goes through clean_text: control characters become spaces, edges are
+    trimmed, and empty or '?' means unknown; other characters (accents, no-break spaces) stay."""
+    cleaned = clean_text(text)
+    expected = "".join(" " if ord(c) < 32 or c == "\x7f" else c for c in text).strip()
+    assert cleaned == (None if expected in ("", "?") else expected)
+
+
+@pytest.mark.parametrize(
+    ("genus", "epithet", "kind"),
+    [
+        ("Mystery", "mystery", "placeholder"),
+        ("Sylvia", "sp.", "unidentified"),
+        ("Turdus", "a", "not a binomial"),
+    ],
+)
+def test_xeno_canto_names_that_are_no_species_say_why(genus, epithet, kind):
+    raw = {"id": "1", "gen": genus, "sp": epithet, "file": "https://x.test/1"}
+    with pytest.raises(NameError_) as caught:
+        xenocanto.parse_recording(raw, seen_at=NOW)
+    assert caught.value.kind == kind

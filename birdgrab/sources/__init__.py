@@ -113,9 +113,12 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def clean_text(value: object) -> str | None:
     """A trimmed string, or None for empty values, '?' placeholders, null and non-strings."""
-    if value is None or isinstance(value, (dict, list, bool)):
+    if type(value) is str and value.isprintable():  # the usual case (a catalogue has millions)
+        text = value.strip()
+    elif value is None or isinstance(value, (dict, list, bool)):
         return None
-    text = _CONTROL.sub(" ", value if isinstance(value, str) else str(value)).strip()
+    else:  # control characters become spaces (isprintable is False for them, and for a few others)
+        text = _CONTROL.sub(" ", value if isinstance(value, str) else str(value)).strip()
     return None if text in ("", "?") else text
 
 

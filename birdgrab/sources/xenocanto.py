@@ -41,13 +41,17 @@ KEY_HELP = (
 )
 PER_PAGE = 500
 _WORD = re.compile(r"[A-Za-z][A-Za-z-]*")
+_ID = re.compile(r"\d{1,12}")
+_LENGTH = re.compile(r"\d+(:\d{1,2}){1,2}(\.\d+)?")
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_SUBSPECIES = re.compile(r"[A-Za-z-]+")
 RESTRICTED_REASON = "restricted species: xeno-canto does not publish its audio"
 
 
 def parse_length(value: object) -> float | None:
     """'4:13' -> 253.0, '1:02:08' -> 3728.0; anything else -> None."""
     text = clean_text(value)
-    if text is None or not re.fullmatch(r"\d+(:\d{1,2}){1,2}(\.\d+)?", text):
+    if text is None or not _LENGTH.fullmatch(text):
         return None
     seconds = 0.0
     for part in text.split(":"):
@@ -58,7 +62,7 @@ def parse_length(value: object) -> float | None:
 def parse_partial_date(value: object) -> str | None:
     """'2021-12-00' -> '2021-12', '2015-00-00' -> '2015', '0000-00-00' and junk -> None."""
     text = clean_text(value)
-    match = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})", text or "")
+    match = _DATE.fullmatch(text or "")
     if not match:
         return None
     year, month, day = match.groups()
@@ -106,23 +110,26 @@ def parse_recording(
     Raises `NameError_` when gen/sp do not form a species name, ValueError when there is no id.
     """
     source_id = clean_text(raw.get("id"))
-    if source_id is None or not re.fullmatch(r"\d{1,12}", source_id):
+    if source_id is None or not _ID.fullmatch(source_id):
         raise ValueError(f"recording without a valid id: {str(raw.get('id'))[:40]!r}")
     genus, epithet = raw.get("gen"), raw.get("sp")
+    name, unparsed = None, None
     if isinstance(genus, str) and isinstance(epithet, str):
         # Placeholders ("Mystery mystery"), "sp.", "cf.", "aff." and hybrids, with their own reasons.
         try:
-            parse_scientific_name(f"{genus} {epithet}")
+            name = parse_scientific_name(f"{genus} {epithet}")
         except NameError_ as exc:
             if exc.kind != "not a binomial":
                 raise
+            unparsed = exc
     # Each is one word: "nul\x00byte" must not become the species "Turdus nul".
     if not all(isinstance(w, str) and _WORD.fullmatch(w.strip()) for w in (genus, epithet)):
         raise NameError_(f"not a Latin binomial: {str(genus)[:40]!r} {str(epithet)[:40]!r}")
+    if name is None:
+        raise unparsed  # type: ignore[misc]  # two words, yet no binomial (e.g. a one-letter epithet)
     genus, epithet = genus.strip(), epithet.strip()
     subspecies = clean_text(raw.get("ssp"))
     original = " ".join(p for p in (genus, epithet, subspecies or "") if p)
-    name = parse_scientific_name(f"{genus} {epithet}")
     quality = clean_text(raw.get("q"))
     licence_url = absolute_url(raw.get("lic"), scheme)
     audio_url = absolute_url(raw.get("file"), scheme)
@@ -133,7 +140,7 @@ def parse_recording(
         source_id=source_id,
         scientific_name=name.binomial,
         original_name=original,
-        subspecies=subspecies.lower() if subspecies and re.fullmatch(r"[A-Za-z-]+", subspecies) else None,
+        subspecies=subspecies.lower() if subspecies and _SUBSPECIES.fullmatch(subspecies) else None,
         group=(clean_text(raw.get("grp")) or "").lower() or None,
         english_name=clean_text(raw.get("en")),
         recordist=clean_text(raw.get("rec")),
