@@ -15,9 +15,11 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from birdgrab import manifests
 from birdgrab.errors import ServiceError, ServiceUnreachable, UsageError
+from birdgrab.known_species import KnownSpecies
 from birdgrab.models import (
     IncompleteListing,
     SkippedItem,
@@ -187,17 +189,16 @@ def listing_request(
 
 
 def forget_non_species(
-    store: RecordingStore, run: CatalogRun, previous: dict[str, Species], skipped: list[SkippedItem]
-) -> tuple[dict[str, Species], int]:
+    store: RecordingStore, run: CatalogRun, skipped: list[SkippedItem]
+) -> tuple[set[str], int]:
     """Recordings an earlier version took for species ("Mystery mystery", "Vogelstimmen am") are
-    skipped now: they leave the catalog, and so do the species only they named. Returns the
-    species that stay and how many recordings left."""
+    skipped now: they leave the catalog, and so do the species only they named. Returns those
+    species and how many recordings left."""
     rejected = store.names_of(item.key for item in skipped)
     if not rejected:
-        return previous, 0
+        return set(), 0
     run.remove(rejected)
-    gone = set(rejected.values()) - store.named(set(rejected.values()))
-    return {name: s for name, s in previous.items() if name not in gone}, len(rejected)
+    return set(rejected.values()) - store.named(set(rejected.values())), len(rejected)
 
 
 def complete_listings(queries: set[str], incomplete: list[IncompleteListing]) -> set[str]:
@@ -368,10 +369,12 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
     """Catalog the archives into `folder`'s recordings store and species.json. See module doc."""
     folder = Path(folder)
     options = options.validated()
-    known_species = manifests.load_species(folder)  # bad manifests stop us before any request
     existed = RecordingStore.open(folder)
+    note = None
     if existed is not None:
+        note = existed.species_note
         existed.close()
+    known = KnownSpecies(folder, note)  # a bad species.json stops us before any request
     species_list = read_species_file(options.species_file) if options.species_file else None
     archives = choose_archives(settings, options.sources)
     if not settings.contact:
@@ -384,7 +387,7 @@ async def run_catalog(settings: Settings, folder: Path, options: CatalogOptions)
     assert store is not None
     run = store.catalog_run()
     try:
-        report = await _catalog(settings, folder, options, store, run, archives, species_list, known_species)
+        report = await _catalog(settings, folder, options, store, run, archives, species_list, known)
     except BaseException:
         run.rollback()
         if existed is None:
@@ -403,7 +406,7 @@ async def _catalog(
     run: CatalogRun,
     archives: list[Archive],
     species_list: list[str] | None,
-    known_species: SpeciesManifest | None,
+    known: KnownSpecies,
 ) -> CatalogReport:
     now = manifests.utc_now()
     report = CatalogReport()
@@ -417,8 +420,9 @@ async def _catalog(
     )
     batches = {a.name: o for a, o in zip(archives, outcomes, strict=True) if isinstance(o, CatalogBatch)}
     wikidata = WikidataUse()
-    genera = dict(known_species.genera) if known_species else {}
-    await vouch_for_genera(settings, batches, genera, now, wikidata)
+    genera = known.genera()
+    if any(batch.free_text_names for batch in batches.values()):
+        await vouch_for_genera(settings, batches, genera, now, wikidata)
     skipped: list[SkippedItem] = []
     incomplete: list[IncompleteListing] = []
     listed: dict[str, set[str]] = {}  # archive name -> queries listed completely this run
@@ -447,9 +451,7 @@ async def _catalog(
             ", ".join(a.name for a in archives), "no source reachable; nothing was changed"
         )
 
-    previous_species, forgotten = forget_non_species(
-        store, run, known_species.species if known_species else {}, skipped
-    )
+    gone, forgotten = forget_non_species(store, run, skipped)
     merged = run.merge()
     report.added, report.updated = merged.added, merged.updated
     newly_vanished = sum(run.mark_vanished(source, queries) for source, queries in listed.items())
@@ -458,6 +460,32 @@ async def _catalog(
     else:
         report.vanished = store.vanished()
     catalogue_changed = bool(merged.added or merged.changed or newly_vanished or report.pruned or forgotten)
+    parameters = options.parameters(archives, queries, settings)
+
+    def finish(changed: bool, species_note: dict[str, Any] | None = None) -> CatalogReport:
+        report.skipped = len(skipped)
+        report.skipped_by_kind = dict(sorted(Counter(s.kind or "other" for s in skipped).items()))
+        run.commit(
+            parameters,
+            sorted(skipped, key=lambda s: (s.key, s.reason)),
+            incomplete,
+            changed=changed,
+            species_note=species_note,
+        )
+        return report
+
+    if (
+        not catalogue_changed
+        and genera == known.genera()
+        and species_list is None
+        and not options.refresh_wiki
+        and known.quiet(options.wiki_lang, options.wiki_max_age_days, now)
+    ):
+        # Nothing listed changed and nothing about the species is due: species.json stays unread.
+        report.species = known.count
+        return finish(changed=False)
+
+    previous_species = {name: s for name, s in known.species.items() if name not in gone}
     species = await _resolve_species(
         settings, store, previous_species, options, now, report, catalogue_changed
     )
@@ -485,29 +513,21 @@ async def _catalog(
     regrouped = run.assign_classes(
         {n: c for n, c in class_of.items() if c != n or previous_class.get(n, n) != n}
     )
-    report.skipped = len(skipped)
-    report.skipped_by_kind = dict(sorted(Counter(s.kind or "other" for s in skipped).items()))
     report.species = len(species)
-    report.species_added = len(set(species) - set(known_species.species if known_species else {}))
+    report.species_added = len(set(species) - set(known.species))
 
-    parameters = options.parameters(archives, queries, settings)
     genera = dict(sorted(genera.items()))
     # species.json is written when it changed: a no-change refresh writes nothing that grows
-    species_changed = (
-        known_species is None or species != known_species.species or genera != known_species.genera
-    )
+    species_changed = known.changed(species, genera)
     if species_changed:
         manifests.save(
             folder / manifests.SPECIES,
             manifests.new_manifest(SpeciesManifest, parameters, species=species, genera=genera),
         )
-    run.commit(
-        parameters,
-        sorted(skipped, key=lambda s: (s.key, s.reason)),
-        incomplete,
+    return finish(
         changed=catalogue_changed or species_changed or bool(regrouped),
+        species_note=known.note(species, genera, options.wiki_lang, options.wiki_max_age_days, now),
     )
-    return report
 
 
 def _stale_before(options: CatalogOptions, now: datetime) -> datetime | None:
@@ -560,7 +580,7 @@ async def _resolve_species(
             log.error("%s", exc, extra={"event": "catalog.wiki.failed"})
     report.wiki_lookups = len(lookups)
     if summaries is None and not lookups:
-        return {name: s.model_copy(deep=True) for name, s in previous.items()}
+        return dict(previous)
     if summaries is None:
         summaries = store.name_summaries()
     return group_species(summaries, previous, lookups, lang)

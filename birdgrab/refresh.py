@@ -27,7 +27,6 @@ from birdgrab.models import (
     DownloadsManifest,
     RefreshManifest,
     Selection,
-    SpeciesManifest,
 )
 from birdgrab.overrides import Overrides
 from birdgrab.selection import FilterOptions, is_current, run_filter, selection_unchanged
@@ -36,8 +35,10 @@ from birdgrab.settings import Settings
 from birdgrab.store import RecordingStore
 
 REFRESH = "refresh.json"
+# Checked before the first request: a bad one stops the run untouched. species.json is not among
+# them: catalog, the first step, reads it before its own first request (it is one of the files a
+# no-change refresh should not read twice).
 MANIFESTS = [
-    (manifests.SPECIES, SpeciesManifest),
     (manifests.SELECTION, Selection),
     (manifests.DOWNLOADS, DownloadsManifest),
     (manifests.CHUNKS, ChunksManifest),
@@ -126,7 +127,6 @@ async def run_refresh(
     started_at = manifests.utc_now()
     folder = Path(folder)
     report = RefreshReport()
-    # Every manifest is checked before the first request: a bad one stops the run untouched.
     existing = RecordingStore.open(folder)  # (a recordings.json of an earlier version moves in here)
     if existing is not None:
         existing.close()

@@ -262,6 +262,11 @@ class RecordingStore:
         """What the last `filter` noted about the selection.json it wrote (`note_selection`)."""
         return self._meta("selection")
 
+    @property
+    def species_note(self) -> dict[str, Any] | None:
+        """What the last catalog noted about the species.json it left (`known_species`)."""
+        return self._meta("species_note")
+
     @_guarded
     def selected(self) -> str | None:
         """The chosen species and recordings as the last `filter` noted them (`note_selection`): the
@@ -689,9 +694,10 @@ class CatalogRun:
         *,
         changed: bool,
         generated_at: datetime | None = None,
+        species_note: dict[str, Any] | None = None,
     ) -> None:
         """Write the header, this run's skipped items and incomplete listings, bump the revision if
-        anything changed, and commit."""
+        anything changed, note species.json (when given: the run wrote or read it), and commit."""
         db = self._db
         db.execute("DELETE FROM skipped")
         db.executemany(
@@ -706,6 +712,8 @@ class CatalogRun:
             "incomplete_listings": [listing.model_dump() for listing in incomplete],
             "revision": revision,
         }
+        if species_note is not None:
+            header["species_note"] = species_note
         db.executemany(
             "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             [(name, json.dumps(value, ensure_ascii=False)) for name, value in header.items()],

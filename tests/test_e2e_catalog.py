@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from birdgrab import manifests
+from birdgrab.catalog import CatalogOptions, run_catalog
 from birdgrab.sandbox import FaultRule
+from birdgrab.settings import load_settings
+from tests.conftest import FAST_RETRIES
 
 
 def expected_xc_keys(sandbox, query_country="Germany") -> set[str]:
@@ -208,3 +214,40 @@ def test_real_process_bad_input_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "--min-files" in result.stderr
+
+
+def test_a_catalog_that_lists_nothing_new_leaves_species_json_unread_until_something_is_due(
+    sandbox, tmp_path, monkeypatch
+):
+    """A nightly refresh that finds nothing new costs the listing, not the species: species.json
+    (10 MB for all of xeno-canto) stays unread while nothing about its species is due, and is read
+    (and Wikipedia and Wikidata asked) once the articles come of age."""
+    settings = load_settings({**sandbox.env(), **FAST_RETRIES})
+    options = CatalogOptions(wiki_max_age_days=90)
+    now = [datetime(2026, 12, 1, tzinfo=UTC)]
+    monkeypatch.setattr(manifests, "utc_now", lambda: now[0])
+    first = asyncio.run(run_catalog(settings, tmp_path, options))
+    species_file = tmp_path / "species.json"
+    real, status = species_file.read_bytes(), species_file.stat()
+
+    def put(content: bytes) -> None:  # the same size and time: only reading it tells the difference
+        species_file.write_bytes(content)
+        os.utime(species_file, ns=(status.st_atime_ns, status.st_mtime_ns))
+
+    put(b"x" * len(real))
+    sandbox.reset_counts()
+    now[0] += timedelta(days=30)
+    quiet = asyncio.run(run_catalog(settings, tmp_path, options))
+    counts = sandbox.counts()
+    assert quiet.species == first.species == len(json.loads(real)["species"]) and quiet.added == 0
+    assert counts["xc-api"] > 0 and counts["europeana-search"] > 0  # the listing, as always
+    assert counts["wiki-api"] == counts["wikidata-api"] == 0
+    assert species_file.read_bytes() == b"x" * len(real)  # neither read nor rewritten
+
+    put(real)
+    sandbox.reset_counts()
+    now[0] += timedelta(days=61)  # 91 days after every article and taxonomy id was looked up
+    due = asyncio.run(run_catalog(settings, tmp_path, options))
+    counts = sandbox.counts()
+    assert due.species == first.species and due.wiki_lookups == first.wiki_lookups
+    assert counts["wiki-api"] > 0 and counts["wikidata-api"] > 0

@@ -1,0 +1,130 @@
+"""species.json as the last catalog left it, read only when a run has something to do with it.
+
+A catalogue of all of xeno-canto names about ten thousand species: species.json is then about 10 MB
+and 65 MB of objects, and reading it would be most of what a no-change refresh costs. So each
+catalog run leaves a note in the store (`RecordingStore.species_note`): the file's size and time,
+and until when nothing about its species falls due (a Wikipedia article or taxonomy ids to ask
+again, a species whose bird status is open). A later run whose listing changed nothing, while the
+file matches the note and nothing is due, leaves species.json unread.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from birdgrab import manifests
+from birdgrab.models import GenusCheck, Species, SpeciesManifest
+from birdgrab.taxonomy import wikidata_item
+
+_SPECIES_JSON = TypeAdapter(dict[str, Species])
+_GENERA_JSON = TypeAdapter(dict[str, GenusCheck])
+
+
+def due_at(species: Species, lang: str, max_age_days: int | None, now: datetime) -> datetime | None:
+    """When a catalog run next asks about `species` (`now`: it is open; None: not on age alone).
+
+    The rules of `catalog._resolve_species` (its Wikipedia article), `catalog._check_birds` (an
+    open bird status) and `taxonomy.fetch_taxon_ids` (eBird and GBIF ids), in one place; the
+    catalog tests prove they agree (a quiet run asks nothing).
+    """
+    age = timedelta(days=max_age_days) if max_age_days else None
+    article = species.wiki.get(lang)
+    if article is None or species.is_bird is None:
+        return now
+    times = [article.checked_at + age] if age else []
+    qid = wikidata_item(species, lang)
+    if qid is not None:
+        ids = species.taxon_ids
+        if ids is None or ids.wikidata_id != qid:
+            return now
+        if age:
+            times.append(ids.checked_at + age)
+    return min(times, default=None)
+
+
+class KnownSpecies:
+    """species.json, read the first time `manifest` is asked for (at once when the store's note
+    does not vouch for the file: a bad file must stop a run before its first request)."""
+
+    def __init__(self, folder: Path, note: dict[str, Any] | None):
+        self.path = Path(folder) / manifests.SPECIES
+        self._note = note if note and _matches(self.path, note) else None
+        self._manifest: SpeciesManifest | None = None
+        self._read = False
+        self.snapshot: bytes | None = None  # the species as read, to tell later whether they changed
+        if self._note is None:
+            self._load()
+
+    def _load(self) -> None:
+        self._manifest = manifests.load_species(self.path.parent)
+        self.snapshot = _SPECIES_JSON.dump_json(self._manifest.species) if self._manifest else None
+        self._read = True
+
+    @property
+    def manifest(self) -> SpeciesManifest | None:
+        if not self._read:
+            self._load()
+        return self._manifest
+
+    @property
+    def species(self) -> dict[str, Species]:
+        return self.manifest.species if self.manifest else {}
+
+    def genera(self) -> dict[str, GenusCheck]:
+        """A copy of the genus checks (a few hundred: the note holds them too, so reading them
+        leaves species.json unread)."""
+        if self._note is not None and not self._read:
+            return _GENERA_JSON.validate_python(self._note["genera"])
+        return dict(self.manifest.genera) if self.manifest else {}
+
+    def changed(self, species: dict[str, Species], genera: dict[str, GenusCheck]) -> bool:
+        """Whether these differ from what the file held (a run updates species in place)."""
+        manifest = self.manifest
+        return (
+            manifest is None or genera != manifest.genera or _SPECIES_JSON.dump_json(species) != self.snapshot
+        )
+
+    def quiet(self, lang: str, max_age_days: int | None, now: datetime) -> bool:
+        """Whether the note says that nothing about the species is due now (the file unread)."""
+        note = self._note
+        if note is None or self._read or (note["lang"], note["max_age_days"]) != (lang, max_age_days):
+            return False
+        return note["quiet_until"] is None or now < datetime.fromisoformat(note["quiet_until"])
+
+    @property
+    def count(self) -> int:
+        return len(self.species) if self._read or self._note is None else int(self._note["count"])
+
+    def note(
+        self,
+        species: dict[str, Species],
+        genera: dict[str, GenusCheck],
+        lang: str,
+        max_age_days: int | None,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """The note to leave in the store once species.json holds these."""
+        status = self.path.stat()
+        due = [due_at(s, lang, max_age_days, now) for s in species.values()]
+        quiet_until = min((d for d in due if d is not None), default=None)
+        return {
+            "size": status.st_size,
+            "mtime_ns": status.st_mtime_ns,
+            "lang": lang,
+            "max_age_days": max_age_days,
+            "count": len(species),
+            "quiet_until": quiet_until.isoformat() if quiet_until else None,
+            "genera": _GENERA_JSON.dump_python(genera, mode="json"),
+        }
+
+
+def _matches(path: Path, note: dict[str, Any]) -> bool:
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return False
+    return (note.get("size"), note.get("mtime_ns")) == (status.st_size, status.st_mtime_ns)
