@@ -192,13 +192,19 @@ class SelectionHeader(ManifestHeader):
 
 class Selection(SelectionHeader):
     """selection.json as fetch, chunk and refresh read it: the chosen species and recordings, without
-    `dropped_recordings` (an entry per recording left out: most of a catalogue of a million)."""
+    what was left out (a reason per species and per recording: most of a catalogue of a million)."""
 
     species: dict[str, SelectedSpecies] = Field(default_factory=dict)
-    dropped_species: dict[str, DroppedSpecies] = Field(default_factory=dict)
 
     def selected_keys(self) -> list[str]:
         return sorted(key for s in self.species.values() for key in s.recordings)
+
+
+class SelectionManifest(Selection):
+    """selection.json as `filter` writes it."""
+
+    dropped_species: dict[str, DroppedSpecies] = Field(default_factory=dict)
+    dropped_recordings: dict[str, str] = Field(default_factory=dict, description="key -> reason")
 
     def summary(self) -> str:
         """The one line a filter run ends with."""
@@ -207,12 +213,6 @@ class Selection(SelectionHeader):
             f"filter: {len(self.species)} species with {kept} recordings kept, "
             f"{len(self.dropped_species)} species dropped"
         )
-
-
-class SelectionManifest(Selection):
-    """selection.json as `filter` writes it."""
-
-    dropped_recordings: dict[str, str] = Field(default_factory=dict, description="key -> reason")
 
 
 # rejected: the bytes arrived but are unusable (not audio, or audio no decoder reads); unlike a

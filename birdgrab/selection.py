@@ -269,7 +269,7 @@ def run_filter(folder: Path, options: FilterOptions, *, dry_run: bool = False) -
         if not dry_run:
             path = Path(folder) / manifests.SELECTION
             manifests.save(path, selection)
-            selected = selection.model_dump_json(exclude={"dropped_recordings"})
+            selected = selection.model_dump_json(exclude={"dropped_species", "dropped_recordings"})
             store.note_selection(_stamp(path, revision, selection.parameters), selected)
     return selection
 
@@ -309,8 +309,8 @@ def _current_stamp(folder: Path) -> tuple[dict[str, Any], int] | None:
 
 
 def load_selection(folder: Path) -> Selection | None:
-    """What selection.json chose (species and recordings, not the drop reasons), or None before
-    the first `filter`: from the store while the file is what filter wrote, else from the file."""
+    """What selection.json chose (species and their recordings, not what was left out), or None
+    before the first `filter`: from the store while the file is what filter wrote, else from it."""
     folder = Path(folder)
     store = RecordingStore.open(folder)
     if store is not None:
