@@ -104,6 +104,7 @@ def run(sizes: tuple[int, ...] = SIZES) -> list[str]:
     per_recording = {n: results[n][0]["catalog"].cpu_s / n for n in sizes}
     linear = per_recording[large] / per_recording[small]
     flat = large_runs["no-change refresh"].wall_s / small_runs["no-change refresh"].wall_s
+    flat_mb = large_runs["no-change refresh"].max_rss_mb / small_runs["no-change refresh"].max_rss_mb
     catalog_s = large_runs["catalog"].wall_s
     reads_s = max(large_runs["filter"].wall_s, large_runs["stats"].wall_s)
 
@@ -122,6 +123,9 @@ def run(sizes: tuple[int, ...] = SIZES) -> list[str]:
         + ", ".join(f"{n:,}: {results[n][0]['no-change refresh'].wall_s:.1f} s" for n in sizes)
         + f" -> {flat:.2f}x from {small:,} to {large:,} (goal <= {FLAT_SLACK:g}: does not grow with the catalogue)"
         f" {verdict(flat <= FLAT_SLACK)}",
+        "  no-change refresh peak: "
+        + ", ".join(f"{n:,}: {results[n][0]['no-change refresh'].max_rss_mb:.0f} MB" for n in sizes)
+        + f" -> {flat_mb:.2f}x (goal <= {FLAT_SLACK:g}) {verdict(flat_mb <= FLAT_SLACK)}",
     ]
     return lines
 

@@ -526,7 +526,7 @@ async def _catalog(
         )
     return finish(
         changed=catalogue_changed or species_changed or bool(regrouped),
-        species_note=known.note(species, genera, options.wiki_lang, options.wiki_max_age_days, now),
+        species_note=known.note(species, genera, options.wiki_lang),
     )
 
 

@@ -3,9 +3,10 @@
 A catalogue of all of xeno-canto names about ten thousand species: species.json is then about 10 MB
 and 65 MB of objects, and reading it would be most of what a no-change refresh costs. So each
 catalog run leaves a note in the store (`RecordingStore.species_note`): the file's size and time,
-and until when nothing about its species falls due (a Wikipedia article or taxonomy ids to ask
-again, a species whose bird status is open). A later run whose listing changed nothing, while the
-file matches the note and nothing is due, leaves species.json unread.
+whether anything about its species is open (no article looked up, a bird status or taxonomy ids
+not known), and the oldest look-up that a maximum age (`refresh --wiki-max-age`) asks again. A
+later run whose listing changed nothing, while the file matches the note and nothing is due,
+leaves species.json unread.
 """
 
 from __future__ import annotations
@@ -24,26 +25,25 @@ _SPECIES_JSON = TypeAdapter(dict[str, Species])
 _GENERA_JSON = TypeAdapter(dict[str, GenusCheck])
 
 
-def due_at(species: Species, lang: str, max_age_days: int | None, now: datetime) -> datetime | None:
-    """When a catalog run next asks about `species` (`now`: it is open; None: not on age alone).
+def look_ups(species: Species, lang: str) -> list[datetime] | None:
+    """When what a catalog run may ask again about `species` was looked up; None when something is
+    open, asked on every run whatever its age.
 
     The rules of `catalog._resolve_species` (its Wikipedia article), `catalog._check_birds` (an
     open bird status) and `taxonomy.fetch_taxon_ids` (eBird and GBIF ids), in one place; the
-    catalog tests prove they agree (a quiet run asks nothing).
+    catalog tests prove they agree (a quiet run asks nothing, one with facts of age asks again).
     """
-    age = timedelta(days=max_age_days) if max_age_days else None
     article = species.wiki.get(lang)
     if article is None or species.is_bird is None:
-        return now
-    times = [article.checked_at + age] if age else []
+        return None
+    times = [article.checked_at]
     qid = wikidata_item(species, lang)
     if qid is not None:
         ids = species.taxon_ids
         if ids is None or ids.wikidata_id != qid:
-            return now
-        if age:
-            times.append(ids.checked_at + age)
-    return min(times, default=None)
+            return None
+        times.append(ids.checked_at)
+    return times
 
 
 class KnownSpecies:
@@ -91,33 +91,29 @@ class KnownSpecies:
     def quiet(self, lang: str, max_age_days: int | None, now: datetime) -> bool:
         """Whether the note says that nothing about the species is due now (the file unread)."""
         note = self._note
-        if note is None or self._read or (note["lang"], note["max_age_days"]) != (lang, max_age_days):
+        if note is None or self._read or note["lang"] != lang or note["open"]:
             return False
-        return note["quiet_until"] is None or now < datetime.fromisoformat(note["quiet_until"])
+        oldest = note["oldest_look_up"]
+        if not max_age_days or oldest is None:
+            return True
+        return now < datetime.fromisoformat(oldest) + timedelta(days=max_age_days)
 
     @property
     def count(self) -> int:
         return len(self.species) if self._read or self._note is None else int(self._note["count"])
 
-    def note(
-        self,
-        species: dict[str, Species],
-        genera: dict[str, GenusCheck],
-        lang: str,
-        max_age_days: int | None,
-        now: datetime,
-    ) -> dict[str, Any]:
+    def note(self, species: dict[str, Species], genera: dict[str, GenusCheck], lang: str) -> dict[str, Any]:
         """The note to leave in the store once species.json holds these."""
         status = self.path.stat()
-        due = [due_at(s, lang, max_age_days, now) for s in species.values()]
-        quiet_until = min((d for d in due if d is not None), default=None)
+        times = [look_ups(s, lang) for s in species.values()]
+        oldest = min((t for ts in times if ts is not None for t in ts), default=None)
         return {
             "size": status.st_size,
             "mtime_ns": status.st_mtime_ns,
             "lang": lang,
-            "max_age_days": max_age_days,
             "count": len(species),
-            "quiet_until": quiet_until.isoformat() if quiet_until else None,
+            "open": any(ts is None for ts in times),
+            "oldest_look_up": oldest.isoformat() if oldest else None,
             "genera": _GENERA_JSON.dump_python(genera, mode="json"),
         }
 
