@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import Run, SandboxProcess, run_birdgrab
+from bench.harness import Run, SandboxProcess, host_speed_s, run_birdgrab
 from birdgrab.sandbox import SandboxConfig
 from birdgrab.sources.xenocanto import DEFAULT_QUERY as DEFAULT_XC_QUERY
 
@@ -54,18 +54,20 @@ def _listing_s(sandbox: SandboxProcess, query: str) -> float:
     return response.elapsed.total_seconds()
 
 
-def measure(size: int, work: Path) -> tuple[dict[str, Run], float, float]:
-    """Every step at one size: the runs, the store's size in MB, one listing page's seconds."""
+def measure(size: int, work: Path) -> tuple[dict[str, Run], float, float, float]:
+    """Every step at one size: the runs, the store's size in MB, one listing page's seconds and
+    the host's speed just before (`host_speed_s`)."""
     config = SandboxConfig(profile="scale", xc_bulk_recordings=size, hour_long=False)
     root = work / f"n{size}"
     runs: dict[str, Run] = {}
+    speed = host_speed_s()
     with SandboxProcess(config, work) as sandbox:
         for label, args in STEPS:
             runs[label] = run_birdgrab([*args, "--quiet"], sandbox.env, root, UNTHROTTLED).check(label)
         listing = _listing_s(sandbox, f"{DEFAULT_XC_QUERY} since:{RECENT}")
     store_mb = (root / "manifests" / "recordings.sqlite").stat().st_size / 1e6
     shutil.rmtree(root)  # a million recordings take 1.5 GB of disk; the next size needs it
-    return runs, store_mb, listing
+    return runs, store_mb, listing, speed
 
 
 def _cell(run: Run) -> str:
@@ -75,7 +77,7 @@ def _cell(run: Run) -> str:
 def run(sizes: tuple[int, ...] = SIZES) -> list[str]:
     """Measure every size (smallest first) and return the report lines."""
     sizes = tuple(sorted(sizes))
-    results: dict[int, tuple[dict[str, Run], float, float]] = {}
+    results: dict[int, tuple[dict[str, Run], float, float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="birdgrab-bench-scale-") as tmp:
         for size in sizes:
             results[size] = measure(size, Path(tmp))
@@ -90,9 +92,10 @@ def run(sizes: tuple[int, ...] = SIZES) -> list[str]:
         f" 500 a page), BIRDGRAB_XC_RATE={UNTHROTTLED['BIRDGRAB_XC_RATE']}; wall, CPU, peak memory:",
     ]
     for size in sizes:
-        runs, store_mb, listing = results[size]
+        runs, store_mb, listing, speed = results[size]
         lines.append(
-            f"  N = {size:,}: recordings.sqlite {store_mb:,.0f} MB; one listing page {listing:.2f} s"
+            f"  N = {size:,}: recordings.sqlite {store_mb:,.0f} MB; one listing page {listing:.2f} s;"
+            f" host: 10M Python additions in {speed:.2f} s"
         )
         lines += [f"    {label:<18} {_cell(runs[label])}" for label in shown]
     small, large = sizes[0], sizes[-1]
