@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 _CC = re.compile(r"creativecommons\.org/(licenses|publicdomain)/([a-z-]+)/(\d+(?:\.\d+)?)", re.I)
 
 
+@functools.lru_cache(maxsize=256)  # a catalogue has millions of recordings and a few licences
 def licence_name(url: str | None) -> str | None:
     """'https://creativecommons.org/licenses/by-nc-sa/4.0/' -> 'CC BY-NC-SA 4.0'; unknown URLs -> None.
 

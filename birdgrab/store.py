@@ -129,14 +129,26 @@ _BOOLS = tuple(i for i, name in enumerate(FIELDS) if _TYPES[name] is bool)
 _FIELD_VALUES = operator.itemgetter(*FIELDS)
 
 
+@functools.lru_cache(maxsize=4096)
+def _iso(value: date | datetime) -> str:
+    return value.isoformat()
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_list(items: tuple[str, ...]) -> str:
+    return json.dumps(items, ensure_ascii=False)
+
+
 def _to_row(recording: Recording) -> list:
-    """A recording as column values: lists as JSON, dates as ISO text, booleans as 0/1."""
+    """A recording as column values: lists as JSON, dates as ISO text, booleans as 0/1.
+    (A listing repeats a few dates and lists, such as `["song"]`, a million times: they are
+    converted once each.)"""
     row = list(_FIELD_VALUES(recording.__dict__))
     for index in _LISTS:
-        row[index] = json.dumps(row[index], ensure_ascii=False)
+        row[index] = _json_list(tuple(row[index]))
     for index in _DATES:
         if row[index] is not None:
-            row[index] = row[index].isoformat()
+            row[index] = _iso(row[index])
     for index in _BOOLS:
         row[index] = int(row[index])
     return row

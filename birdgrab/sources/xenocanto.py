@@ -8,6 +8,7 @@ missing `file` for restricted species, an overcounted last page, two error shape
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -62,7 +63,12 @@ def parse_length(value: object) -> float | None:
 def parse_partial_date(value: object) -> str | None:
     """'2021-12-00' -> '2021-12', '2015-00-00' -> '2015', '0000-00-00' and junk -> None."""
     text = clean_text(value)
-    match = _DATE.fullmatch(text or "")
+    return _partial_date(text) if text else None
+
+
+@functools.lru_cache(maxsize=8192)  # a listing repeats its recording and upload dates many times
+def _partial_date(text: str) -> str | None:
+    match = _DATE.fullmatch(text)
     if not match:
         return None
     year, month, day = match.groups()
@@ -102,6 +108,10 @@ def _string_list(value: object) -> list[str]:
     return [text for item in value if (text := clean_text(item))]
 
 
+def _is_word(value: object) -> bool:
+    return isinstance(value, str) and _WORD.fullmatch(value.strip()) is not None
+
+
 def parse_recording(
     raw: dict[str, Any], *, seen_at: datetime, scheme: str = "https", found_by: str | None = None
 ) -> Recording:
@@ -123,7 +133,7 @@ def parse_recording(
                 raise
             unparsed = exc
     # Each is one word: "nul\x00byte" must not become the species "Turdus nul".
-    if not all(isinstance(w, str) and _WORD.fullmatch(w.strip()) for w in (genus, epithet)):
+    if not (_is_word(genus) and _is_word(epithet)):
         raise NameError_(f"not a Latin binomial: {str(genus)[:40]!r} {str(epithet)[:40]!r}")
     if name is None:
         raise unparsed  # type: ignore[misc]  # two words, yet no binomial (e.g. a one-letter epithet)
