@@ -139,6 +139,15 @@ def _json_list(items: tuple[str, ...]) -> str:
     return json.dumps(items, ensure_ascii=False)
 
 
+@functools.lru_cache(maxsize=4096)
+def _text_list(text: str | None) -> tuple[str, ...]:
+    """A list column (`_json_list`) read back, immutable: a few values repeat a million times."""
+    items = json.loads(text) if text else []
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise ValueError(f"not a list of texts: {text[:80]!r}")
+    return tuple(items)
+
+
 def _to_row(recording: Recording) -> list:
     """A recording as column values: lists as JSON, dates as ISO text, booleans as 0/1.
     (A listing repeats a few dates and lists, such as `["song"]`, a million times: they are
@@ -172,8 +181,8 @@ class FilterRow(NamedTuple):
     licence: str | None
     quality: str | None
     length_s: float | None
-    types: list[str]
-    background_species: list[str]
+    types: tuple[str, ...]
+    background_species: tuple[str, ...]
     downloadable: bool
     not_downloadable_reason: str | None
 
@@ -183,8 +192,8 @@ _FILTER_ROW_TYPES: tuple[type | tuple[type, ...], ...] = (
     (str, type(None)),
     (str, type(None)),
     (float, int, type(None)),
-    list,
-    list,
+    tuple,
+    tuple,
     int,
     (str, type(None)),
 )
@@ -403,9 +412,9 @@ class RecordingStore:
             values = list(row)
             try:
                 for index in lists:
-                    values[index] = json.loads(values[index]) if values[index] else []
-                valid = all(isinstance(v, t) for v, t in zip(values, _FILTER_ROW_TYPES, strict=True))
-            except ValueError:
+                    values[index] = _text_list(values[index])
+                valid = all(map(isinstance, values, _FILTER_ROW_TYPES))
+            except (ValueError, TypeError):
                 valid = False
             if not valid:
                 raise ManifestError(f"{self.path} has an invalid recording {row[0]!r}")
