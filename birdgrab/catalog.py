@@ -420,9 +420,9 @@ async def _catalog(
     )
     batches = {a.name: o for a, o in zip(archives, outcomes, strict=True) if isinstance(o, CatalogBatch)}
     wikidata = WikidataUse()
-    genera = known.genera()
-    if any(batch.free_text_names for batch in batches.values()):
-        await vouch_for_genera(settings, batches, genera, now, wikidata)
+    known_genera = known.genera()
+    genera = dict(known_genera)
+    await vouch_for_genera(settings, batches, genera, now, wikidata)
     skipped: list[SkippedItem] = []
     incomplete: list[IncompleteListing] = []
     listed: dict[str, set[str]] = {}  # archive name -> queries listed completely this run
@@ -476,7 +476,7 @@ async def _catalog(
 
     if (
         not catalogue_changed
-        and genera == known.genera()
+        and genera == known_genera
         and species_list is None
         and not options.refresh_wiki
         and known.quiet(options.wiki_lang, options.wiki_max_age_days, now)

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 TEMP_SUFFIX = ".part"
 
@@ -58,6 +58,24 @@ def commit_temp(tmp: Path, path: Path) -> None:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def file_stamp(path: Path) -> dict[str, int]:
+    """What tells a file we wrote from one changed since (the test make and rsync use): its size
+    and modification time in nanoseconds."""
+    status = Path(path).stat()
+    return {"size": status.st_size, "mtime_ns": status.st_mtime_ns}
+
+
+def matches_stamp(path: Path, stamp: dict[str, Any] | None) -> bool:
+    """Whether `path` is still the file `stamp` (a `file_stamp`, maybe with more keys) was taken of."""
+    if not stamp:
+        return False
+    try:
+        now = file_stamp(path)
+    except FileNotFoundError:
+        return False
+    return (stamp.get("size"), stamp.get("mtime_ns")) == (now["size"], now["mtime_ns"])
 
 
 def safe_child(root: Path, *parts: str) -> Path:

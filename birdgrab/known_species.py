@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from birdgrab import manifests
+from birdgrab.files import file_stamp, matches_stamp
 from birdgrab.models import GenusCheck, Species, SpeciesManifest
 from birdgrab.taxonomy import wikidata_item
 
@@ -52,16 +53,16 @@ class KnownSpecies:
 
     def __init__(self, folder: Path, note: dict[str, Any] | None):
         self.path = Path(folder) / manifests.SPECIES
-        self._note = note if note and _matches(self.path, note) else None
+        self._note = note if matches_stamp(self.path, note) else None
         self._manifest: SpeciesManifest | None = None
         self._read = False
-        self.snapshot: bytes | None = None  # the species as read, to tell later whether they changed
+        self._snapshot: bytes | None = None  # the species as read, to tell later whether they changed
         if self._note is None:
             self._load()
 
     def _load(self) -> None:
         self._manifest = manifests.load_species(self.path.parent)
-        self.snapshot = _SPECIES_JSON.dump_json(self._manifest.species) if self._manifest else None
+        self._snapshot = _SPECIES_JSON.dump_json(self._manifest.species) if self._manifest else None
         self._read = True
 
     @property
@@ -85,7 +86,9 @@ class KnownSpecies:
         """Whether these differ from what the file held (a run updates species in place)."""
         manifest = self.manifest
         return (
-            manifest is None or genera != manifest.genera or _SPECIES_JSON.dump_json(species) != self.snapshot
+            manifest is None
+            or genera != manifest.genera
+            or _SPECIES_JSON.dump_json(species) != self._snapshot
         )
 
     def quiet(self, lang: str, max_age_days: int | None, now: datetime) -> bool:
@@ -104,23 +107,13 @@ class KnownSpecies:
 
     def note(self, species: dict[str, Species], genera: dict[str, GenusCheck], lang: str) -> dict[str, Any]:
         """The note to leave in the store once species.json holds these."""
-        status = self.path.stat()
         times = [look_ups(s, lang) for s in species.values()]
         oldest = min((t for ts in times if ts is not None for t in ts), default=None)
         return {
-            "size": status.st_size,
-            "mtime_ns": status.st_mtime_ns,
+            **file_stamp(self.path),
             "lang": lang,
             "count": len(species),
             "open": any(ts is None for ts in times),
             "oldest_look_up": oldest.isoformat() if oldest else None,
             "genera": _GENERA_JSON.dump_python(genera, mode="json"),
         }
-
-
-def _matches(path: Path, note: dict[str, Any]) -> bool:
-    try:
-        status = path.stat()
-    except FileNotFoundError:
-        return False
-    return (note.get("size"), note.get("mtime_ns")) == (status.st_size, status.st_mtime_ns)

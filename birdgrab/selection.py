@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from birdgrab import manifests
 from birdgrab.errors import UsageError
+from birdgrab.files import file_stamp, matches_stamp
 from birdgrab.licences import KNOWN_CODES, is_no_derivatives, is_non_commercial, licence_code
 from birdgrab.models import (
     QUALITIES,
@@ -280,22 +281,7 @@ def run_filter(folder: Path, options: FilterOptions, *, dry_run: bool = False) -
 # the file is the one filter wrote and need not be read. A file changed since (edited by hand, or
 # written by a filter that was killed before it noted it) is read instead.
 def _stamp(path: Path, revision: int, parameters: dict[str, Any]) -> dict[str, Any]:
-    status = path.stat()
-    return {
-        "revision": revision,
-        "parameters": parameters,
-        "size": status.st_size,
-        "mtime_ns": status.st_mtime_ns,
-    }
-
-
-def _matches(folder: Path, stamp: dict[str, Any] | None) -> bool:
-    """Whether selection.json is still the file the stamp was taken of."""
-    try:
-        status = (Path(folder) / manifests.SELECTION).stat()
-    except FileNotFoundError:
-        return False
-    return bool(stamp) and (stamp.get("size"), stamp.get("mtime_ns")) == (status.st_size, status.st_mtime_ns)
+    return {"revision": revision, "parameters": parameters, **file_stamp(path)}
 
 
 def _current_stamp(folder: Path) -> tuple[dict[str, Any], int] | None:
@@ -305,23 +291,23 @@ def _current_stamp(folder: Path) -> tuple[dict[str, Any], int] | None:
         return None
     with store:
         stamp, revision = store.selection_stamp, store.revision
-    return (stamp, revision) if stamp and _matches(folder, stamp) else None
+    return (stamp, revision) if matches_stamp(Path(folder) / manifests.SELECTION, stamp) else None
 
 
 def load_selection(folder: Path) -> Selection | None:
     """What selection.json chose (species and their recordings, not what was left out), or None
     before the first `filter`: from the store while the file is what filter wrote, else from it."""
-    folder = Path(folder)
+    path = Path(folder) / manifests.SELECTION
     store = RecordingStore.open(folder)
     if store is not None:
         with store:
-            selected = store.selected() if _matches(folder, store.selection_stamp) else None
+            selected = store.selected() if matches_stamp(path, store.selection_stamp) else None
         if selected is not None:
             try:
                 return Selection.model_validate_json(selected)
             except ValidationError:
                 pass  # a note this version cannot read: the file says the same, at its own cost
-    return manifests.load(folder / manifests.SELECTION, Selection)
+    return manifests.load(path, Selection)
 
 
 def selection_unchanged(folder: Path) -> bool:

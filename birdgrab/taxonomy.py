@@ -53,10 +53,12 @@ async def vouch_for_genera(
 ) -> None:
     """Skip (or hold back) the free-text recordings of `batches` whose genus is no known taxon;
     `cache` gains Wikidata's verdicts on the genera it was asked about."""
+    free = {source: batch for source, batch in batches.items() if batch.free_text_names}
+    if not free:
+        return  # (the names of the other batches, a listing's worth, are not even read)
     vouched = {
         genus_of(name) for batch in batches.values() if not batch.free_text_names for name in batch.names()
     } | {genus for genus, check in cache.items() if check.taxon}
-    free = {source: batch for source, batch in batches.items() if batch.free_text_names}
     unknown = sorted(
         {genus_of(name) for batch in free.values() for name in batch.names()} - vouched - set(cache)
     )
