@@ -25,6 +25,8 @@ test-faults: install
 # one virtualenv, datasets 3.6 in another (only its `hf` tests). Heavy (a few GB), so not in `make test`.
 CONSUMERS := .venv-consumers
 test-consumers:
+	# datasets 4+ decodes audio with torchcodec, which loads the system's FFmpeg libraries (4 to 8).
+	ldconfig -p | grep -q libavutil || (apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null)
 	test -x $(CONSUMERS)/bin/python || $(PYTHON) -m venv $(CONSUMERS)
 	$(CONSUMERS)/bin/python -m pip install --quiet -e '.[test]' -r tests/consumers/requirements.txt
 	$(CONSUMERS)/bin/python -m pytest -p no:cacheprovider -m consumers -rA tests/consumers
