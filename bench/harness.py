@@ -494,8 +494,11 @@ class Report:
     absolute times are read next to it.
     """
 
-    def __init__(self, suite: str, *, quick: bool = False, options: Mapping[str, Any] | None = None):
-        self.suite = suite
+    def __init__(
+        self, suite: str, *, quick: bool = False, options: Mapping[str, Any] | None = None, command: str = ""
+    ):
+        self.suite = suite  # the name it is saved under
+        self.command = command or suite  # the suite that made it, when that differs (scale saves scale-1m)
         self.quick = quick
         self.options = dict(options or {})
         self.lines: list[str] = []
@@ -551,7 +554,7 @@ class Report:
         options = "".join(f" --{k} {v}" for k, v in self.options.items())
         kind = "; **quick run: small sizes, proves the suite, not the goals**" if self.quick else ""
         return (
-            f"_`python -m bench {self.suite}{' --quick' if self.quick else ''}{options}`, {day},"
+            f"_`python -m bench {self.command}{' --quick' if self.quick else ''}{options}`, {day},"
             f" commit {self.host['commit']}, host yardstick {yardstick} s (10M Python additions;"
             f" lower is faster), load average {load}{kind}_"
         )
@@ -559,6 +562,7 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         return {
             "suite": self.suite,
+            "command": self.command,
             "quick": self.quick,
             "options": self.options,
             "started": self.started,
@@ -573,6 +577,7 @@ class Report:
     def from_json(cls, data: Mapping[str, Any]) -> Report:
         report = cls.__new__(cls)
         report.suite, report.quick, report.options = data["suite"], data["quick"], dict(data["options"])
+        report.command = data.get("command", report.suite)
         report.started, report.finished, report.host = data["started"], data["finished"], dict(data["host"])
         report.lines = list(data["lines"])
         report.tables = {name: Table(**table) for name, table in data["tables"].items()}
