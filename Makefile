@@ -38,7 +38,7 @@ lint: install
 	$(BIN)/ruff check birdgrab tests bench scripts
 	$(BIN)/ruff format --check birdgrab tests bench scripts
 
-# Every suite (about 25 minutes on an idle 2-core machine), saved under bench/results/<date>/, then
+# Every suite (about 20 minutes on an idle 2-core machine, estimated), saved under bench/results/<date>/, then
 # BENCHMARKS.md's generated tables refilled. A baseline that cannot run fails the target.
 bench: bench-tools
 	$(BIN)/python -m bench
