@@ -28,6 +28,7 @@ from birdgrab.dataset.report import ChunkReport
 from birdgrab.dataset.windows import windowing_for
 from birdgrab.download import Cache, DownloadLedger
 from birdgrab.files import safe_child
+from birdgrab.hold_points import hold_point
 from birdgrab.models import ChunkedRecording, ChunkRow, ChunksManifest
 
 Progress = Callable[[str, int], None]
@@ -151,6 +152,7 @@ class ChunkRunner:
                 for future in done:
                     item = pending.pop(future)
                     self._settle(item, future.result(), now)
+                    hold_point("chunk-recorded")
                     if on_progress:
                         on_progress("file", 1)
         if self._evicted:

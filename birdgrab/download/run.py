@@ -23,6 +23,7 @@ from birdgrab.download.cache import Cache
 from birdgrab.download.ledger import DownloadLedger, owner_rank
 from birdgrab.download.transfer import Transfer, TransferError, Transferred, discard, finish
 from birdgrab.errors import ServiceError, ServiceUnreachable, UsageError
+from birdgrab.hold_points import hold_point
 from birdgrab.models import DownloadEntry, Recording
 from birdgrab.probe import AudioError, probe
 from birdgrab.selection import load_selection
@@ -346,6 +347,7 @@ async def run_downloads(
 
         try:
             await asyncio.gather(*(worker() for _ in range(options.jobs)))
+            hold_point("downloads-journaled")
         finally:
             report.requests = transfer.service.requests_made + tally.requests
             report.unreachable_hosts = sorted(transfer.unreachable_hosts)
