@@ -61,6 +61,9 @@ class Storage:
     url: str  # as the user named it: for messages and manifests (never holds a secret)
     is_local: bool
 
+    def __str__(self) -> str:
+        return self.url
+
     def local_path(self) -> Path | None:
         """The folder on this machine's disk, or None for an object store."""
         raise NotImplementedError
@@ -84,6 +87,17 @@ class Storage:
     def read_bytes(self, name: str) -> bytes:
         """The file's bytes; FileNotFoundError if there is none."""
         raise NotImplementedError
+
+    def read_many(self, names: list[str]) -> dict[str, bytes | Exception]:
+        """Several files' bytes at once (an object store fetches them concurrently); a file that
+        cannot be read maps to its exception."""
+        found: dict[str, bytes | Exception] = {}
+        for name in names:
+            try:
+                found[name] = self.read_bytes(name)
+            except (OSError, ValueError) as exc:
+                found[name] = exc
+        return found
 
     def local_copy(self, name: str) -> contextlib.AbstractContextManager[Path]:
         """A path on this machine to read `name` from (the file itself on a disk, else a temporary download)."""
@@ -303,6 +317,21 @@ class ObjectStorage(Storage):
         with self._calling(f"reading {name}"):
             return self.fs.cat_file(self._key(name))
 
+    def read_many(self, names: list[str]) -> dict[str, bytes | Exception]:
+        found: dict[str, bytes | Exception] = {}
+        keys = {}
+        for name in names:
+            try:
+                keys[self._key(name)] = name
+            except ValueError as exc:
+                found[name] = exc
+        if keys:
+            with self._calling("reading files"):
+                fetched = self.fs.cat(list(keys), on_error="return")
+            for key, data in fetched.items():
+                found[keys[key]] = data if isinstance(data, bytes) else _as_error(data)
+        return found
+
     @contextlib.contextmanager
     def local_copy(self, name: str) -> Iterator[Path]:
         folder = Path(tempfile.mkdtemp(prefix="birdgrab-"))
@@ -407,6 +436,13 @@ def _parts(name: str) -> list[str]:
     if any(part in ("", ".", "..") or "\\" in part or "\x00" in part for part in parts):
         raise ValueError(f"unsafe file name {name[:60]!r}")
     return parts
+
+
+def _as_error(exc: BaseException) -> Exception:
+    """A store's failure for one file, as the OSError a disk would give."""
+    if isinstance(exc, FileNotFoundError):
+        return exc
+    return StorageError(redact(_describe(exc)))
 
 
 def _describe(exc: BaseException) -> str:
