@@ -165,6 +165,11 @@ class Workers:
             return True
         return type(exc).__name__ == "KilledWorker"
 
+    def conclusive(self, exc: BaseException) -> bool:
+        """Whether a lost task took its worker down every time Dask tried it (its own retries are
+        spent), rather than dying beside another task's crash as a process pool's tasks do."""
+        return type(exc).__name__ == "KilledWorker"
+
     def gone(self, exc: BaseException) -> bool:
         """Whether a task failed because the cluster itself went away (scheduler lost, client closed)."""
         if self._client is None:

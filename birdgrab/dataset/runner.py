@@ -157,7 +157,7 @@ class ChunkRunner:
             return
         item = batch[0]
         losses[item.recording.key] += 1
-        if losses[item.recording.key] < MAX_LOSSES:
+        if losses[item.recording.key] < MAX_LOSSES and not self.workers.conclusive(exc):
             queue.appendleft(batch)
             return
         reason = "its worker died cutting it (out of memory, or killed) each time it was tried"
