@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -120,6 +121,21 @@ def test_benchmarks_md_is_refilled_from_the_saved_results(tmp_path):
     assert "| birdgrab | 4.2 s |" in page.read_text() and "5.9 s" not in page.read_text()
 
 
+def test_refilling_twice_changes_nothing_and_leaves_the_prose_alone(tmp_path):
+    results, page = tmp_path / "results", tmp_path / "BENCHMARKS.md"
+    page.write_text(BENCHMARKS)
+    publish.save(_report("chunk", False, "5.9 s"), results)
+    publish.regenerate(page, results)
+    once = page.read_text()
+
+    publish.regenerate(page, results)
+
+    assert page.read_text() == once
+    outside = publish._BLOCK.sub("", once)
+    assert outside == publish._BLOCK.sub("", BENCHMARKS)  # only what is between markers was touched
+    assert once.count("<!-- bench:chunk.speed -->") == 1 and once.count("<!-- /bench:chunk.speed -->") == 1
+
+
 def test_a_quick_run_never_replaces_a_full_one_of_the_same_day(tmp_path):
     results = tmp_path / "results"
     publish.save(_report("chunk", False, "5.9 s"), results)
@@ -161,3 +177,36 @@ def test_every_block_in_benchmarks_md_has_a_suite():
     for key in keys:
         suite = key.partition(".")[0]
         assert suite.removesuffix("-1m") in suites, key
+
+
+def test_a_suite_whose_baseline_is_missing_fails_the_run_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+    """`make bench` must go red, not skip, when a baseline tool cannot run."""
+    ran: list[str] = []
+
+    def fake_suite(name: str, quick: bool, sizes: tuple[int, ...] | None) -> Report:
+        ran.append(name)
+        if name == "chunk":
+            require_tool("no-such-ffmpeg-for-birdgrab", "ffmpeg")
+        return _report(name, quick, "1.0 s")
+
+    monkeypatch.setattr("bench.__main__.run_suite", fake_suite)
+    monkeypatch.setattr("bench.__main__.save", lambda report: publish.save(report, tmp_path / "results"))
+
+    code = main(["chunk", "fetch", "--no-render"])
+
+    assert code == 1
+    assert ran == ["chunk", "fetch"]
+    captured = capsys.readouterr()
+    assert "== chunk FAILED: the baseline needs 'no-such-ffmpeg-for-birdgrab'" in captured.out
+    assert "failed: chunk" in captured.err
+    saved = sorted(path.name for path in (tmp_path / "results").glob("*/*.json"))
+    assert saved == ["fetch.json"]  # nothing saved for the suite that could not compare
+
+
+def test_the_prose_of_benchmarks_md_quotes_no_measured_figure():
+    """Measured figures live between the markers, refilled from saved runs. Outside them the page
+    may state a suite's inputs and goals (100 ms latency, 10 s chunks), never a ratio or a measured
+    time or size with decimals, the kind of figure issue 20 found typed by hand."""
+    prose = publish._BLOCK.sub("", publish.BENCHMARKS.read_text())
+    typed = re.findall(r"\b\d+(?:\.\d+)?x\b|\b\d+\.\d+\s?(?:s|ms|MB|GB|%)(?!\w)", prose)
+    assert typed == []
