@@ -3,6 +3,7 @@ behind, results are saved and BENCHMARKS.md's generated blocks are refilled from
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -179,7 +180,9 @@ def test_every_block_in_benchmarks_md_has_a_suite():
         assert suite.removesuffix("-1m") in suites, key
 
 
-def test_a_suite_whose_baseline_is_missing_fails_the_run_and_the_others_still_run(tmp_path, monkeypatch, capsys):
+def test_a_suite_whose_baseline_is_missing_fails_the_run_and_the_others_still_run(
+    tmp_path, monkeypatch, capsys
+):
     """`make bench` must go red, not skip, when a baseline tool cannot run."""
     ran: list[str] = []
 
@@ -210,3 +213,13 @@ def test_the_prose_of_benchmarks_md_quotes_no_measured_figure():
     prose = publish._BLOCK.sub("", publish.BENCHMARKS.read_text())
     typed = re.findall(r"\b\d+(?:\.\d+)?x\b|\b\d+\.\d+\s?(?:s|ms|MB|GB|%)(?!\w)", prose)
     assert typed == []
+
+
+def test_every_suite_takes_quick_and_returns_a_report():
+    """`python -m bench --quick` calls every suite's `run(quick=...)` and saves the Report it returns
+    (read from the source: the suites' baselines are the [bench] extra, not installed for `make test`)."""
+    for path in sorted(Path(publish.__file__).parent.glob("bench_*.py")):
+        tree = ast.parse(path.read_text())
+        run = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "run")
+        assert "quick" in [arg.arg for arg in run.args.args], path.name
+        assert ast.unparse(run.returns) == "Report", path.name
