@@ -115,6 +115,14 @@ def run(sizes: tuple[int, ...] = SIZES, quick: bool = False) -> Report:
             for label in (STARTUP, *(label for label, _ in STEPS)):
                 if label != "filter for refresh":
                     report.line(f"  {label:<18} {_cell(runs[label])}")
+    compare(report, results)
+    return report.finish()
+
+
+def compare(report: Report, results: dict[int, tuple[dict[str, Run], float, float, float]]) -> None:
+    """The tables: every step at every size, and the goals, growth read from the smallest size to
+    the largest (`results` is what `measure` returned per size)."""
+    sizes = sorted(results)
     small, large = sizes[0], sizes[-1]
     small_runs, large_runs = results[small][0], results[large][0]
     speed_ratio = results[large][3] / results[small][3]
@@ -167,4 +175,3 @@ def run(sizes: tuple[int, ...] = SIZES, quick: bool = False) -> Report:
     report.table("goals", ["figure", "value", "goal", "verdict"], rows)
     for figure, value, goal, met in rows:
         report.line(f"{figure}: {value} (goal {goal}) {met}")
-    return report.finish()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import publish
+from bench import bench_scale, publish
 from bench.__main__ import main
 from bench.harness import Report, Run, alternate, require_tool, run_process
 
@@ -223,3 +223,44 @@ def test_every_suite_takes_quick_and_returns_a_report():
         run = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "run")
         assert "quick" in [arg.arg for arg in run.args.args], path.name
         assert ast.unparse(run.returns) == "Report", path.name
+
+
+def _scale_results(catalog_cpu, refresh_wall, startup_cpu=1.0):
+    """What `bench_scale.measure` returns at 10,000 and 100,000 recordings, with the catalog's CPU
+    and the no-change refresh's wall given as functions of N and every other step cheap."""
+    results = {}
+    for size in (10_000, 100_000):
+        runs = {bench_scale.STARTUP: Run(1.5, startup_cpu, 40.0, 0)}
+        for label, _ in bench_scale.STEPS:
+            runs[label] = Run(2.0, startup_cpu + 0.5, 60.0, 0)
+        runs["catalog"] = Run(catalog_cpu(size) + 1, catalog_cpu(size), 70.0, 0)
+        runs["no-change refresh"] = Run(refresh_wall(size), startup_cpu + 0.5, 90.0, 0)
+        results[size] = (runs, size / 1e4, 0.1, 0.5)
+    return results
+
+
+def _growth_verdicts(results):
+    report = Report("scale", options={"sizes": "10000,100000"})
+    bench_scale.compare(report, results)
+    rows = report.tables["goals"].rows
+    return {
+        "linear": next(row[3] for row in rows if row[0].startswith("catalog CPU per recording")),
+        "flat": next(row[3] for row in rows if row[0].startswith("no-change refresh wall")),
+    }
+
+
+@pytest.mark.parametrize(
+    ("catalog_cpu", "refresh_wall", "expected"),
+    [
+        (lambda n: 1.0 + n / 10_000, lambda n: 3.0, {"linear": "met", "flat": "met"}),
+        (lambda n: 1.0 + (n / 10_000) ** 2, lambda n: 3.0, {"linear": "MISSED", "flat": "met"}),
+        (lambda n: 1.0 + n / 10_000, lambda n: 3.0 * n / 10_000, {"linear": "met", "flat": "MISSED"}),
+        # At the small size the catalog costs no more than the start-up: nothing proves it linear.
+        (lambda n: 1.0 if n == 10_000 else 5.0, lambda n: 3.0, {"linear": "MISSED", "flat": "met"}),
+    ],
+    ids=["linear-and-flat", "quadratic-catalog", "refresh-grows", "start-up-only"],
+)
+def test_scale_growth_goals_can_fail(catalog_cpu, refresh_wall, expected):
+    """Two sizes of one run: linear and flat are ratios that a superlinear catalogue or a refresh
+    that grows with the catalogue misses (issue 20: one size compared with itself always passed)."""
+    assert _growth_verdicts(_scale_results(catalog_cpu, refresh_wall)) == expected
