@@ -469,12 +469,12 @@ class Table:
 
 
 def _commit() -> str:
-    """The commit measured, with `+` when the work tree has changes (what the numbers belong to)."""
+    """The commit measured, with `+` when its code has changes (results saved by earlier suites are not)."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
         )
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "birdgrab", "bench"], cwd=REPO,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "birdgrab", "bench", ":(exclude)bench/results"], cwd=REPO,
                                capture_output=True, text=True)  # fmt: skip
     except OSError:
         return "unknown"
