@@ -24,7 +24,7 @@ test-faults: install
 
 # Object storage and Dask end to end: a moto S3 server and a Dask scheduler with workers, all on 127.0.0.1.
 test-cluster: install
-	$(BIN)/python -m pip install --quiet -e '.[test-cluster]'
+	$(BIN)/python -m pip install --quiet -e '.[test,cluster,test-cluster]'
 	$(BIN)/python -m pytest -p no:cacheprovider -m cluster tests
 
 # The README's loader snippets with the real libraries: TensorFlow + Keras, torch and datasets 5.x in
@@ -64,7 +64,7 @@ bench-tools: $(BENCH_STAMP)
 		(apt-get update -qq && apt-get install -y -qq ffmpeg aria2 >/dev/null)
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench,test-cluster]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,cluster,test-cluster]'
 	touch $(BENCH_STAMP)
 
 # The whole pipeline, offline, against the bundled sandbox archive on a free loopback port.
