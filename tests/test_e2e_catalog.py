@@ -13,8 +13,8 @@ import pytest
 
 from birdgrab import manifests
 from birdgrab.catalog import CatalogOptions, run_catalog
+from birdgrab.environment import load_settings
 from birdgrab.sandbox import FaultRule
-from birdgrab.settings import load_settings
 from tests.conftest import FAST_RETRIES
 
 

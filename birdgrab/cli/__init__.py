@@ -40,13 +40,14 @@ from birdgrab.cli.options import (
     filter_overrides,
     scheduler_option,
 )
+from birdgrab.environment import load_settings
 from birdgrab.errors import BirdgrabError, ServiceUnreachable
 from birdgrab.executors import Workers, check_scheduler
 from birdgrab.lock import folder_locks
 from birdgrab.log import setup_logging
 from birdgrab.overrides import Overrides
 from birdgrab.selection import FilterOptions
-from birdgrab.settings import load_settings, redact
+from birdgrab.settings import redact
 from birdgrab.sources.registry import registry
 from birdgrab.storage import check_storages
 
