@@ -254,11 +254,11 @@ class ObjectStorage(Storage):
 
     is_local = False
 
-    def __init__(self, url: str, options: Mapping[str, Any]):
+    def __init__(self, url: str, options: Mapping[str, Any], *, fresh: bool = False):
         self.url = url.rstrip("/")
         self.options = dict(options)
         self.protocol = urlsplit(url).scheme
-        self.fs, root = _filesystem(self.url, self.options)
+        self.fs, root = _filesystem(self.url, self.options, fresh=fresh)
         self.root = root.rstrip("/")
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -512,17 +512,19 @@ def open_storage(location: str | os.PathLike[str] | Storage) -> Storage:
         )
     if not parts.netloc:
         raise UsageError(f"{url}: name a bucket, like {parts.scheme}://bucket/prefix")
-    return _reopen(url.rstrip("/"), json.dumps(storage_options(), sort_keys=True))
+    # A filesystem of its own, not one fsspec kept from before: it finds the credentials as they are now.
+    return ObjectStorage(url, storage_options(), fresh=True)
 
 
 @functools.lru_cache(maxsize=32)
 def _reopen(url: str, options_json: str) -> ObjectStorage:
-    """One `ObjectStorage` per URL and options in each process (workers unpickle by this)."""
+    """One `ObjectStorage` per URL and options in each worker process (workers unpickle by this)."""
     return ObjectStorage(url, json.loads(options_json))
 
 
-def _filesystem(url: str, options: Mapping[str, Any]) -> tuple[Any, str]:
-    """fsspec's filesystem and the path inside it for `url`; a `UsageError` for what cannot work."""
+def _filesystem(url: str, options: Mapping[str, Any], *, fresh: bool = False) -> tuple[Any, str]:
+    """fsspec's filesystem and the path inside it for `url`; a `UsageError` for what cannot work.
+    `fresh`: not an instance fsspec cached for the same options (it would hold old credentials)."""
     scheme = urlsplit(url).scheme.lower()
     extra = EXTRAS.get(scheme, "cluster")
     try:
@@ -537,7 +539,7 @@ def _filesystem(url: str, options: Mapping[str, Any]) -> tuple[Any, str]:
     for variable in _SECRET_VARIABLES:
         register_secret(os.environ.get(variable, ""))
     try:
-        fs, path = fsspec.core.url_to_fs(url, **options)
+        fs, path = fsspec.core.url_to_fs(url, **options, **({"skip_instance_cache": True} if fresh else {}))
     except ImportError:
         raise UsageError(
             f"{scheme}:// storage needs the {extra} extra: pip install 'birdgrab[{extra}]'"

@@ -358,8 +358,9 @@ SCHEDULER = option(
     "--scheduler",
     envvar="BIRDGRAB_SCHEDULER",
     show_envvar=False,
-    help="Cut on a Dask cluster: tcp://host:8786 (a running scheduler) or 'local' (a LocalCluster of "
-    "--jobs workers); extra [cluster]. [default: this machine's processes, or BIRDGRAB_SCHEDULER]",
+    help="Run the heavy work (cutting, export's shards) on a Dask cluster: tcp://host:8786 (a running "
+    "scheduler) or 'local' (a LocalCluster of --jobs workers); extra [cluster]. Example: --scheduler "
+    "tcp://10.0.0.5:8786 --out s3://my-birds/dataset. [default: this machine's processes, or BIRDGRAB_SCHEDULER]",
 )
 scheduler_option = option_group("scheduler", lambda scheduler: scheduler, [SCHEDULER])
 

@@ -163,7 +163,16 @@ class ChunkRunner:
             queue.appendleft(batch)
             return
         reason = "its worker died cutting it (out of memory, or killed) each time it was tried"
+        self._remove_leftovers(item)
         self._settle(item, ChunkFailure(reason, bad_source=False), now)
+
+    def _remove_leftovers(self, item: Usable) -> None:
+        """A worker that died cutting `item` may have written some of its chunk files first (an upload
+        whose body had arrived completes without its sender): none of them may stay as half a recording."""
+        stem = f"{file_stem(item.recording)}_"
+        for folder in (item.label, NOISE_LABEL):
+            found = [name for name in self.out.sizes(folder) if name.startswith(stem)]
+            self.out.remove_many(f"{folder}/{name}" for name in found)
 
     def _disk_low(self) -> bool:
         """Stop (cleanly, exit 1) before the disk fills: the report says why."""
