@@ -60,6 +60,54 @@ def commit_temp(tmp: Path, path: Path) -> None:
     _fsync_dir(path.parent)
 
 
+class StagedFiles:
+    """Files that appear together or not at all: each is written whole to a temporary name beside
+    its place and fsynced (`stage`), then `commit` renames them all into place and fsyncs each
+    folder once (not once per file). Leaving the `with` block by an exception, or without a
+    commit, removes every temporary file; a killed process leaves only `.*.part` names, which
+    `remove_stale_temps` clears.
+
+    >>> with StagedFiles() as staged:  # doctest: +SKIP
+    ...     staged.stage(out / "a.wav", data_a)
+    ...     staged.stage(out / "b.wav", data_b)
+    ...     staged.commit()
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []  # (temporary, final)
+
+    def stage(self, path: Path, data: bytes) -> None:
+        """Write `data` durably to a temporary file that `commit` will move to `path`."""
+        path = Path(path)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        self._staged.append((Path(tmp_name), path))
+        with open(fd, "wb", buffering=0) as handle:
+            view = memoryview(data)
+            while view:  # a write may be partial (signals, some filesystems)
+                view = view[handle.write(view) :]
+            os.fsync(fd)
+
+    def commit(self) -> None:
+        """Move every staged file into place, then make the renames durable."""
+        for tmp, path in self._staged:
+            os.replace(tmp, path)
+        for folder in dict.fromkeys(path.parent for _, path in self._staged):
+            _fsync_dir(folder)
+        self._staged = []
+
+    def discard(self) -> None:
+        for tmp, _ in self._staged:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        self._staged = []
+
+    def __enter__(self) -> StagedFiles:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.discard()
+
+
 def file_stamp(path: Path) -> dict[str, int]:
     """What tells a file we wrote from one changed since (the test make and rsync use): its size
     and modification time in nanoseconds."""
