@@ -20,7 +20,6 @@ from birdgrab.audio import (
     probe,
     similarity,
 )
-from birdgrab.dataset import cutting
 from birdgrab.dataset.cutting import chunk_recording
 from birdgrab.errors import BirdgrabError
 from birdgrab.probe import AudioInfo
