@@ -1,7 +1,7 @@
 """Cutting one recording into chunks: decode, spool, choose windows, write WAVs atomically.
 
 One streaming pass decodes the file (mixed to mono, resampled with soxr HQ by the audio module)
-into a spool of 16-bit samples in an unnamed temporary file beside the output, feeding the
+into a spool of 16-bit samples in an unnamed temporary file (beside the dataset on a disk), feeding the
 windowing as it goes; the windowing then chooses windows with random access to the spool, and
 only those are written. Memory stays bounded whatever the recording's length: the spool is on
 disk and is read window by window (with `pread`, not a memory map, whose pages would count as
@@ -9,8 +9,9 @@ resident). Chunks appear atomically and only when the whole recording decoded: o
 chunk of this run and no temporary file remains.
 
 Writing a chunk is two steps: `wav_bytes` makes the whole file in memory (a pure function of the
-spooled samples), and `StagedFiles` puts it in place (temporary file, fsync, rename with the
-recording's other chunks, one folder fsync per recording).
+spooled samples), and the dataset's storage writes it whole with the recording's other chunks
+(`Storage.writing_together`: on a disk a temporary file each, fsynced at once and renamed
+together; in a bucket one PUT each).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 
 from birdgrab.dataset.windows import Choice, FixedWindows, Windowing, rms_dbfs
 from birdgrab.decoders import mono_blocks, open_decoder
-from birdgrab.files import StagedFiles, safe_child
+from birdgrab.storage import LocalStorage, Storage
 
 # libsndfile reads int16 sample k as k / 32768, so this scale gives 16-bit sources back exactly.
 _PCM16_SCALE = 32768.0
@@ -94,7 +95,7 @@ class ChunkResult:
 class PcmSpool:
     """A recording's samples as 16-bit PCM in an unnamed temporary file: appended, then read anywhere."""
 
-    def __init__(self, folder: Path, sample_rate: int):
+    def __init__(self, folder: Path | None, sample_rate: int):
         self.sample_rate = sample_rate
         self.frames = 0
         self._file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 - closed by close()
@@ -122,32 +123,34 @@ class PcmSpool:
 
 def cut_recording(
     src: Path | str,
-    out_dir: Path | str,
+    dataset: Storage,
+    folder: str,
     stem: str,
     windowing: Windowing,
     *,
     sample_rate: int,
     chunk_frames: int,
-    noise_dir: Path | str | None = None,
+    noise_folder: str | None = None,
 ) -> ChunkResult:
-    """Decode `src` and write the windows `windowing` chooses as `{stem}_{index:04d}.wav` in `out_dir`
-    (noise windows in `noise_dir`).
+    """Decode `src` and write the windows `windowing` chooses as `{folder}/{stem}_{index:04d}.wav`
+    in `dataset` (noise windows in `noise_folder`; "" is the dataset's top folder).
 
     Raises `AudioError` for a file that is not audio or fails to decode, `OSError` when writing fails.
     """
     decoder = open_decoder(src)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    spool = PcmSpool(out_dir, sample_rate)
+    if folder:
+        dataset.make_folder(folder)
+    local = dataset.local_path()
+    if local is not None:
+        local.mkdir(parents=True, exist_ok=True)
+    spool = PcmSpool(local, sample_rate)
     try:
         for samples in mono_blocks(decoder, sample_rate):
             spool.append(samples)
             windowing.feed(samples)
         choice = windowing.choose(spool)
-        folders = {False: out_dir, True: Path(noise_dir) if noise_dir is not None else out_dir}
-        if any(w.noise for w in choice.windows):
-            folders[True].mkdir(parents=True, exist_ok=True)
-        chunks = _write(spool, choice, folders, stem, chunk_frames)
+        folders = {False: folder, True: folder if noise_folder is None else noise_folder}
+        chunks = _write(spool, choice, dataset, folders, stem, chunk_frames)
     finally:
         spool.close()
     return ChunkResult(
@@ -160,16 +163,17 @@ def cut_recording(
 
 
 def _write(
-    spool: PcmSpool, choice: Choice, folders: dict[bool, Path], stem: str, chunk_frames: int
+    spool: PcmSpool, choice: Choice, dataset: Storage, folders: dict[bool, str], stem: str, chunk_frames: int
 ) -> list[ChunkInfo]:
-    """Write every chosen window; they appear together once all are written (or none does)."""
+    """Write every chosen window; they stand together once all are written (or none does)."""
     chunks = []
     rate = spool.sample_rate
-    with StagedFiles() as staged:
+    with dataset.writing_together() as write:
         for window in choice.windows:
             pcm = spool.read_pcm16(window.start, window.frames)
             name = f"{stem}_{window.index:04d}.wav"
-            staged.stage(safe_child(folders[window.noise], name), wav_bytes(pcm, rate, chunk_frames))
+            folder = folders[window.noise]
+            write(f"{folder}/{name}" if folder else name, wav_bytes(pcm, rate, chunk_frames))
             chunks.append(
                 ChunkInfo(
                     index=window.index,
@@ -182,7 +186,6 @@ def _write(
                     noise=window.noise,
                 )
             )
-        staged.commit()
     return chunks
 
 
@@ -212,4 +215,6 @@ def chunk_recording(
     windowing = FixedWindows(
         chunk_frames, math.ceil(min_chunk_s * sample_rate), gate_db, floor_dbfs, rate=sample_rate
     )
-    return cut_recording(src, out_dir, stem, windowing, sample_rate=sample_rate, chunk_frames=chunk_frames)
+    return cut_recording(
+        src, LocalStorage(out_dir), "", stem, windowing, sample_rate=sample_rate, chunk_frames=chunk_frames
+    )
