@@ -25,13 +25,13 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from birdgrab.errors import BirdgrabError, UsageError
-from birdgrab.files import atomic_write_bytes, atomic_writer, remove_stale_temps
+from birdgrab.files import StagedFiles, atomic_write_bytes, atomic_writer, remove_stale_temps
 from birdgrab.settings import redact, register_secret
 
 STORAGE_OPTIONS_VARIABLE = "BIRDGRAB_STORAGE_OPTIONS"
@@ -101,6 +101,18 @@ class Storage:
 
     def local_copy(self, name: str) -> contextlib.AbstractContextManager[Path]:
         """A path on this machine to read `name` from (the file itself on a disk, else a temporary download)."""
+        raise NotImplementedError
+
+    def writing_together(self) -> contextlib.AbstractContextManager[Callable[[str, bytes], None]]:
+        """A `write(name, data)` for files written whole that stand together: when the block ends
+        every one is in place, and when it raises none is (a disk: staged beside their places, then
+        fsynced at once and renamed together; an object store: one PUT a file as it is written,
+        those already up removed on an error).
+
+        >>> with dataset.writing_together() as write:  # doctest: +SKIP
+        ...     write("Parus_major/xc-1_0000.wav", first)
+        ...     write("Parus_major/xc-1_0001.wav", second)
+        """
         raise NotImplementedError
 
     def staging(self) -> contextlib.AbstractContextManager[Path]:
@@ -188,6 +200,18 @@ class LocalStorage(Storage):
     @contextlib.contextmanager
     def local_copy(self, name: str) -> Iterator[Path]:
         yield self.path(name)
+
+    @contextlib.contextmanager
+    def writing_together(self) -> Iterator[Callable[[str, bytes], None]]:
+        with StagedFiles() as staged:
+
+            def write(name: str, data: bytes) -> None:
+                path = self.path(name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                staged.stage(path, data)
+
+            yield write
+            staged.commit()
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
@@ -342,6 +366,21 @@ class ObjectStorage(Storage):
             yield local
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def writing_together(self) -> Iterator[Callable[[str, bytes], None]]:
+        written: list[str] = []
+
+        def write(name: str, data: bytes) -> None:
+            self.write_bytes(name, data)
+            written.append(name)
+
+        try:
+            yield write
+        except BaseException:
+            with contextlib.suppress(Exception):  # what did arrive must not stand as a half result
+                self.remove_many(written)
+            raise
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:

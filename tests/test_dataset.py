@@ -532,3 +532,21 @@ def test_split_by_recordist_keeps_every_recordist_in_one_split_also_after_a_refr
     again = splits_by_recordist()
     assert all(len(s) == 1 for s in again.values())
     assert {k: again[k] for k in first} == first  # nobody moved
+
+
+def test_batches_shrink_so_the_workers_finish_together():
+    """100 one-minute recordings on 2 workers: every recording in exactly one batch, in order; the
+    batches shrink, and the last ones hold a single recording (no worker cuts a big batch alone at the end)."""
+    from types import SimpleNamespace
+
+    from birdgrab.dataset.runner import MAX_BATCH_AUDIO_S, batches
+
+    todo = [SimpleNamespace(key=f"xc:{n}", duration_s=60.0) for n in range(100)]
+
+    made = batches(todo, slots=2)
+
+    assert [item.key for batch in made for item in batch] == [item.key for item in todo]
+    sizes = [len(batch) for batch in made]
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[0] * 60.0 <= MAX_BATCH_AUDIO_S
+    assert sizes[-2:] == [1, 1]

@@ -35,8 +35,8 @@ from birdgrab.storage import Storage
 
 Progress = Callable[[str, int], None]
 
-# A batch holds about this much audio (seconds): at least enough that Dask's few milliseconds a task
-# do not count, at most enough that every worker gets several batches of a small run.
+# A batch holds this much audio (seconds) or between: at least enough that Dask's few milliseconds a
+# task do not count, at most what keeps a lost worker's redo and the wait for progress small.
 MIN_BATCH_AUDIO_S = 60.0
 MAX_BATCH_AUDIO_S = 900.0
 MAX_BATCH_ITEMS = 64
@@ -61,15 +61,23 @@ def remove_chunks(out: Storage, entry: ChunkedRecording | None, keep: Iterable[s
 
 
 def batches(todo: list[Usable], slots: int) -> list[list[Usable]]:
-    """`todo` in batches of about the same length of audio, enough of them to keep `slots` workers busy."""
+    """`todo` in batches that shrink as the work runs out (guided self-scheduling).
+
+    Each batch holds about the audio still to cut over twice the `slots`, kept between the bounds:
+    the first ones big enough that a task's own cost does not count, the last ones a recording or
+    two, so the workers finish together instead of one cutting a whole batch while the others wait.
+    """
     durations = [u.duration_s or UNKNOWN_DURATION_S for u in todo]
-    target = min(max(sum(durations) / (4 * max(1, slots)), MIN_BATCH_AUDIO_S), MAX_BATCH_AUDIO_S)
+    remaining = sum(durations)
     result: list[list[Usable]] = []
     current: list[Usable] = []
-    audio = 0.0
+    audio = target = 0.0
     for item, duration in zip(todo, durations, strict=True):
+        if not current:
+            target = min(max(remaining / (2 * max(1, slots)), MIN_BATCH_AUDIO_S), MAX_BATCH_AUDIO_S)
         current.append(item)
         audio += duration
+        remaining -= duration
         if audio >= target or len(current) >= MAX_BATCH_ITEMS:
             result.append(current)
             current, audio = [], 0.0

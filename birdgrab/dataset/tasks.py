@@ -19,7 +19,6 @@ from birdgrab.audio import AudioError
 from birdgrab.dataset.cutting import ChunkResult, cut_recording
 from birdgrab.dataset.options import NOISE_LABEL, ChunkOptions
 from birdgrab.dataset.windows import windowing_for
-from birdgrab.files import safe_child
 from birdgrab.storage import Storage
 
 
@@ -58,15 +57,16 @@ def cut_batch(options: ChunkOptions, batch: ChunkBatch) -> list[tuple[str, Outco
 
 def _cut_one(options: ChunkOptions, batch: ChunkBatch, item: ChunkItem) -> Outcome:
     try:
-        with batch.cache.local_copy(item.source) as source, batch.dataset.staging() as root:
+        with batch.cache.local_copy(item.source) as source:
             return cut_recording(
                 source,
-                safe_child(root, item.label),
+                batch.dataset,
+                item.label,
                 item.stem,
                 windowing_for(options),
                 sample_rate=options.sample_rate,
                 chunk_frames=options.chunk_frames,
-                noise_dir=safe_child(root, NOISE_LABEL),
+                noise_folder=NOISE_LABEL,
             )
     except AudioError as exc:
         return ChunkFailure(exc.reason, bad_source=True)
