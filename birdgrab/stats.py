@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from birdgrab import manifests
+from birdgrab.dataset.people import UNKNOWN
+from birdgrab.dataset.writers import DATASET
 from birdgrab.download import DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.models import SPLITS
@@ -30,6 +33,8 @@ class DatasetStats:
     chunks: int
     hours: float
     chunks_by_class: dict[str, dict[str, int]]  # label -> split -> chunks
+    people: int | None  # recordists (identities across spellings); None: a dataset without recordist_id
+    made_with: dict | None  # dataset.json: how it was made (None: none)
 
 
 @dataclass
@@ -51,9 +56,10 @@ class Stats:
 
 def dataset_stats(out: Path) -> DatasetStats | None:
     """Chunks per class and split, from dataset/metadata.csv (None before the first chunk run)."""
+    wanted = {"label", "split", "recording_key", "duration_s", "recordist_id"}
     try:
         metadata = pd.read_csv(
-            Path(out) / "metadata.csv", usecols=["label", "split", "recording_key", "duration_s"]
+            Path(out) / "metadata.csv", usecols=lambda column: column in wanted, keep_default_na=False
         )
     except FileNotFoundError:
         return None
@@ -69,7 +75,21 @@ def dataset_stats(out: Path) -> DatasetStats | None:
         chunks=len(metadata),
         hours=round(float(metadata["duration_s"].sum()) / 3600, 2),
         chunks_by_class={label: {k: int(v) for k, v in row.items()} for label, row in table.iterrows()},
+        people=(
+            int(metadata.loc[metadata["recordist_id"] != UNKNOWN, "recordist_id"].nunique())
+            if "recordist_id" in metadata
+            else None
+        ),
+        made_with=_dataset_json(Path(out)),
     )
+
+
+def _dataset_json(out: Path) -> dict | None:
+    try:
+        made = json.loads((out / DATASET).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return made if isinstance(made, dict) else None
 
 
 def collect(folder: Path, wiki_lang: str = "de", out: Path | None = None) -> Stats:
