@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from birdgrab.dataset.writers import DATASET
 from birdgrab.download import DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.models import SPLITS
+from birdgrab.storage import Storage, open_storage
 from birdgrab.store import RecordingStore
 
 
@@ -54,12 +56,16 @@ class Stats:
         return asdict(self)
 
 
-def dataset_stats(out: Path) -> DatasetStats | None:
-    """Chunks per class and split, from dataset/metadata.csv (None before the first chunk run)."""
+def dataset_stats(out: Path | str | Storage) -> DatasetStats | None:
+    """Chunks per class and split, from the dataset's metadata.csv (None before the first chunk run),
+    and its dataset.json; `out` is a folder or a storage URL."""
     wanted = {"label", "split", "recording_key", "duration_s", "recordist_id"}
+    storage = open_storage(out)
     try:
         metadata = pd.read_csv(
-            Path(out) / "metadata.csv", usecols=lambda column: column in wanted, keep_default_na=False
+            io.BytesIO(storage.read_bytes("metadata.csv")),
+            usecols=lambda column: column in wanted,
+            keep_default_na=False,
         )
     except FileNotFoundError:
         return None
@@ -80,19 +86,19 @@ def dataset_stats(out: Path) -> DatasetStats | None:
             if "recordist_id" in metadata
             else None
         ),
-        made_with=_dataset_json(Path(out)),
+        made_with=_dataset_json(storage),
     )
 
 
-def _dataset_json(out: Path) -> dict | None:
+def _dataset_json(out: Storage) -> dict | None:
     try:
-        made = json.loads((out / DATASET).read_text(encoding="utf-8"))
+        made = json.loads(out.read_bytes(DATASET).decode("utf-8"))
     except (OSError, ValueError):
         return None
     return made if isinstance(made, dict) else None
 
 
-def collect(folder: Path, wiki_lang: str = "de", out: Path | None = None) -> Stats:
+def collect(folder: Path, wiki_lang: str = "de", out: Path | str | None = None) -> Stats:
     """Counts from the recordings store (in SQL, never a recording at a time) and species.json."""
     species = manifests.load_species(folder)
     store = RecordingStore.open(folder)
