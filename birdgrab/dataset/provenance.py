@@ -140,11 +140,12 @@ def options_from_account(
             )
     values: dict[str, Any] = {}
     missing: list[str] = []
+    annotations = {f.name: str(f.type) for f in dataclasses.fields(options_type)}
     for name, declared in choices(options_type):
         found, value = _get(made, declared.key)
         if found:
             try:
-                values[name] = declared.from_json(value)
+                values[name] = _typed(annotations[name], declared.from_json(value))
             except (TypeError, ValueError, KeyError) as exc:
                 raise UsageError(
                     f"{source}: {declared.key} = {value!r} is not a {declared.flag} value ({exc})"
@@ -152,6 +153,31 @@ def options_from_account(
         else:
             missing.append(declared.flag)
     return values, missing
+
+
+_KINDS: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _typed(annotation: str, value: Any) -> Any:
+    """`value` as the field's plain type ('float | None': a number or None), or a ValueError: a JSON
+    file may hold anything, and `validated()` compares numbers. Other types (tuples, literals) are
+    checked by their `from_json` and by `validated()`."""
+    if value is None and "None" in annotation:
+        return None
+    kind = _KINDS.get(annotation.split("|")[0].strip())
+    if kind is None:
+        return value
+    if kind is bool or isinstance(value, bool):
+        if not (kind is bool and isinstance(value, bool)):
+            raise ValueError(f"expected {annotation}")
+        return value
+    if kind is str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected {annotation}")
+        return value
+    if not isinstance(value, int | float) or (kind is int and value != int(value)):
+        raise ValueError(f"expected {annotation}")
+    return kind(value)
 
 
 def _leaf_keys(made: Mapping[str, Any], prefix: str = "") -> list[str]:
