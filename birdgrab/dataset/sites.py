@@ -33,6 +33,7 @@ MIN_SITE_KM = 0.05  # cube coordinates must fit 21 bits (positions finer than GP
 _BIAS = 1 << 20
 _FACING = 64  # points of each crowded cube tried first against the other's
 _SMALL = 16  # cube pairs with at most this many point pairs are tested in bulk
+_BATCH = 250_000  # cube pairs tested in one go (at most 16 point pairs each: about 100 MB of arrays)
 _OFFSETS = [d for d in itertools.product(range(-2, 3), repeat=3) if d > (0, 0, 0)]  # one of each +-pair
 
 
@@ -136,7 +137,17 @@ def _close_in_bulk(
     b: np.ndarray,
     reach: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The cube pairs among (a, b) with two points within `reach`, every point pair tested at once."""
+    """The cube pairs among (a, b) with two points within `reach`, every point pair of a batch of
+    cube pairs tested at once (batches bound the memory: a million recordings make tens of
+    millions of point pairs)."""
+    if len(a) > _BATCH:
+        found = [
+            _close_in_bulk(
+                points, members, first, sizes, a[start : start + _BATCH], b[start : start + _BATCH], reach
+            )
+            for start in range(0, len(a), _BATCH)
+        ]
+        return np.concatenate([x for x, _ in found]), np.concatenate([y for _, y in found])
     if not len(a):
         return a, b
     per_pair = sizes[a] * sizes[b]
@@ -218,48 +229,62 @@ def _join_big(
 
 def site_groups(places: Iterable[Place], km: float) -> dict[str, str]:
     """Recording key -> its site ('site:<smallest key>'); a recording with neither coordinates nor a
-    locality has none (it is not in the result)."""
+    locality has none (it is not in the result).
+
+    Nodes are numbers: a positioned recording is the cluster `cluster_positions` gives it (the
+    smallest position index in it), a locality of unplaced recordings one number after them all;
+    only the few joins between the two go through a union-find.
+    """
     places = list(places)
-    positioned = [p for p in places if p.has_position]
-    index = {p.key: i for i, p in enumerate(positioned)}
+    positioned = [i for i, p in enumerate(places) if p.has_position]
     cluster = cluster_positions(
-        np.array([p.latitude for p in positioned], dtype=float),
-        np.array([p.longitude for p in positioned], dtype=float),
+        np.fromiter((places[i].latitude for i in positioned), float, len(positioned)),
+        np.fromiter((places[i].longitude for i in positioned), float, len(positioned)),
         km,
     ).tolist()
-    # Sites as union-find over: positioned clusters (their smallest index) and localities.
-    parent: dict[object, object] = {}
+    node_of: list[int | None] = [None] * len(places)
+    for index, site in zip(positioned, cluster, strict=True):
+        node_of[index] = site
+    folded: dict[tuple[str | None, str | None], tuple[str, str] | None] = {}  # archives repeat places
 
-    def root(node: object) -> object:
+    def locality_of(place: Place) -> tuple[str, str] | None:
+        """Locality and country, folded (case, diacritics, spaces); None without a locality."""
+        raw = (place.locality, place.country)
+        if raw not in folded:
+            words = " ".join(fold(place.locality or "").split())
+            folded[raw] = (words, " ".join(fold(place.country or "").split())) if words else None
+        return folded[raw]
+
+    localities: dict[tuple[str, str], int] = {}  # localities of recordings without coordinates
+    for index, place in enumerate(places):
+        if node_of[index] is None and (locality := locality_of(place)) is not None:
+            node_of[index] = localities.setdefault(locality, len(positioned) + len(localities))
+    parent: dict[int, int] = {}
+
+    def root(node: int) -> int:
         while parent.get(node, node) != node:
             node = parent[node]
         return node
 
-    def join(x: object, y: object) -> None:
-        rx, ry = root(x), root(y)
-        if rx != ry:
-            parent[rx] = ry
-
-    def locality_of(place: Place) -> tuple[str, str] | None:
-        if not place.locality or not place.locality.strip():
-            return None
-        return (" ".join(fold(place.locality).split()), " ".join(fold(place.country or "").split()))
-
-    unplaced = {locality for p in places if not p.has_position and (locality := locality_of(p))}
-    for place in positioned:
-        locality = locality_of(place)
-        if locality in unplaced:
-            join(("cluster", cluster[index[place.key]]), ("locality", locality))
-    node_of = {}
-    for place in places:
-        if place.has_position:
-            node_of[place.key] = ("cluster", cluster[index[place.key]])
-        elif (locality := locality_of(place)) is not None:
-            node_of[place.key] = ("locality", locality)
-    name: dict[object, str] = {}
-    for key in sorted(node_of):
-        name.setdefault(root(node_of[key]), f"site:{key}")
-    return {key: name[root(node)] for key, node in node_of.items()}
+    if localities:  # a positioned recording naming such a locality joins the two
+        for index in positioned:
+            if (locality := locality_of(places[index])) in localities:
+                a, b = root(node_of[index]), root(localities[locality])  # type: ignore[arg-type]
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    site_of = {node: root(node) for node in parent}  # the few joined nodes; every other is its own site
+    first_key: dict[int, str] = {}
+    for place, node in zip(places, node_of, strict=True):
+        if node is not None:
+            site = site_of.get(node, node)
+            if site not in first_key or place.key < first_key[site]:
+                first_key[site] = place.key
+    name = {site: f"site:{key}" for site, key in first_key.items()}
+    return {
+        place.key: name[site_of.get(node, node)]
+        for place, node in zip(places, node_of, strict=True)
+        if node is not None
+    }
 
 
 def places_of(recordings: Sequence) -> list[Place]:
