@@ -21,7 +21,7 @@ DROP_REASONS = {
 @dataclass
 class ChunkReport:
     recordings: int = 0
-    built: int = 0
+    built: int = 0  # recordings cut this run (once each, though the class cap may cut one again)
     unchanged: int = 0
     removed: int = 0
     chunks_written: int = 0
@@ -36,6 +36,18 @@ class ChunkReport:
     # recordings whose split changed because a newcomer joined their group to a larger one
     moved: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (was, now)
     unseen: str = ""  # '31 recordings BirdNET V2.4 ... may have trained on: in train only' (--unseen-by)
+
+    _cut: set[str] = field(default_factory=set, repr=False)
+
+    def cut(self, key: str) -> None:
+        """A recording was cut: counted once however often the run cuts it."""
+        if key not in self._cut:
+            self._cut.add(key)
+            self.built += 1
+
+    def without_chunks(self) -> int:
+        """Recordings cut or kept whose every window was left out (no call, caps): not in the dataset."""
+        return max(0, self.built + self.unchanged - self.recordings)
 
     def dropped_summary(self) -> str:
         """'340 without a call, 3 short last pieces', or 'none'."""
@@ -62,12 +74,16 @@ class ChunkReport:
         moved = self.moved_summary()
         return (
             f"chunk: {self.recordings} recordings ({self.built} rebuilt, {self.unchanged} unchanged, "
-            f"{self.removed} removed), {self.chunks_written} chunks written, {self.chunks_total} in the dataset, "
+            f"{self.removed} removed{self._none_kept()}), {self.chunks_written} chunks written, {self.chunks_total} in the dataset, "
             f"{self.classes} classes; windows not written: {self.dropped_summary()}; "
             f"{self.near_duplicates} near-duplicates; {len(self.rejected)} rejected, {len(self.failed)} failed"
             + (f"; {moved}" if moved else "")
             + (f"; {self.unseen}" if self.unseen else "")
         )
+
+    def _none_kept(self) -> str:
+        none = self.without_chunks()
+        return f"; {none} of them without a chunk, so not in the dataset" if none else ""
 
     def facts(self) -> dict[str, object]:
         """The numbers for the JSON log."""
