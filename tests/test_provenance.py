@@ -90,7 +90,15 @@ def test_a_bad_like_file_is_a_one_line_usage_error(tmp_path, content, message):
         path.write_text(content)
     with pytest.raises(UsageError, match=message):
         options_like(path, ChunkOptions(), set()).validated()
-    result = CliRunner().invoke(app, ["chunk", "--like", str(path), "--manifests", str(tmp_path)])
+    folders = [
+        "--manifests",
+        str(tmp_path),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    result = CliRunner().invoke(app, ["chunk", "--like", str(path), *folders])
     assert result.exit_code == 2 and "Traceback" not in result.output and message.strip() in result.output
 
 
