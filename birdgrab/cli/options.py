@@ -462,7 +462,13 @@ _CHUNK = [
         help="Drop chunks this many dB below the recording's loudest.",
     ),
     option("no_gate", bool, False, "--no-gate", help="Keep silent chunks too."),
-    option("split", str, "80/10/10", "--split", help="train/val/test percentages, assigned per recording."),
+    option(
+        "split",
+        str,
+        "80/10/10",
+        "--split",
+        help="train/val/test percentages, per class (of recordings, people or sites: --split-by).",
+    ),
     option(
         "min_free_mb",
         float,
