@@ -48,11 +48,12 @@ class ReportSummary:
     hours: float
     thumbnails: int
     bytes: int
+    recordists: int  # people, not spellings
 
     def summary(self) -> str:
         """The one line a report run ends with."""
         return (
-            f"report: {self.classes} classes, {self.chunks} chunks, {self.hours:.2f} h, "
+            f"report: {self.classes} classes, {self.chunks} chunks, {self.hours:.2f} h, {self.recordists} recordists, "
             f"{self.thumbnails} spectrograms: {self.path} ({self.bytes / 2**20:.1f} MB)"
         )
 
@@ -203,6 +204,30 @@ def _recording_lengths(rows: pd.DataFrame, manifests_dir: Path | None) -> tuple[
     return span, "covered by chunks"
 
 
+def people_count(rows: pd.DataFrame) -> int:
+    """Recordists: people (recordist_id), or spellings for a dataset without that column."""
+    column = "recordist_id" if "recordist_id" in rows else "recordist"
+    return int(rows.loc[~rows[column].isin(["", "unknown"]), column].nunique())
+
+
+def _recordists(recordings: pd.DataFrame) -> tuple[pd.Series, str]:
+    """Recordings per person (named by their commonest spelling), and a line counting people: one
+    person spelled four ways is one recordist (`recordist_id`; a dataset without it counts spellings)."""
+    spellings = recordings["recordist"].replace("", "unknown")
+    if "recordist_id" not in recordings:
+        counts = spellings.value_counts()
+        return counts, f"{len(counts)} recordists (as spelled: this dataset has no recordist_id column)"
+    people = recordings["recordist_id"].replace("", "unknown")
+    named = spellings.groupby(people).agg(lambda names: names.value_counts().index[0])
+    counts = people.value_counts()
+    counts.index = [named[person] if person != "unknown" else "unknown" for person in counts.index]
+    distinct = spellings[people != "unknown"].nunique()
+    return (
+        counts,
+        f"{people_count(recordings)} recordists ({distinct} spellings of their names across the archives)",
+    )
+
+
 def _licence_colours(names: pd.Index) -> list[str]:
     return [
         "#c44e52" if is_no_derivatives(n) else "#dd8452" if is_non_commercial(n) else "#55a868" for n in names
@@ -228,6 +253,7 @@ def render_report(dataset: DatasetFolder, manifests_dir: Path | None) -> tuple[s
             for value, label in [
                 (len(dataset.class_names), "classes"),
                 (len(recordings), "recordings"),
+                (people_count(recordings), "recordists"),
                 (len(rows), "chunks"),
                 (f"{hours:.2f}", "hours"),
                 (f"{dataset.chunk_seconds:g} s", "per chunk"),
@@ -270,7 +296,7 @@ def render_report(dataset: DatasetFolder, manifests_dir: Path | None) -> tuple[s
             "archives",
         ),
     ]
-    recordists = recordings["recordist"].replace("", "unknown").value_counts()
+    recordists, people_note = _recordists(recordings)
     more = len(recordists) - TOP_RECORDISTS
     lengths, length_source = _recording_lengths(rows, manifests_dir)
     parts += [
@@ -283,7 +309,7 @@ def render_report(dataset: DatasetFolder, manifests_dir: Path | None) -> tuple[s
             ),
             "recordists",
         ),
-        f"<p>{len(recordists)} recordists{f', {more} more not shown' if more > 0 else ''}.</p>",
+        f"<p>{html.escape(people_note)}{f'; {more} more not shown' if more > 0 else ''}.</p>",
         "<h2>Recording lengths</h2>",
         _img(_length_chart(lengths, length_source), "recording lengths"),
         f"<p>{len(lengths)} recordings, lengths {length_source}: median {lengths.median():.0f} s, "
@@ -339,5 +365,6 @@ def run_report(
         chunks=len(dataset.rows),
         hours=float(dataset.rows["duration_s"].sum()) / 3600,
         thumbnails=thumbnails,
+        recordists=people_count(dataset.rows),
         bytes=len(data),
     )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from birdgrab import manifests
+from birdgrab.dataset.people import UNKNOWN
+from birdgrab.dataset.writers import DATASET
 from birdgrab.download import DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.models import SPLITS
@@ -32,6 +35,8 @@ class DatasetStats:
     chunks: int
     hours: float
     chunks_by_class: dict[str, dict[str, int]]  # label -> split -> chunks
+    people: int | None  # recordists (identities across spellings); None: a dataset without recordist_id
+    made_with: dict | None  # dataset.json: how it was made (None: none)
 
 
 @dataclass
@@ -52,12 +57,15 @@ class Stats:
 
 
 def dataset_stats(out: Path | str | Storage) -> DatasetStats | None:
-    """Chunks per class and split, from the dataset's metadata.csv (None before the first chunk run);
-    `out` is a folder or a storage URL."""
+    """Chunks per class and split, from the dataset's metadata.csv (None before the first chunk run),
+    and its dataset.json; `out` is a folder or a storage URL."""
+    wanted = {"label", "split", "recording_key", "duration_s", "recordist_id"}
+    storage = open_storage(out)
     try:
         metadata = pd.read_csv(
-            io.BytesIO(open_storage(out).read_bytes("metadata.csv")),
-            usecols=["label", "split", "recording_key", "duration_s"],
+            io.BytesIO(storage.read_bytes("metadata.csv")),
+            usecols=lambda column: column in wanted,
+            keep_default_na=False,
         )
     except FileNotFoundError:
         return None
@@ -73,7 +81,21 @@ def dataset_stats(out: Path | str | Storage) -> DatasetStats | None:
         chunks=len(metadata),
         hours=round(float(metadata["duration_s"].sum()) / 3600, 2),
         chunks_by_class={label: {k: int(v) for k, v in row.items()} for label, row in table.iterrows()},
+        people=(
+            int(metadata.loc[metadata["recordist_id"] != UNKNOWN, "recordist_id"].nunique())
+            if "recordist_id" in metadata
+            else None
+        ),
+        made_with=_dataset_json(storage),
     )
+
+
+def _dataset_json(out: Storage) -> dict | None:
+    try:
+        made = json.loads(out.read_bytes(DATASET).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return made if isinstance(made, dict) else None
 
 
 def collect(folder: Path, wiki_lang: str = "de", out: Path | str | None = None) -> Stats:

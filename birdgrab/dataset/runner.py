@@ -230,7 +230,7 @@ class ChunkRunner:
             for chunk in result.chunks
         ]
         remove_chunks(self.out, previous, keep=[row.file_name for row in rows])
-        self.report.built += 1
+        self.report.cut(key)
         self.report.chunks_written += len(rows)
         self.report.dropped.update(result.dropped)
         self.ledger.record(
