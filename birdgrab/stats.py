@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from birdgrab import manifests
 from birdgrab.download import DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.models import SPLITS
+from birdgrab.storage import Storage, open_storage
 from birdgrab.store import RecordingStore
 
 
@@ -49,11 +51,13 @@ class Stats:
         return asdict(self)
 
 
-def dataset_stats(out: Path) -> DatasetStats | None:
-    """Chunks per class and split, from dataset/metadata.csv (None before the first chunk run)."""
+def dataset_stats(out: Path | str | Storage) -> DatasetStats | None:
+    """Chunks per class and split, from the dataset's metadata.csv (None before the first chunk run);
+    `out` is a folder or a storage URL."""
     try:
         metadata = pd.read_csv(
-            Path(out) / "metadata.csv", usecols=["label", "split", "recording_key", "duration_s"]
+            io.BytesIO(open_storage(out).read_bytes("metadata.csv")),
+            usecols=["label", "split", "recording_key", "duration_s"],
         )
     except FileNotFoundError:
         return None
@@ -72,7 +76,7 @@ def dataset_stats(out: Path) -> DatasetStats | None:
     )
 
 
-def collect(folder: Path, wiki_lang: str = "de", out: Path | None = None) -> Stats:
+def collect(folder: Path, wiki_lang: str = "de", out: Path | str | None = None) -> Stats:
     """Counts from the recordings store (in SQL, never a recording at a time) and species.json."""
     species = manifests.load_species(folder)
     store = RecordingStore.open(folder)

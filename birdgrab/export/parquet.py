@@ -16,8 +16,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from birdgrab.executors import Workers
 from birdgrab.export.dataset_files import DatasetFolder
 from birdgrab.export.shards import Batches, Written, write_shards
+from birdgrab.storage import Storage
 
 AUDIO_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
@@ -67,13 +69,17 @@ def _batch(schema: pa.Schema, rows: pd.DataFrame, audio: list[bytes]) -> pa.Reco
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def write_parquet(dataset: DatasetFolder, target: Path, shard_bytes: int) -> Written:
-    """Write every split's shards under `target`/data; returns what was written."""
-    schema = arrow_schema(dataset)
+def write_parquet_shard(path: Path, batches: Batches, schema: pa.Schema) -> None:
+    """One Parquet shard from its batches (a row group each)."""
+    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
+        for rows, audio in batches:
+            writer.write_batch(_batch(schema, rows, audio), row_group_size=len(rows) or None)
 
-    def write_shard(path: Path, batches: Batches) -> None:
-        with pq.ParquetWriter(path, schema, compression="snappy") as writer:
-            for rows, audio in batches:
-                writer.write_batch(_batch(schema, rows, audio), row_group_size=len(rows) or None)
 
-    return write_shards(dataset, target, shard_bytes, "parquet", write_shard)
+def write_parquet(
+    dataset: DatasetFolder, target: Storage, folder: str, shard_bytes: int, workers: Workers
+) -> Written:
+    """Write every split's shards under `target`/`folder` on the workers; returns what was written."""
+    return write_shards(
+        dataset, target, folder, shard_bytes, "parquet", write_parquet_shard, workers, arrow_schema(dataset)
+    )

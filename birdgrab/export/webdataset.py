@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from birdgrab.executors import Workers
 from birdgrab.export.dataset_files import DatasetFolder
 from birdgrab.export.shards import Batches, Written, write_shards
+from birdgrab.storage import Storage
 
 
 def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
@@ -30,15 +32,18 @@ def _sidecar(row: pd.Series) -> bytes:
     return json.dumps(values, ensure_ascii=False, sort_keys=False).encode("utf-8")
 
 
-def write_webdataset(dataset: DatasetFolder, target: Path, shard_bytes: int) -> Written:
-    """Write every split's tar shards under `target`/data; returns what was written."""
+def write_tar_shard(path: Path, batches: Batches, context: None = None) -> None:
+    """One tar shard from its batches: `<key>.wav` and `<key>.json` per chunk."""
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for rows, audio in batches:
+            for (_, row), wav in zip(rows.iterrows(), audio, strict=True):
+                key = row["file_name"].removesuffix(".wav")
+                tar.addfile(*_member(f"{key}.wav", wav))
+                tar.addfile(*_member(f"{key}.json", _sidecar(row)))
 
-    def write_shard(path: Path, batches: Batches) -> None:
-        with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
-            for rows, audio in batches:
-                for (_, row), wav in zip(rows.iterrows(), audio, strict=True):
-                    key = row["file_name"].removesuffix(".wav")
-                    tar.addfile(*_member(f"{key}.wav", wav))
-                    tar.addfile(*_member(f"{key}.json", _sidecar(row)))
 
-    return write_shards(dataset, target, shard_bytes, "tar", write_shard)
+def write_webdataset(
+    dataset: DatasetFolder, target: Storage, folder: str, shard_bytes: int, workers: Workers
+) -> Written:
+    """Write every split's tar shards under `target`/`folder` on the workers; returns what was written."""
+    return write_shards(dataset, target, folder, shard_bytes, "tar", write_tar_shard, workers)
