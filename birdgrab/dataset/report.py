@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 DROP_REASONS = {
     "no_event": "without a call",
     "silent": "silent (gate)",
-    "short": "short last pieces",
+    "short": "shorter than --min-chunk-seconds",  # a last piece, or a whole short recording
     "capped": "over --max-chunks-per-recording",
     "class_cap": "over --max-chunks-per-class",
 }
@@ -32,7 +32,7 @@ class ChunkReport:
     stopped: str | None = None
 
     def dropped_summary(self) -> str:
-        """'340 without a call, 3 short last pieces', or 'none'."""
+        """'340 without a call, 3 shorter than --min-chunk-seconds', or 'none'."""
         parts = [
             f"{self.dropped[reason]} {text}"
             for reason, text in DROP_REASONS.items()
