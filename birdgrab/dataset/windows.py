@@ -95,26 +95,28 @@ def call_seconds(events: list[Event], start_s: float, end_s: float) -> float:
 
 
 def place_on_events(events: list[Event], total: int, chunk: int, rate: int) -> list[Window]:
-    """Windows of `chunk` samples covering every event: events that fit in one window together share
-    it, centred on them; a stretch of calling longer than a window is tiled. Clamped to the recording."""
+    """Windows of `chunk` samples covering every event, never overlapping (no second is written
+    twice): events that fit in one window together share it, centred on them; a stretch of calling
+    longer than a window is tiled by back-to-back windows centred on it. A window is clamped to the
+    recording, and to the end of the one before; the last may be cut short by the recording's end
+    (the cutter pads it)."""
     clusters: list[list[float]] = []
     for event in events:
         if clusters and event.end_s - clusters[-1][0] <= chunk / rate:
             clusters[-1][1] = max(clusters[-1][1], event.end_s)
         else:
             clusters.append([event.start_s, event.end_s])
-    latest = max(0, total - chunk)
     starts: list[int] = []
-    for begin, end in clusters:
-        span = (end - begin) * rate
-        if span <= chunk:
-            wanted = [round((begin + end) / 2 * rate - chunk / 2)]
-        else:
-            count = math.ceil(span / chunk)
-            step = (span - chunk) / (count - 1)
-            wanted = [round(begin * rate + k * step) for k in range(count)]
-        starts += [min(max(0, s), latest) for s in wanted]
-    unique = sorted(set(starts))
+    free = 0  # the first sample no window holds yet
+    for begin_s, end_s in clusters:
+        begin, end = max(round(begin_s * rate), free), min(round(end_s * rate), total)
+        if end <= begin:
+            continue  # the window before already holds it
+        count = math.ceil((end - begin) / chunk)
+        first = round((begin + end) / 2 - count * chunk / 2)
+        first = max(min(first, total - count * chunk), free)
+        starts += [s for s in range(first, first + count * chunk, chunk) if s < total]
+        free = starts[-1] + chunk
     return [
         Window(
             k,
@@ -122,7 +124,7 @@ def place_on_events(events: list[Event], total: int, chunk: int, rate: int) -> l
             min(chunk, total - start),
             round(call_seconds(events, start / rate, (start + chunk) / rate), 3),
         )
-        for k, start in enumerate(unique)
+        for k, start in enumerate(starts)
     ]
 
 
@@ -223,9 +225,10 @@ class EventWindows(_Selecting):
         events = self.calls.events()
         grid, _ = clock_windows(audio.frames, self.chunk, self.chunk, self.min_frames)
         choice = Choice(place_on_events(events, audio.frames, self.chunk, self.rate))
-        if audio.frames < self.min_frames:
-            choice.dropped["short"] += len(choice.windows)
+        if audio.frames < self.min_frames:  # the whole recording is one piece too short to keep
+            choice.dropped["short"] += 1
             choice.windows = []
+            return self.finish(choice, events, audio.frames)
         quiet = sum(
             1
             for w in grid
