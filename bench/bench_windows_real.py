@@ -33,6 +33,7 @@ from bench.harness import Report, Run, run_here, verdict
 from birdgrab.dataset.cutting import cut_recording
 from birdgrab.dataset.options import ChunkOptions
 from birdgrab.dataset.windows import Windowing, windowing_for
+from birdgrab.storage import LocalStorage
 from tests.field_reference import Scores, reference, score
 from tests.package_audio import CORPUS, FIELD, GREAT_TITS, annotations
 
@@ -72,7 +73,7 @@ def _cut(
     dropped: Counter[str] = Counter()
     for name in names:
         result = cut_recording(
-            CORPUS[name].path(), out / name, "chunk", make(options),
+            CORPUS[name].path(), LocalStorage(out), name, "chunk", make(options),
             sample_rate=options.sample_rate, chunk_frames=options.chunk_frames,
         )  # fmt: skip
         spans[name] = [

@@ -17,6 +17,7 @@ import pytest
 from birdgrab.dataset.cutting import ChunkResult, cut_recording
 from birdgrab.dataset.options import ChunkOptions
 from birdgrab.dataset.windows import EventWindows, windowing_for
+from birdgrab.storage import LocalStorage
 from tests.field_reference import THRESHOLD, overlap, reference, score, union
 from tests.package_audio import CORPUS, FIELD, GREAT_TITS
 
@@ -29,7 +30,7 @@ def _cut(name: str, options: ChunkOptions, out: Path) -> tuple[ChunkResult, Even
     windowing = windowing_for(options)
     assert isinstance(windowing, EventWindows)
     result = cut_recording(
-        CORPUS[name].path(), out / name, "chunk", windowing,
+        CORPUS[name].path(), LocalStorage(out), name, "chunk", windowing,
         sample_rate=options.sample_rate, chunk_frames=options.chunk_frames,
     )  # fmt: skip
     return result, windowing
