@@ -339,6 +339,7 @@ def test_no_change_refresh_asks_almost_nothing(small_sandbox, tmp_path):
     small_sandbox.reset_counts()
     selection = tmp_path / "manifests" / "selection.json"
     made = selection.stat().st_mtime_ns, (tmp_path / "manifests" / "species.json").stat().st_mtime_ns
+    dataset_files = {p: p.stat().st_mtime_ns for p in (tmp_path / "dataset").rglob("*") if p.is_file()}
     log_file = tmp_path / "refresh.log"
     result = refresh(small_sandbox, tmp_path, "--log-format", "json", "--log-file", str(log_file))
     assert result.returncode == 0
@@ -348,6 +349,8 @@ def test_no_change_refresh_asks_almost_nothing(small_sandbox, tmp_path):
         selection.stat().st_mtime_ns,
         (tmp_path / "manifests" / "species.json").stat().st_mtime_ns,
     ) == made
+    # nor is any file of the dataset, dataset.json included (the catalogue was listed again, unchanged)
+    assert {p: p.stat().st_mtime_ns for p in dataset_files} == dataset_files
     assert refresh(small_sandbox, tmp_path, "--min-files", "6").returncode == 0
     assert selection.stat().st_mtime_ns != made[0] and json.loads(selection.read_text())["species"] == {}
     counts = small_sandbox.counts()

@@ -263,6 +263,17 @@ def _account(options: ChunkOptions, plan: Plan, made_from: dict[str, Any]) -> di
     return how
 
 
+def _lasting(account: dict[str, Any]) -> dict[str, Any]:
+    """An account without what a run that changed nothing still changes: the time, the version and the
+    catalogue's listing date (a refresh lists again). Such a run leaves dataset.json, and a bucket, untouched."""
+    lasting = {k: v for k, v in account.items() if k not in ("made_at", "birdgrab_version")}
+    made_from = lasting.get("made_from")
+    if isinstance(made_from, dict) and isinstance(made_from.get("catalogue"), dict):
+        catalogue = {k: v for k, v in made_from["catalogue"].items() if k != "generated_at"}
+        lasting["made_from"] = {**made_from, "catalogue": catalogue}
+    return lasting
+
+
 def _write_outputs(
     out: Storage,
     options: ChunkOptions,
@@ -299,12 +310,7 @@ def _write_outputs(
         previous = json.loads(out.read_bytes(writers.DATASET).decode("utf-8"))
     except (OSError, ValueError):
         previous = None
-    if (
-        changed
-        or report.built
-        or not isinstance(previous, dict)
-        or {k: v for k, v in previous.items() if k not in ("made_at", "birdgrab_version")} != how
-    ):
+    if changed or report.built or not isinstance(previous, dict) or _lasting(previous) != _lasting(how):
         writers.write_if_changed(
             out, writers.DATASET, writers.dataset_json(how, manifests.utc_now().isoformat())
         )
