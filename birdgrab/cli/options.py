@@ -337,6 +337,15 @@ class SplitByName(StrEnum):
     site = "site"
 
 
+class VerifierName(StrEnum):
+    birdnet = "birdnet"
+
+
+class LabelsFromName(StrEnum):
+    also = "also"
+    birdnet = "birdnet"
+
+
 @dataclass(frozen=True)
 class ChunkArgs:
     """Options of the chunk step, shared by `fetch`, `chunk` and `refresh` (CONTRACT.md)."""
@@ -354,6 +363,9 @@ class ChunkArgs:
     max_chunks_per_class: int | None
     noise_class: bool
     split_by: SplitByName
+    verify: VerifierName | None
+    min_confidence: float | None
+    labels_from: LabelsFromName
 
     def options(self, jobs: int) -> ChunkOptions:
         """Validated chunk options (a UsageError, exit 2, for nonsense); at most one process a core."""
@@ -373,6 +385,9 @@ class ChunkArgs:
             max_chunks_per_class=self.max_chunks_per_class,
             noise_class=self.noise_class,
             split_by=self.split_by.value,
+            verify=self.verify.value if self.verify else None,
+            min_confidence=self.min_confidence,
+            labels_from=self.labels_from.value,
         ).validated()
 
 
@@ -443,6 +458,30 @@ chunk_options = option_group(
             SplitByName.recording,
             "--split-by",
             help="Keep each recording, recordist or site in one split.",
+        ),
+        option(
+            "verify",
+            VerifierName | None,
+            None,
+            "--verify",
+            help="Score every window with BirdNET V2.4 (offline; pip install 'birdgrab[birdnet]'; "
+            "model licence CC BY-NC-SA 4.0): metadata gains verify_confidence, verify_top, verify_status.",
+        ),
+        option(
+            "min_confidence",
+            float | None,
+            None,
+            "--min-confidence",
+            help="With --verify: do not write windows whose BirdNET confidence for their class is below X "
+            "(e.g. 0.3; also the threshold of 'confirmed', 0.3 without it).",
+        ),
+        option(
+            "labels_from",
+            LabelsFromName,
+            LabelsFromName.also,
+            "--labels-from",
+            help="background/labels columns: also (what the uploader listed) or birdnet (the dataset's "
+            "species BirdNET hears in each window; needs --verify).",
         ),
     ],
 )

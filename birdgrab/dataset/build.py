@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from birdgrab import manifests
 from birdgrab.dataset import credits, writers
@@ -27,9 +27,12 @@ from birdgrab.dataset.runner import ChunkRunner, ChunksLedger, remove_chunks
 from birdgrab.download import Cache, DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.files import remove_stale_temps, safe_child
-from birdgrab.models import ChunkedRecording
+from birdgrab.models import ChunkedRecording, Species
 from birdgrab.selection import load_selection
 from birdgrab.store import RecordingStore
+
+if TYPE_CHECKING:  # --verify only
+    from birdgrab.verify.run import Verification
 
 
 def run_chunk(
@@ -81,8 +84,9 @@ def run_chunk(
     plan = plan_build(found.usable, duplicates, selection, recordings, ledger.entries, kept_splits, options)
     report.near_duplicates = len(plan.duplicates)
 
+    verification = _verification(folder, options, species.species if species else {}, plan)
     _apply_departures(plan, found.usable, ledger, out, report)
-    runner = ChunkRunner(out, cache, options, ledger, downloads, report)
+    runner = ChunkRunner(out, cache, options, ledger, downloads, report, verification)
     # A recording the ledger calls current is cut again if one of its files went missing, or if the
     # class cap now wants a window it had left out.
     todo = [key for key in plan.wanted if key in plan.stale or _incomplete(ledger.entries[key], out)]
@@ -98,14 +102,12 @@ def run_chunk(
     labels = {writers.row_label(e, row) for e in entries.values() for row in e.chunks}
     class_ids = assign_class_ids(load_class_ids(folder, out), labels)
     save_class_ids(folder, class_ids)
-    _write_outputs(
-        out,
-        options,
-        writers.DatasetContent(
-            entries, recordings, species.species if species else {}, plan.splits, class_ids
-        ),
-        report,
+    content = writers.DatasetContent(
+        entries, recordings, species.species if species else {}, plan.splits, class_ids
     )
+    if verification is not None:
+        content = verification.finish(plan.leaving, ledger.entries, content, report)
+    _write_outputs(out, options, content, report, verification)
     ledger.compact(
         {"split": list(options.split), "split_by": options.split_by, "options": options.signature()},
         splits=dict(sorted(plan.splits.items())),
@@ -114,6 +116,18 @@ def run_chunk(
     report.recordings = len(entries)
     report.chunks_total = sum(len(e.chunks) for e in entries.values())
     return report
+
+
+def _verification(
+    folder: Path, options: ChunkOptions, species: Mapping[str, Species], plan: Plan
+) -> Verification | None:
+    """--verify's parent side, or None. A missing extra is a UsageError (exit 2) here, before any work."""
+    if options.verify is None:
+        return None
+    from birdgrab.verify.run import Verification
+
+    labels = {item.label for item in plan.wanted.values()}
+    return Verification(folder, options, writers.species_by_label(species), labels)
 
 
 def _incomplete(entry: ChunkedRecording, out: Path) -> bool:
@@ -183,9 +197,9 @@ def _apply_departures(
         )
 
 
-def _how(options: ChunkOptions) -> dict[str, Any]:
+def _how(options: ChunkOptions, verification: Verification | None = None) -> dict[str, Any]:
     """dataset.json's account of how the chunks were made."""
-    return {
+    how = {
         "sample_rate": options.sample_rate,
         "chunk_seconds": options.chunk_s,
         "min_chunk_seconds": options.min_chunk_s,
@@ -198,10 +212,17 @@ def _how(options: ChunkOptions) -> dict[str, Any]:
             "test": options.split[2],
         },
     }
+    if verification is not None:
+        how["verification"] = verification.account()
+    return how
 
 
 def _write_outputs(
-    out: Path, options: ChunkOptions, content: writers.DatasetContent, report: ChunkReport
+    out: Path,
+    options: ChunkOptions,
+    content: writers.DatasetContent,
+    report: ChunkReport,
+    verification: Verification | None = None,
 ) -> None:
     for label in content.class_ids.keys() & content.labels():
         safe_child(out, label).mkdir(exist_ok=True)  # every class keeps a folder: Keras ids == ours
@@ -211,7 +232,8 @@ def _write_outputs(
             writers.write_if_changed(
                 out / writers.METADATA,
                 writers.csv_bytes(
-                    writers.METADATA_COLUMNS, writers.metadata_rows(content, options.sample_rate)
+                    writers.METADATA_COLUMNS + (writers.VERIFY_COLUMNS if verification else []),
+                    writers.metadata_rows(content, options.sample_rate),
                 ),
             ),
             writers.write_if_changed(out / writers.CLASSES, writers.classes_json(content)),
@@ -224,7 +246,7 @@ def _write_outputs(
             ),
         ]
     )
-    how = _how(options)
+    how = _how(options, verification)
     try:
         previous = json.loads((out / writers.DATASET).read_text(encoding="utf-8"))
     except (OSError, ValueError):

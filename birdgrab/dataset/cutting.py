@@ -16,15 +16,20 @@ import math
 import os
 import tempfile
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import soundfile as sf
 
-from birdgrab.dataset.windows import Choice, FixedWindows, Window, Windowing, rms_dbfs
+from birdgrab.dataset.windows import Choice, DecodedAudio, FixedWindows, Window, Windowing, rms_dbfs
 from birdgrab.decoders import mono_blocks, open_decoder
 from birdgrab.files import TEMP_SUFFIX, commit_temp, safe_child
+
+if TYPE_CHECKING:  # the verifier's types; BirdNET itself is loaded only by a verifier that scores
+    from birdgrab.models import ChunkVerdict
+    from birdgrab.verify.windows import Checked, RecordingCheck
 
 # libsndfile reads int16 sample k as k / 32768, so this scale gives 16-bit sources back exactly.
 _PCM16_SCALE = 32768.0
@@ -49,6 +54,7 @@ class ChunkInfo:
     rms_dbfs: float  # level of the recorded part (padding excluded); digital silence reads -120
     activity_s: float | None = None  # seconds of detected calls inside (None: not detected)
     noise: bool = False  # written to the noise folder: a window without calls
+    verdict: ChunkVerdict | None = None  # what the verifier said (None: not verified)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class ChunkResult:
     decoded_s: float  # length of the decoded audio, at its native sample rate
     source_sample_rate: int
     source_channels: int
+    verification: RecordingCheck | None = None  # the verifier's account of the recording
 
     @property
     def dropped_silent(self) -> int:
@@ -68,6 +75,14 @@ class ChunkResult:
     @property
     def dropped_short(self) -> int:
         return self.dropped["short"]
+
+
+class WindowVerifier(Protocol):
+    """Checks the chosen windows before they are written (`--verify`: `birdgrab.verify.windows`)."""
+
+    def check(self, audio: DecodedAudio, choice: Choice) -> Checked:
+        """The windows to write (a subset of `choice`'s), a verdict for each, and the recording's account."""
+        ...
 
 
 class PcmSpool:
@@ -105,9 +120,10 @@ def cut_recording(
     sample_rate: int,
     chunk_frames: int,
     noise_dir: Path | str | None = None,
+    verifier: WindowVerifier | None = None,
 ) -> ChunkResult:
     """Decode `src` and write the windows `windowing` chooses as `{stem}_{index:04d}.wav` in `out_dir`
-    (noise windows in `noise_dir`).
+    (noise windows in `noise_dir`); a `verifier` checks them first and may leave some out.
 
     Raises `AudioError` for a file that is not audio or fails to decode, `OSError` when writing fails.
     """
@@ -120,18 +136,24 @@ def cut_recording(
             spool.append(samples)
             windowing.feed(samples)
         choice = windowing.choose(spool)
+        checked = verifier.check(spool, choice) if verifier is not None else None
+        if checked is not None:
+            choice = checked.choice
         folders = {False: out_dir, True: Path(noise_dir) if noise_dir is not None else out_dir}
         if any(w.noise for w in choice.windows):
             folders[True].mkdir(parents=True, exist_ok=True)
         chunks = _write(spool, choice, folders, stem, chunk_frames)
     finally:
         spool.close()
+    if checked is not None:
+        chunks = [replace(c, verdict=checked.verdicts.get((c.noise, c.index))) for c in chunks]
     return ChunkResult(
         chunks=chunks,
         dropped=choice.dropped,
         decoded_s=decoder.frames_decoded / decoder.sample_rate,
         source_sample_rate=decoder.sample_rate,
         source_channels=decoder.channels,
+        verification=checked.recording if checked is not None else None,
     )
 
 

@@ -12,7 +12,25 @@ DROP_REASONS = {
     "short": "short last pieces",
     "capped": "over --max-chunks-per-recording",
     "class_cap": "over --max-chunks-per-class",
+    "unconfirmed": "not confirmed by BirdNET (--min-confidence)",
 }
+
+
+@dataclass
+class VerifyReport:
+    """What --verify did in a chunk run."""
+
+    model: str
+    scored: int = 0  # windows the model scored
+    known: int = 0  # windows whose stored scores were used
+    unverifiable: list[str] = field(default_factory=list)  # classes BirdNET has no label for
+    mislabels: list = field(default_factory=list)  # birdgrab.verify.run.Mislabel, every one in the dataset
+
+    def summary(self) -> str:
+        return (
+            f"{self.model} checked {self.scored + self.known} windows ({self.known} known), "
+            f"{len(self.unverifiable)} classes unverifiable, {len(self.mislabels)} recordings likely mislabelled"
+        )
 
 
 @dataclass
@@ -30,6 +48,7 @@ class ChunkReport:
     failed: dict[str, str] = field(default_factory=dict)
     rejected: dict[str, str] = field(default_factory=dict)  # cached files found unusable: not failures
     stopped: str | None = None
+    verified: VerifyReport | None = None  # with --verify
 
     def dropped_summary(self) -> str:
         """'340 without a call, 3 short last pieces', or 'none'."""
@@ -47,6 +66,7 @@ class ChunkReport:
             f"{self.removed} removed), {self.chunks_written} chunks written, {self.chunks_total} in the dataset, "
             f"{self.classes} classes; windows not written: {self.dropped_summary()}; "
             f"{self.near_duplicates} near-duplicates; {len(self.rejected)} rejected, {len(self.failed)} failed"
+            + (f"; {self.verified.summary()}" if self.verified else "")
         )
 
     def facts(self) -> dict[str, object]:
@@ -58,4 +78,12 @@ class ChunkReport:
             "chunks_total": self.chunks_total,
             "dropped": dict(self.dropped),
             "failed": len(self.failed),
+            **(
+                {
+                    "verified": self.verified.scored + self.verified.known,
+                    "mislabels": len(self.verified.mislabels),
+                }
+                if self.verified
+                else {}
+            ),
         }

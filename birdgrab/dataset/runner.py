@@ -15,9 +15,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from birdgrab import manifests
 from birdgrab.audio import AudioError
@@ -29,6 +30,10 @@ from birdgrab.dataset.windows import windowing_for
 from birdgrab.download import Cache, DownloadLedger
 from birdgrab.files import safe_child
 from birdgrab.models import ChunkedRecording, ChunkRow, ChunksManifest
+
+if TYPE_CHECKING:  # --verify only: nothing of BirdNET is imported without it
+    from birdgrab.verify.run import Verification
+    from birdgrab.verify.windows import VerifyJob
 
 Progress = Callable[[str, int], None]
 
@@ -58,9 +63,16 @@ class ChunkFailure:
 
 
 def _chunk_job(
-    src: str, out_dir: str, noise_dir: str, stem: str, options: ChunkOptions
+    src: str, out_dir: str, noise_dir: str, stem: str, options: ChunkOptions, verify: VerifyJob | None = None
 ) -> ChunkResult | ChunkFailure:
     """Runs in a worker process; returns the result, or why it failed."""
+    verifier = None
+    if verify is not None:
+        from birdgrab.verify.windows import BirdNetVerifier
+
+        verifier = BirdNetVerifier(verify, options.sample_rate, options.chunk_frames)
+        if verify.cap is not None:  # the verifier ranks the windows by confidence and caps them
+            options = replace(options, max_chunks_per_recording=None)
     try:
         return cut_recording(
             src,
@@ -70,6 +82,7 @@ def _chunk_job(
             sample_rate=options.sample_rate,
             chunk_frames=options.chunk_frames,
             noise_dir=noise_dir,
+            verifier=verifier,
         )
     except AudioError as exc:
         return ChunkFailure(exc.reason, bad_source=True)
@@ -106,9 +119,11 @@ class ChunkRunner:
         ledger: ChunksLedger,
         downloads: DownloadLedger,
         report: ChunkReport,
+        verification: Verification | None = None,
     ):
         self.out, self.cache, self.options = out, Cache(cache), options
         self.ledger, self.downloads, self.report = ledger, downloads, report
+        self.verification = verification
         self._evicted = False
 
     def run(self, todo: list[Usable], on_progress: Progress | None = None) -> None:
@@ -139,8 +154,9 @@ class ChunkRunner:
                     item = queue.pop()
                     out_dir, noise_dir = safe_child(self.out, item.label), safe_child(self.out, NOISE_LABEL)
                     stem = file_stem(item.recording)
+                    verify = self.verification and self.verification.job(item.recording.key, item.label)
                     future = pool.submit(
-                        _chunk_job, str(item.source), str(out_dir), str(noise_dir), stem, self.options
+                        _chunk_job, str(item.source), str(out_dir), str(noise_dir), stem, self.options, verify
                     )
                     pending[future] = item
                 if self.report.stopped is not None:
@@ -200,9 +216,12 @@ class ChunkRunner:
                 rms_dbfs=round(chunk.rms_dbfs, 2),
                 activity_s=chunk.activity_s,
                 noise=chunk.noise,
+                verify=chunk.verdict,
             )
             for chunk in result.chunks
         ]
+        if self.verification is not None:
+            self.verification.settle(key, result.verification)
         remove_chunks(self.out, previous, keep=[row.file_name for row in rows])
         self.report.built += 1
         self.report.chunks_written += len(rows)
@@ -218,6 +237,7 @@ class ChunkRunner:
                 dropped_silent=result.dropped_silent,
                 dropped_short=result.dropped_short,
                 decoded_s=round(result.decoded_s, 3),
+                verify=result.verification.verdict if result.verification is not None else None,
                 updated_at=now,
             )
         )

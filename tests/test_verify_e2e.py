@@ -1,0 +1,122 @@
+"""`--verify birdnet` end to end: real recordings served by the sandbox, through catalog -> fetch -> chunk.
+
+Planted truth: great tit songs filed as Parus major, storm-petrel songs as Hydrobates pelagicus, a
+yellowthroat under a species BirdNET does not know, and one storm-petrel recording (XC663885)
+filed as Parus major: the mislabel verification must catch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+
+import pytest
+import soundfile as sf
+
+from birdgrab.sandbox import AudioFile
+from tests.package_audio import CLIPS
+
+pytestmark = [pytest.mark.birdnet, pytest.mark.slow]
+pytest.importorskip("ai_edge_litert")
+
+CHUNK = ["--chunk-seconds", "3", "--min-chunk-seconds", "1.5", "--no-gate", "--sample-rate", "32000"]
+GREAT_TITS = ["2021-B32-0416_04-23.wav", "2021-SW83-0418_04-79.wav", "2021-B32-0416_04-24.wav"]
+UNKNOWN_TO_BIRDNET = "Fixtura realis"
+
+
+def _upload(sandbox, name: str, species: str) -> str:
+    path = CLIPS[name].path()
+    info = sf.info(path)
+    return sandbox.upload(AudioFile(path, path.suffix[1:], round(info.duration, 1), info.samplerate), species)
+
+
+@pytest.fixture
+def planted(birdgrab, sandbox, tmp_path):
+    keys = {name: _upload(sandbox, name, "Parus major") for name in GREAT_TITS}
+    keys["XC46092.wav"] = _upload(sandbox, "XC46092.wav", "Hydrobates pelagicus")
+    keys["CommonYellowthroat.mp3"] = _upload(sandbox, "CommonYellowthroat.mp3", UNKNOWN_TO_BIRDNET)
+    keys["mislabel"] = _upload(sandbox, "XC663885.wav", "Parus major")
+    (tmp_path / "species.txt").write_text(f"Parus major\nHydrobates pelagicus\n{UNKNOWN_TO_BIRDNET}\n")
+    assert (
+        birdgrab(
+            "catalog", "--source", "xeno-canto", "--species-file", str(tmp_path / "species.txt")
+        ).exit_code
+        == 0
+    )
+    assert birdgrab("filter", "--min-files", "1", "--no-wiki").exit_code == 0
+    uploaded = set(keys.values())
+    path = birdgrab.manifests / "selection.json"
+    selection = json.loads(path.read_text())
+    for chosen in selection[
+        "species"
+    ].values():  # only the real recordings, not the sandbox's synthetic songs
+        chosen["recordings"] = [k for k in chosen["recordings"] if k in uploaded]
+    path.write_text(json.dumps(selection))
+    return keys
+
+
+def _rows(birdgrab) -> list[dict[str, str]]:
+    with open(birdgrab.out / "metadata.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_recording_filed_under_the_wrong_species_is_caught(birdgrab, planted):
+    fetched = birdgrab("fetch", *CHUNK, "--verify", "birdnet")
+    assert fetched.exit_code == 0, fetched.output
+    rows = _rows(birdgrab)
+    by_key = {}
+    for row in rows:
+        by_key.setdefault(row["recording_key"], []).append(row)
+
+    mislabel = by_key[planted["mislabel"]]
+    assert mislabel and all(r["label"] == "Parus_major" for r in mislabel)
+    assert all(r["verify_status"] == "doubtful" for r in mislabel)
+    assert all(float(r["verify_confidence"]) < 0.05 for r in mislabel)
+    assert all(r["verify_top"].startswith("Hydrobates pelagicus:") for r in mislabel)
+    for name in GREAT_TITS:
+        assert any(r["verify_status"] == "confirmed" for r in by_key[planted[name]]), name
+    assert all(r["verify_status"] == "confirmed" for r in by_key[planted["XC46092.wav"]])
+    yellowthroat = by_key[planted["CommonYellowthroat.mp3"]]
+    assert all(r["verify_status"] == "unverifiable" and r["verify_confidence"] == "" for r in yellowthroat)
+    assert all(r["verify_top"].startswith("Geothlypis trichas:") for r in yellowthroat)
+    assert "1 recordings likely mislabelled" in fetched.output
+    assert planted["mislabel"] in fetched.output
+
+    stats = json.loads(birdgrab("stats", "--json").output)
+    (listed,) = stats["likely_mislabels"]
+    assert listed["key"] == planted["mislabel"] and listed["label"] == "Parus_major"
+    assert listed["page_url"].startswith("http") and listed["heard"].startswith("Hydrobates pelagicus:")
+
+    made = json.loads((birdgrab.out / "dataset.json").read_text())["verification"]
+    assert made["model"] == "BirdNET V2.4" and made["model_licence"] == "CC BY-NC-SA 4.0"
+    assert made["confirmed_at"] == 0.3 and made["unverifiable_classes"] == ["Fixtura_realis"]
+
+    # The threshold: the mislabelled recording's windows are not written, and it is still listed.
+    again = birdgrab("chunk", *CHUNK, "--verify", "birdnet", "--min-confidence", "0.3", "--jobs", "2")
+    assert again.exit_code == 0, again.output
+    rows = _rows(birdgrab)
+    assert not [r for r in rows if r["recording_key"] == planted["mislabel"]]
+    assert {r["verify_status"] for r in rows} == {"confirmed", "unverifiable"}
+    assert {r["recording_key"] for r in rows if r["verify_status"] == "unverifiable"} == {
+        planted["CommonYellowthroat.mp3"]
+    }
+    assert "not confirmed by BirdNET" in again.output
+    assert "0 rebuilt" not in again.output  # cut again: the windows are chosen anew ...
+    assert re.search(r"checked (\d+) windows \(\1 known\)", again.output)  # ... but none scored again
+    stats = json.loads(birdgrab("stats", "--json").output)
+    assert [m["key"] for m in stats["likely_mislabels"]] == [planted["mislabel"]]
+    report = birdgrab("report", "--dataset", str(birdgrab.out), "--manifests", str(birdgrab.manifests))
+    assert report.exit_code == 0, report.output
+    page = (birdgrab.out / "report.html").read_text()
+    assert "Likely mislabelled" in page and planted["mislabel"] in page
+
+
+def test_nothing_of_birdnet_is_loaded_without_verify(birdgrab, planted):
+    for name in [m for m in sys.modules if m.startswith(("birdgrab.verify", "ai_edge_litert"))]:
+        del sys.modules[name]
+    fetched = birdgrab("fetch", *CHUNK)
+    assert fetched.exit_code == 0, fetched.output
+    assert not [m for m in sys.modules if m.startswith(("birdgrab.verify", "ai_edge_litert"))]
+    assert "verify_status" not in _rows(birdgrab)[0]
