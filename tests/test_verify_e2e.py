@@ -11,6 +11,7 @@ import csv
 import json
 import re
 import sys
+from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -26,34 +27,33 @@ GREAT_TITS = ["2021-B32-0416_04-23.wav", "2021-SW83-0418_04-79.wav", "2021-B32-0
 UNKNOWN_TO_BIRDNET = "Fixtura realis"
 
 
-def _upload(sandbox, name: str, species: str) -> str:
-    path = CLIPS[name].path()
+def upload(sandbox, clip: str | Path, species: str) -> str:
+    """Serve a real clip (a name in CLIPS, or a file) as a xeno-canto recording filed under `species`; its key."""
+    path = CLIPS[clip].path() if isinstance(clip, str) else clip
     info = sf.info(path)
     return sandbox.upload(AudioFile(path, path.suffix[1:], round(info.duration, 1), info.samplerate), species)
 
 
-@pytest.fixture
-def planted(birdgrab, sandbox, tmp_path):
-    keys = {name: _upload(sandbox, name, "Parus major") for name in GREAT_TITS}
-    keys["XC46092.wav"] = _upload(sandbox, "XC46092.wav", "Hydrobates pelagicus")
-    keys["CommonYellowthroat.mp3"] = _upload(sandbox, "CommonYellowthroat.mp3", UNKNOWN_TO_BIRDNET)
-    keys["mislabel"] = _upload(sandbox, "XC663885.wav", "Parus major")
-    (tmp_path / "species.txt").write_text(f"Parus major\nHydrobates pelagicus\n{UNKNOWN_TO_BIRDNET}\n")
-    assert (
-        birdgrab(
-            "catalog", "--source", "xeno-canto", "--species-file", str(tmp_path / "species.txt")
-        ).exit_code
-        == 0
-    )
-    assert birdgrab("filter", "--min-files", "1", "--no-wiki").exit_code == 0
-    uploaded = set(keys.values())
+def keep_only(birdgrab, keys: set[str]) -> None:
+    """Select only the uploaded real recordings, not the sandbox's synthetic songs of the same species."""
     path = birdgrab.manifests / "selection.json"
     selection = json.loads(path.read_text())
-    for chosen in selection[
-        "species"
-    ].values():  # only the real recordings, not the sandbox's synthetic songs
-        chosen["recordings"] = [k for k in chosen["recordings"] if k in uploaded]
+    for chosen in selection["species"].values():
+        chosen["recordings"] = [k for k in chosen["recordings"] if k in keys]
     path.write_text(json.dumps(selection))
+
+
+@pytest.fixture
+def planted(birdgrab, sandbox, tmp_path):
+    keys = {name: upload(sandbox, name, "Parus major") for name in GREAT_TITS}
+    keys["XC46092.wav"] = upload(sandbox, "XC46092.wav", "Hydrobates pelagicus")
+    keys["CommonYellowthroat.mp3"] = upload(sandbox, "CommonYellowthroat.mp3", UNKNOWN_TO_BIRDNET)
+    keys["mislabel"] = upload(sandbox, "XC663885.wav", "Parus major")
+    species = tmp_path / "species.txt"
+    species.write_text(f"Parus major\nHydrobates pelagicus\n{UNKNOWN_TO_BIRDNET}\n")
+    assert birdgrab("catalog", "--source", "xeno-canto", "--species-file", str(species)).exit_code == 0
+    assert birdgrab("filter", "--min-files", "1", "--no-wiki").exit_code == 0
+    keep_only(birdgrab, set(keys.values()))
     return keys
 
 

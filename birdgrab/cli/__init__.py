@@ -383,6 +383,10 @@ class ExportFormat(StrEnum):
     webdataset = "webdataset"
 
 
+class EmbeddingsName(StrEnum):
+    birdnet = "birdnet"
+
+
 @app.command(
     epilog="Example: birdgrab export --format parquet --out export  (then: datasets.load_dataset('export'))"
 )
@@ -405,12 +409,21 @@ def export(
             "--allow-nd", help="Include ND-licensed recordings (chunks are adaptations: left out by default)."
         ),
     ] = False,
+    embeddings: Annotated[
+        EmbeddingsName | None,
+        typer.Option(
+            "--embeddings",
+            help="Add BirdNET V2.4's 1024-value embedding of every chunk (Parquet column `embedding`; a .npy "
+            "per WebDataset shard). Offline, pip install 'birdgrab[birdnet]'; reuses what --verify stored.",
+        ),
+    ] = None,
 ) -> None:
     """Write the dataset as shards others load directly: Parquet in the Hugging Face hub layout, or WebDataset."""
     from birdgrab.export import ExportOptions, run_export
 
     def work() -> int:
-        report = run_export(dataset, common.out, ExportOptions(format_.value, shard_mb, allow_nd))
+        options = ExportOptions(format_.value, shard_mb, allow_nd, embeddings.value if embeddings else None)
+        report = run_export(dataset, common.out, options, common.manifests)
         finish("export", report.summary(), report.facts(), sorted(report.failed.items()))
         return 1 if report.failed else 0
 

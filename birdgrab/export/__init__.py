@@ -32,12 +32,15 @@ class ExportOptions:
     format: str = "parquet"
     shard_mb: float = 500.0
     allow_nd: bool = False
+    embeddings: str | None = None  # "birdnet": BirdNET's embedding of every chunk (extra [birdnet])
 
     def validated(self) -> ExportOptions:
         if self.format not in WRITERS:
             raise UsageError(f"--format {self.format!r}: choose one of {', '.join(WRITERS)}")
         if not self.shard_mb > 0:
             raise UsageError(f"--shard-mb must be above 0, got {self.shard_mb}")
+        if self.embeddings not in (None, "birdnet"):
+            raise UsageError(f"--embeddings must be birdnet, got {self.embeddings!r}")
         return self
 
 
@@ -52,6 +55,7 @@ class ExportReport:
     nd_recordings_left_out: int = 0
     nd_chunks_left_out: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # chunk file -> reason
+    embeddings: tuple[int, int] | None = None  # --embeddings: (found stored, computed now)
 
     def summary(self) -> str:
         """The one line an export ends with."""
@@ -61,6 +65,11 @@ class ExportReport:
             f"{self.bytes / 2**20:.1f} MB, {self.classes} classes, in {self.out}; "
             f"{self.nd_recordings_left_out} ND-licensed recordings ({self.nd_chunks_left_out} chunks) left out; "
             f"{len(self.failed)} failed"
+            + (
+                f"; BirdNET embeddings: {self.embeddings[0]} stored by --verify, {self.embeddings[1]} computed"
+                if self.embeddings
+                else ""
+            )
         )
 
     def facts(self) -> dict[str, object]:
@@ -96,9 +105,17 @@ def _credits(dataset_root: Path, exported: pd.DataFrame) -> bytes:
     return kept.to_csv(index=False, lineterminator="\n").encode("utf-8")
 
 
-def run_export(dataset_root: Path, out: Path, options: ExportOptions) -> ExportReport:
-    """Write the export of `dataset_root` to `out` (replacing an earlier export there, in one step)."""
+def run_export(
+    dataset_root: Path, out: Path, options: ExportOptions, manifests: Path | None = None
+) -> ExportReport:
+    """Write the export of `dataset_root` to `out` (replacing an earlier export there, in one step).
+    `manifests` holds the embeddings `--verify` made, if any (`--embeddings` computes the others)."""
     options = options.validated()
+    embed = None
+    if options.embeddings is not None:
+        from birdgrab.verify.embeddings import Embedder
+
+        embed = Embedder(manifests)
     out = Path(out)
     dataset = read_dataset(dataset_root)
     _check_replaceable(out, Path(dataset_root))
@@ -109,7 +126,7 @@ def run_export(dataset_root: Path, out: Path, options: ExportOptions) -> ExportR
     report.nd_recordings_left_out = int(left_out["recording_key"].nunique())
     report.nd_chunks_left_out = len(left_out)
     with atomic_folder(out) as staged:
-        written = WRITERS[options.format](dataset, staged, int(options.shard_mb * 2**20))
+        written = WRITERS[options.format](dataset, staged, int(options.shard_mb * 2**20), embed)
         exported = pd.concat(list(written.rows.values())) if written.rows else dataset.rows.iloc[:0]
         card = dataset_card(dataset, written, options.format, asdict(options), left_out)
         (staged / "README.md").write_text(card, encoding="utf-8")
@@ -121,4 +138,7 @@ def run_export(dataset_root: Path, out: Path, options: ExportOptions) -> ExportR
         report.shards = sum(len(files) for files in written.files.values())
         report.bytes = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())
         report.failed = dict(written.failed)
+    if embed is not None:
+        report.embeddings = (embed.stored, embed.computed)
+        embed.close()
     return report

@@ -164,6 +164,7 @@ def dataset_card(
         )
         + ".",
         "",
+        *_verification(dataset, options),
         "## How it was made",
         "",
         f"Built with birdgrab {__version__}: catalogued, filtered, downloaded, verified, deduplicated and "
@@ -186,6 +187,44 @@ def dataset_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def _verification(dataset: DatasetFolder, options: dict[str, Any]) -> list[str]:
+    """What BirdNET did to the clips (--verify) and the export (--embeddings), and under what licence."""
+    made = dataset.made_with.get("verification")
+    lines = []
+    if made:
+        threshold = made.get("confirmed_at")
+        kept = made.get("min_confidence")
+        lines += [
+            f"Every clip was verified with {made.get('model', 'BirdNET V2.4')} (`{made.get('model_version', '')}`): "
+            "its confidence for the clip's class is the maximum over the 3 s frames covering the clip "
+            f"(`verify_confidence`), a clip is `confirmed` at {threshold:g} or more "
+            + (f"(clips below {kept:g} were not kept)" if kept is not None else "(`doubtful` below)")
+            + ", `unverifiable` where BirdNET has no label for the class"
+            + (
+                f" ({', '.join(made.get('unverifiable_classes') or [])})"
+                if made.get("unverifiable_classes")
+                else ""
+            )
+            + "; `verify_top` is the label BirdNET hears best.",
+        ]
+    if options.get("embeddings"):
+        lines.append(
+            "`embedding` holds BirdNET V2.4's 1024-value embedding of each clip (the mean over its 3 s frames, "
+            "float16 precision), for linear probes and similarity search."
+        )
+    if not lines:
+        return []
+    return [
+        "## Verification",
+        "",
+        *lines,
+        "",
+        f"BirdNET's model is licensed {made.get('model_licence') if made else 'CC BY-NC-SA 4.0'} "
+        "(non-commercial, share-alike): the scores and embeddings it made are shared under those terms.",
+        "",
+    ]
 
 
 def _loading(fmt: str, written: Written) -> list[str]:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from birdgrab.export.dataset_files import HF_SPLITS, DatasetFolder
@@ -77,6 +78,8 @@ def plan(dataset: DatasetFolder, shard_bytes: int) -> Iterator[Shard]:
 
 
 Batches = Iterator[tuple[pd.DataFrame, list[bytes]]]
+Embed = Callable[[list[bytes]], np.ndarray]  # WAV files' bytes -> their (n, 1024) embeddings
+EMBEDDING = "embedding"  # the export's column (Parquet) and shard file suffix (WebDataset)
 
 
 def read_audio(root: Path, rows: pd.DataFrame, failed: dict[str, str]) -> Batches:

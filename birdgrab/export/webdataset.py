@@ -3,7 +3,7 @@
 The key is the chunk's path in the dataset without `.wav` (`Turdus_merula/xc-400498_0000`): class
 folders and file stems hold no dots, so WebDataset's "key up to the first dot" rule keeps them
 whole. The JSON holds every metadata.csv column. Members carry fixed times and owners, so the same
-dataset gives byte-identical shards.
+dataset gives byte-identical shards. With `--embeddings birdnet`, each shard has a .npy beside it.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import json
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from birdgrab.export.dataset_files import DatasetFolder
-from birdgrab.export.shards import Batches, Written, write_shards
+from birdgrab.export.shards import EMBEDDING, Batches, Embed, Written, write_shards
 
 
 def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
@@ -30,15 +31,30 @@ def _sidecar(row: pd.Series) -> bytes:
     return json.dumps(values, ensure_ascii=False, sort_keys=False).encode("utf-8")
 
 
-def write_webdataset(dataset: DatasetFolder, target: Path, shard_bytes: int) -> Written:
-    """Write every split's tar shards under `target`/data; returns what was written."""
+def embeddings_path(shard: Path) -> Path:
+    """`train-00000-of-00002.tar` -> `train-00000-of-00002.embedding.npy`: its chunks' embeddings, in tar order."""
+    return shard.with_name(f"{shard.stem}.{EMBEDDING}.npy")
+
+
+def write_webdataset(
+    dataset: DatasetFolder, target: Path, shard_bytes: int, embed: Embed | None = None
+) -> Written:
+    """Write every split's tar shards under `target`/data (with `embed`, a .npy of (chunks, 1024)
+    float32 beside each, row k the tar's k-th chunk); returns what was written."""
 
     def write_shard(path: Path, batches: Batches) -> None:
+        vectors = []
         with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
             for rows, audio in batches:
                 for (_, row), wav in zip(rows.iterrows(), audio, strict=True):
                     key = row["file_name"].removesuffix(".wav")
                     tar.addfile(*_member(f"{key}.wav", wav))
                     tar.addfile(*_member(f"{key}.json", _sidecar(row)))
+                if embed is not None and audio:
+                    vectors.append(embed(audio))
+        if embed is not None:
+            np.save(
+                embeddings_path(path), np.concatenate(vectors) if vectors else np.zeros((0, 1024), np.float32)
+            )
 
     return write_shards(dataset, target, shard_bytes, "tar", write_shard)
