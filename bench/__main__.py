@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-SUITES = ["catalog", "fetch", "chunk", "windows", "dedupe", "refresh", "scale", "export"]
+SUITES = ["catalog", "fetch", "chunk", "windows", "dedupe", "refresh", "scale", "export", "verify"]
 RESULTS = Path(__file__).parent / "results"
 
 
