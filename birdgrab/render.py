@@ -147,6 +147,8 @@ def print_stats(stats: Stats, out: Console) -> None:
                 f"  {item['key']} filed as {item['label']}: BirdNET hears {item['heard']}, "
                 f"{item['label']} at most {item['best']:.2f}  {item['page_url'] or ''}"
             )
+    if stats.unverifiable_classes:
+        out.print(f"unverifiable with BirdNET (no label for them): {', '.join(stats.unverifiable_classes)}")
     if stats.dataset is None:
         out.print("dataset: not built yet (birdgrab fetch, or birdgrab chunk)")
         return

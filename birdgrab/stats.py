@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,9 @@ class Stats:
     dataset: DatasetStats | None = None
     # --verify: recordings BirdNET does not confirm as their species (birdgrab.verify.mislabels.Mislabel)
     likely_mislabels: list[dict[str, object]] = field(default_factory=list)
+    unverifiable_classes: list[str] = field(
+        default_factory=list
+    )  # --verify: classes BirdNET has no label for
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -124,4 +128,16 @@ def collect(folder: Path, wiki_lang: str = "de", out: Path | None = None) -> Sta
             )
         )
     stats.dataset = dataset_stats(out) if out is not None else None
+    if out is not None:
+        stats.unverifiable_classes = _unverifiable(Path(out))
     return stats
+
+
+def _unverifiable(out: Path) -> list[str]:
+    """The classes dataset.json says BirdNET could not verify (none without --verify)."""
+    try:
+        made = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    verification = made.get("verification") if isinstance(made, dict) else None
+    return list(verification.get("unverifiable_classes") or []) if isinstance(verification, dict) else []

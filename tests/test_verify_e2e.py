@@ -84,7 +84,9 @@ def test_a_recording_filed_under_the_wrong_species_is_caught(birdgrab, planted):
     assert "1 recordings likely mislabelled" in fetched.output
     assert planted["mislabel"] in fetched.output
 
+    assert "unverifiable (BirdNET has no label for them, windows kept): Fixtura_realis" in fetched.output
     stats = json.loads(birdgrab("stats", "--json").output)
+    assert stats["unverifiable_classes"] == ["Fixtura_realis"]
     (listed,) = stats["likely_mislabels"]
     assert listed["key"] == planted["mislabel"] and listed["label"] == "Parus_major"
     assert listed["page_url"].startswith("http") and listed["heard"].startswith("Hydrobates pelagicus:")
@@ -120,3 +122,27 @@ def test_nothing_of_birdnet_is_loaded_without_verify(birdgrab, planted):
     assert fetched.exit_code == 0, fetched.output
     assert not [m for m in sys.modules if m.startswith(("birdgrab.verify", "ai_edge_litert"))]
     assert "verify_status" not in _rows(birdgrab)[0]
+
+
+def test_labels_from_birdnet_and_caps_ranked_by_confidence(birdgrab, planted):
+    fetched = birdgrab("fetch", *CHUNK, "--verify", "birdnet", "--labels-from", "birdnet")
+    assert fetched.exit_code == 0, fetched.output
+    rows = {r["file_name"]: r for r in _rows(birdgrab)}
+    mislabel = [r for r in rows.values() if r["recording_key"] == planted["mislabel"]]
+    # the storm-petrel filed as a great tit: BirdNET hears the dataset's Hydrobates class in every window
+    assert all(r["background"] == "Hydrobates_pelagicus" for r in mislabel)
+    assert all(r["labels"] == "Parus_major;Hydrobates_pelagicus" for r in mislabel)
+    tits = [r for r in rows.values() if r["recording_key"] == planted[GREAT_TITS[0]]]
+    assert all("Hydrobates_pelagicus" not in r["labels"] for r in tits)
+
+    capped = birdgrab(
+        "chunk", *CHUNK, "--verify", "birdnet", "--max-chunks-per-recording", "1", "--jobs", "2"
+    )
+    assert capped.exit_code == 0, capped.output
+    kept = _rows(birdgrab)
+    assert len({r["recording_key"] for r in kept}) == len(planted) and len(kept) == len(planted)
+    for row in kept:  # each recording's most confident window of the uncapped run
+        if row["verify_status"] == "unverifiable":
+            continue
+        candidates = [r for r in rows.values() if r["recording_key"] == row["recording_key"]]
+        assert float(row["verify_confidence"]) == max(float(r["verify_confidence"]) for r in candidates)

@@ -166,6 +166,12 @@ def _chunk_and_report(
         sorted(report.failed.items()),
         sorted(report.rejected.items()),
     )
+    if report.verified and report.verified.unverifiable:
+        log.info(
+            "unverifiable (BirdNET has no label for them, windows kept): %s",
+            ", ".join(report.verified.unverifiable),
+            extra={"event": "chunk.unverifiable", "classes": report.verified.unverifiable},
+        )
     for mislabel in report.verified.mislabels if report.verified else ():
         log.info(
             "likely mislabel: %s", mislabel.line(), extra={"event": "chunk.mislabel", "key": mislabel.key}
