@@ -27,7 +27,7 @@ import httpx
 import pytest
 import soundfile as sf
 
-from birdgrab.sandbox import FaultRule, Sandbox, SandboxConfig
+from birdgrab.sandbox import FaultRule, RealRecording, Sandbox, SandboxConfig
 from birdgrab.sandbox.europeana_api import decode_cursor, encode_cursor, media_url
 from birdgrab.sandbox.holdings import XcRecording
 
@@ -246,6 +246,34 @@ def test_xc_download_redirects_to_the_upload_and_restricted_has_no_file(
     assert restricted and all(r["file"] == "" and r["file-name"] == "" for r in restricted)
     assert client.get(f"/xeno-canto/{restricted[0]['id']}/download").status_code == 404
     assert client.get(f"/xeno-canto/{record.id}").headers["Content-Type"].startswith("text/html")
+
+
+def test_real_recordings_are_listed_with_their_own_metadata_and_served_as_they_are(tmp_path: Path):
+    audio = Path(__file__).parent / "fixtures" / "audio"
+    wav, mp3 = audio / "wav_pcm16.wav", audio / "mp3_mpeg1_cbr.mp3"
+    by_nc_nd = "https://creativecommons.org/licenses/by-nc-nd/2.5/"
+    real = (
+        RealRecording(wav, "Hydrobates pelagicus", "A. Recordist", by_nc_nd, "XC663885, from pykanto"),
+        RealRecording(mp3, "Hydrobates pelagicus", "B. Recordist", "", "no licence stated"),
+    )
+    config = SandboxConfig(profile="scale", data_dir=tmp_path / "audio", real_recordings=real)
+    with Sandbox(config) as running, httpx.Client(base_url=running.base_url) as client:
+        listed = sorted(xc_all(client, 'sp:"Hydrobates pelagicus"'), key=lambda r: r["rec"])
+        assert [(r["rec"], r["lic"].split(":", 1)[-1], r["rmk"]) for r in listed] == [
+            ("A. Recordist", "//creativecommons.org/licenses/by-nc-nd/2.5/", "XC663885, from pykanto"),
+            ("B. Recordist", "", "no licence stated"),
+        ]
+        for record, path in zip(listed, (wav, mp3), strict=True):
+            info = sf.info(path)
+            assert record["file-name"].endswith(path.suffix) and record["smp"] == str(info.samplerate)
+            minutes, seconds = record["length"].split(":")
+            assert abs(int(minutes) * 60 + int(seconds) - info.duration) <= 1
+            url = "http:" + record["file"] if record["file"].startswith("//") else record["file"]
+            assert client.get(url, follow_redirects=True).content == path.read_bytes()
+    with pytest.raises(ValueError, match="not a file"):
+        RealRecording(tmp_path / "missing.wav", "Hydrobates pelagicus", "A. Recordist", by_nc_nd)
+    with pytest.raises(ValueError, match="scientific name"):
+        RealRecording(wav, "storm-petrel", "A. Recordist", by_nc_nd)
 
 
 # -- Europeana ---------------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ contracts (docs/archives.md), with fault injection, latency and request counters
 `serve` runs one in the foreground (`birdgrab sandbox`, `make demo`).
 """
 
-from birdgrab.sandbox.config import SandboxConfig
+from birdgrab.sandbox.config import RealRecording, SandboxConfig
 from birdgrab.sandbox.faults import FaultRule
 from birdgrab.sandbox.server import Sandbox, serve
 from birdgrab.sandbox.synth import AudioFile
 
-__all__ = ["AudioFile", "FaultRule", "Sandbox", "SandboxConfig", "serve"]
+__all__ = ["AudioFile", "FaultRule", "RealRecording", "Sandbox", "SandboxConfig", "serve"]

@@ -10,6 +10,31 @@ Profile = Literal["demo", "scale"]
 
 
 @dataclass(frozen=True)
+class RealRecording:
+    """A real recording the sandbox lists as a xeno-canto upload, with the metadata its source gives:
+    field recordings through catalog -> fetch -> chunk, as any recording goes.
+
+    `licence` is the licence URL xeno-canto would serve (`https://creativecommons.org/licenses/by-nc-nd/2.5/`,
+    any URL, or a key of the sandbox's own licences such as "BY-SA"; "" when the source states none);
+    `remarks` is served as the recording's remarks (`rmk`): say where the file comes from.
+    """
+
+    path: Path
+    species: str  # the scientific name it is filed under
+    recordist: str
+    licence: str
+    remarks: str = ""
+
+    def __post_init__(self) -> None:
+        if not Path(self.path).is_file():
+            raise ValueError(f"real recording {self.path} is not a file")
+        if len(self.species.split()) < 2:
+            raise ValueError(
+                f"real recording {self.path}: species must be a scientific name, got {self.species!r}"
+            )
+
+
+@dataclass(frozen=True)
 class PageSize:
     """A server that decides its page size (docs/archives.md): at most `records` a page
     whatever `per_page` or `rows` asks. With `counted_as_asked` it pages as if it served what was
@@ -33,6 +58,8 @@ class SandboxConfig:
     about `audio_bytes` when set), `xc_bulk_recordings` metadata-only records (their audio 404s),
     made on request and never stored, so a million of them cost the sandbox only their species, and
     `inat_bulk_observations` metadata-only iNaturalist observations (one sound each).
+    `real_recordings` are real files listed as xeno-canto recordings with their own species,
+    recordist and licence (`RealRecording`), in the order given.
 
     >>> SandboxConfig(profile="scale", extra_species=50, recordings_per_species=20)  # doctest: +ELLIPSIS
     SandboxConfig(...)
@@ -52,6 +79,7 @@ class SandboxConfig:
     audio_bytes: int | None = None
     hour_long: bool = True  # the demo's hour-long WAV (115 MB once rendered)
     hostile: bool = False  # names made to break paths, terminals and Unicode handling
+    real_recordings: tuple[RealRecording, ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:

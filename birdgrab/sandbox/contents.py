@@ -12,9 +12,10 @@ import random
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from birdgrab.sandbox.config import SandboxConfig
+from birdgrab.sandbox.config import RealRecording, SandboxConfig
 from birdgrab.sandbox.europeana_api import UNNAMED_AGENT
 from birdgrab.sandbox.holdings import (
     XC_LICENCES,
@@ -903,6 +904,8 @@ def build_archive(config: SandboxConfig) -> Archive:
         _add_observations(archive, config, config.inat_bulk_observations, "inat-bulk", with_audio=False)
     if config.hostile:
         _add_hostile(archive, config)
+    if config.real_recordings:
+        _add_real(archive, config)
     return archive
 
 
@@ -968,6 +971,12 @@ def grow(
 def upload(archive: Archive, config: SandboxConfig, audio: AudioFile, species: str) -> str:
     """A xeno-canto upload of a real file as a recording of `species` (a bird added, without any
     Wikipedia article, if the archive does not know it). Returns its key."""
+    return _upload(archive, config, audio, species).key
+
+
+def _upload(
+    archive: Archive, config: SandboxConfig, audio: AudioFile, species: str, real: RealRecording | None = None
+) -> XcRecording:
     if species not in archive.species:
         archive.add(species=[Species(name=species, english=f"{species} (uploaded)")])
     rng = random.Random(f"{config.seed}:upload:{audio.path.name}:{len(archive.xc)}")
@@ -981,5 +990,18 @@ def upload(archive: Archive, config: SandboxConfig, audio: AudioFile, species: s
         audio=audio,
         uploaded=date.today(),
     )
+    if real is not None:  # what the source says about it, not drawn at random
+        record = dataclasses.replace(
+            record,
+            recordist=real.recordist,
+            licence=real.licence,
+            details={**record.details, "rmk": real.remarks},
+        )
     archive.add(xc=[record])
-    return record.key
+    return record
+
+
+def _add_real(archive: Archive, config: SandboxConfig) -> None:
+    """`config.real_recordings` as xeno-canto uploads carrying their own recordist, licence and remarks."""
+    for real in config.real_recordings:
+        _upload(archive, config, AudioFile.declared(Path(real.path)), real.species, real)

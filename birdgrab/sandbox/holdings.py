@@ -65,7 +65,7 @@ class XcRecording:
     country: str
     types: str  # as served: "call, song"
     quality: str  # "A".."E" or "no score"
-    licence: str  # a key of XC_LICENCES
+    licence: str  # a key of XC_LICENCES, or a real recording's licence URL ("" when none is stated)
     length_s: float  # the declared length; the audio's true duration when there is audio
     uploaded: date
     file_name: str  # "" for restricted species
@@ -90,7 +90,7 @@ class XcRecording:
 
     @property
     def licence_url(self) -> str:
-        return XC_LICENCES[self.licence]
+        return XC_LICENCES.get(self.licence, self.licence)
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,24 @@ class AudioFile:
         stat = self.path.stat()
         return hashlib.sha256(f"{self.path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:24]
 
+    @classmethod
+    def declared(cls, path: Path) -> AudioFile:
+        """The file with the length and rate its container declares, as an archive reads them on
+        upload (with PyAV, not birdgrab's own probe, so the archive's figures are independent)."""
+        import av
+
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            if stream.duration is not None and stream.time_base is not None:
+                seconds = float(stream.duration * stream.time_base)
+            else:
+                seconds = (container.duration or 0) / av.time_base
+            rate = stream.codec_context.sample_rate
+        extension = path.suffix.lstrip(".").lower()
+        return cls(
+            path, extension, round(seconds, 1), rate, CONTENT_TYPES.get(extension, "application/octet-stream")
+        )
+
 
 # -- synthesis -------------------------------------------------------------------------------------
 @dataclass(frozen=True)

@@ -214,7 +214,7 @@ def recording_json(r: XcRecording, base: str) -> dict[str, Any]:
     """One record, keys in the order and types of tests/fixtures/api/xeno-canto-v3-page.json."""
     if r.protocol_relative:  # older payloads: `//host/...`
         base = base.split(":", 1)[1]
-    lic = r.licence_url.split(":", 1)[1] if r.protocol_relative else r.licence_url
+    lic = r.licence_url.split(":", 1)[-1] if r.protocol_relative else r.licence_url
     d = r.details
     return {
         "id": str(r.id),
