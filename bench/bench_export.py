@@ -1,12 +1,13 @@
-"""Export: `birdgrab export` against a plain copy of the same WAV files, and its memory as the dataset grows.
+"""Export: `birdgrab export` against a plain copy of the same dataset, and its memory as the dataset grows.
 
-A synthetic dataset of N chunks (5 s, 16 kHz: 160 kB each) is written straight to disk, then
-- baseline: copying every chunk file into one folder (the least any export must do: read and write
-  every byte), timed in the same run;
-- `birdgrab export --format parquet` and `--format webdataset` of it, as child processes: wall time as a
-  ratio of the copy, and peak memory (VmHWM);
-- the Parquet export of 2N chunks: peak memory should not grow with the dataset (one batch of audio
-  is held, not a shard or a split).
+A synthetic dataset of N chunks (5 s, 16 kHz: 160 kB each) is written straight to disk, then, taking
+turns round by round, each as a child process:
+- baseline: every chunk's bytes copied into 100 MB shard files, each fsynced, by a bare Python loop
+  (the least any export must do: read every byte and write it durably, as birdgrab's shards are);
+- `birdgrab export --format parquet` and `--format webdataset`: wall time as a ratio of the copy,
+  and peak memory (VmHWM);
+and then the Parquet export of N and of 2N chunks: peak memory should not grow with the dataset (one
+batch of audio is held, not a shard or a split). `python -m bench export [--quick]`.
 """
 
 from __future__ import annotations
@@ -16,15 +17,19 @@ import json
 import shutil
 import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from bench.harness import REPO, run_process
+from bench.harness import REPO, Report, Run, run_process, verdict
 
 RATE, SECONDS, CLASSES = 16000, 5, 20
+CHUNKS = 2000
+QUICK_CHUNKS = 400
+ROUNDS = 2
+GOAL_MEMORY_GROWTH = 1.25  # twice the chunks, at most this much more memory
 
 
 def _dataset(root: Path, chunks: int) -> Path:
@@ -59,40 +64,102 @@ def _dataset(root: Path, chunks: int) -> Path:
     return folder
 
 
-def _copy(folder: Path, target: Path) -> float:
-    started = time.perf_counter()
-    target.mkdir()
-    for path in folder.rglob("*.wav"):
-        shutil.copyfile(path, target / f"{path.parent.name}-{path.name}")
-    return time.perf_counter() - started
+# The least an export can do: read every chunk and write it into shards of SHARD_MB, each made
+# durable with fsync as birdgrab's are, in a child process whose start costs a bare interpreter.
+_SHARDS = """
+import os, sys
+from pathlib import Path
+source, target, limit = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]) * 2**20
+target.mkdir()
+shard, written, count = None, 0, 0
+for path in sorted(source.rglob("*.wav")):
+    if shard is None or written >= limit:
+        if shard is not None:
+            shard.flush(); os.fsync(shard.fileno()); shard.close()
+        shard, written, count = open(target / f"shard-{count:05d}.bin", "wb"), 0, count + 1
+    written += shard.write(path.read_bytes())
+shard.flush(); os.fsync(shard.fileno()); shard.close()
+"""
+SHARD_MB = 100
 
 
-def _export(folder: Path, out: Path, fmt: str):
+def _copy(folder: Path, work: Path) -> Callable[[int], Run]:
+    def copy(round_number: int) -> Run:
+        target = work / "copy"
+        shutil.rmtree(target, ignore_errors=True)
+        argv = [sys.executable, "-c", _SHARDS, str(folder), str(target), str(SHARD_MB)]
+        run = run_process(argv, {}, work).check("the shard copy")
+        run.facts["bytes"] = sum(p.stat().st_size for p in target.iterdir())
+        return run
+
+    return copy
+
+
+def _export_once(folder: Path, out: Path, fmt: str) -> Run:
+    shutil.rmtree(out, ignore_errors=True)
     argv = [sys.executable, "-m", "birdgrab", "export", "--dataset", str(folder), "--out", str(out)]
-    return run_process([*argv, "--format", fmt, "--shard-mb", "100", "--quiet"], {}, REPO).check(
+    run = run_process([*argv, "--format", fmt, "--shard-mb", str(SHARD_MB), "--quiet"], {}, REPO).check(
         f"export {fmt}"
     )
+    run.facts["bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    shutil.rmtree(out)
+    return run
 
 
-def run(chunks: int = 2000) -> list[str]:
-    lines = []
-    with tempfile.TemporaryDirectory() as tmp:
+def _export(folder: Path, work: Path, fmt: str) -> Callable[[int], Run]:
+    def export(round_number: int) -> Run:
+        return _export_once(folder, work / f"export-{fmt}", fmt)
+
+    return export
+
+
+def run(quick: bool = False) -> Report:
+    chunks = QUICK_CHUNKS if quick else CHUNKS
+    report = Report("export", quick=quick)
+    with tempfile.TemporaryDirectory(prefix="birdgrab-bench-export-") as tmp:
         root = Path(tmp)
         small, large = _dataset(root, chunks), _dataset(root, 2 * chunks)
         megabytes = sum(p.stat().st_size for p in small.rglob("*.wav")) / 2**20
-        copy_s = _copy(small, root / "copy")
-        lines.append(f"dataset: {chunks} chunks, {megabytes:.0f} MB of WAV; baseline copy {copy_s:.2f} s")
-        for fmt in ("parquet", "webdataset"):
-            run_ = _export(small, root / f"export-{fmt}", fmt)
-            lines.append(
-                f"export {fmt}: {run_.wall_s:.2f} s wall = {run_.wall_s / copy_s:.1f}x the copy "
-                f"(process start included), {run_.cpu_s:.2f} s CPU, peak {run_.max_rss_mb:.0f} MB"
-            )
-            shutil.rmtree(root / f"export-{fmt}")
-        doubled = _export(large, root / "export-large", "parquet")
-        first = _export(small, root / "export-again", "parquet")
-        lines.append(
-            f"memory as the dataset doubles ({chunks} -> {2 * chunks} chunks): peak {first.max_rss_mb:.0f} -> "
-            f"{doubled.max_rss_mb:.0f} MB = {doubled.max_rss_mb / first.max_rss_mb:.2f}x (goal: well under 2x)"
+        report.line(
+            f"dataset: {chunks} chunks of {SECONDS} s at {RATE} Hz, {megabytes:.0f} MB of WAV, {ROUNDS} rounds"
         )
-    return lines
+        runs = report.contest(
+            "speed",
+            {
+                "baseline: every chunk copied into fsynced shards": _copy(small, root),
+                "export --format parquet": _export(small, root, "parquet"),
+                "export --format webdataset": _export(small, root, "webdataset"),
+            },
+            ROUNDS,
+        )
+        copy = runs["baseline: every chunk copied into fsynced shards"]
+        rows = []
+        for name, runs_of in runs.items():
+            rows.append([name, f"{runs_of.best.wall_s:.2f} s", f"{runs_of.best.wall_s / copy.best.wall_s:.1f}x",
+                         f"{runs_of.median_cpu_s:.2f} s", f"{runs_of.peak_mb:.0f} MB"])  # fmt: skip
+            report.line(
+                f"  {name:32s} best {rows[-1][1]} = {rows[-1][2]} the copy, CPU {rows[-1][3]}, peak {rows[-1][4]}"
+            )
+        report.table(
+            "speed",
+            ["run", "wall, best", "vs the copy", "CPU, median", "peak RSS"],
+            rows,
+            note="Process start and the fsync of every shard are included in the exports' times.",
+        )
+        memory = {f"{n} chunks": _export_once(folder, root / "export-memory", "parquet")
+                  for n, folder in ((chunks, small), (2 * chunks, large))}  # fmt: skip
+        report.record("memory", memory)
+        first, doubled = memory.values()
+        growth = doubled.max_rss_mb / first.max_rss_mb
+        report.table(
+            "memory",
+            ["export --format parquet of", "peak RSS"],
+            [[name, f"{run.max_rss_mb:.0f} MB"] for name, run in memory.items()],
+            note=f"Twice the data: {growth:.2f}x the memory (goal <= {GOAL_MEMORY_GROWTH:g}x)"
+            f" {verdict(growth, GOAL_MEMORY_GROWTH)}.",
+        )
+        report.line(
+            f"memory as the dataset doubles ({chunks} -> {2 * chunks} chunks): peak {first.max_rss_mb:.0f} ->"
+            f" {doubled.max_rss_mb:.0f} MB = {growth:.2f}x (goal <= {GOAL_MEMORY_GROWTH:g}x) {verdict(growth, GOAL_MEMORY_GROWTH)}"
+        )
+    return report.finish()

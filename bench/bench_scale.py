@@ -1,30 +1,35 @@
 """Benchmark of a catalogue's growth: catalog, a second catalog, filter, stats and a no-change
-refresh at 10,000 / 100,000 / 1,000,000 xeno-canto recordings (issue 11).
+refresh at two or more sizes of a xeno-canto listing, measured in one run (issue 11).
 
 The sandbox makes its bulk records on request (`SandboxConfig.xc_bulk_recordings`: listing only,
 100 a species, 500 a page), so it serves a million cheaply; xeno-canto is unthrottled
 (`BIRDGRAB_XC_RATE` far above what the sandbox can answer). birdgrab runs as the real CLI in a
-child process: wall, its own CPU time and its own peak memory. Goals are absolute (peak memory
-under 1 GB, time limits at a million) and ratios against the smallest size measured in the same
-run (CPU per recording stays flat when growth is linear; a no-change refresh costs the same at
-every size). Run with `python -m bench.bench_scale [SIZES...]`.
+child process: wall, its own CPU time and its own peak memory. Growth is a ratio between the
+largest and the smallest size of the same run (CPU per recording stays flat when growth is linear;
+a no-change refresh costs the same at every size), so at least two sizes are needed; the host's
+speed is measured before each size. Absolute goals (peak memory under 1 GB, time limits) are read
+at the largest size; the time limits are for a million recordings.
+
+`python -m bench scale` (10,000 and 100,000), `python -m bench scale --sizes 10000,1000000`
+(`make bench-scale-1m`, saved as `scale-1m`).
 """
 
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
 
-from bench.harness import Run, SandboxProcess, host_speed_s, run_birdgrab
+from bench.harness import Report, Run, SandboxProcess, host_speed_s, run_birdgrab, verdict
 from birdgrab.sandbox import SandboxConfig
 from birdgrab.sources.xenocanto import DEFAULT_QUERY as DEFAULT_XC_QUERY
 
-SIZES = (10_000, 100_000, 1_000_000)
+SIZES = (10_000, 100_000)  # `make bench`: minutes, and a tenfold step proves the growth ratio
+QUICK_SIZES = (1_000, 10_000)
+MILLION = 1_000_000  # the time goals are for a catalogue of this size
 UNTHROTTLED = {"BIRDGRAB_XC_RATE": "100000", "BIRDGRAB_XC_CONCURRENCY": "4"}
 PEAK_GOAL_MB = 1000
 CATALOG_GOAL_S = 180  # a catalogue of a million against an unthrottled local archive
@@ -71,68 +76,75 @@ def measure(size: int, work: Path) -> tuple[dict[str, Run], float, float, float]
 
 
 def _cell(run: Run) -> str:
-    return f"{run.wall_s:6.1f} s {run.cpu_s:6.1f} s CPU {run.max_rss_mb:5.0f} MB"
+    return f"{run.wall_s:.1f} s / {run.cpu_s:.1f} s CPU / {run.max_rss_mb:.0f} MB"
 
 
-def run(sizes: tuple[int, ...] = SIZES) -> list[str]:
-    """Measure every size (smallest first) and return the report lines."""
-    sizes = tuple(sorted(sizes))
+def run(sizes: tuple[int, ...] = SIZES, quick: bool = False) -> Report:
+    """Measure every size (smallest first) in one run; the report compares the largest with the smallest."""
+    sizes = tuple(sorted(set(QUICK_SIZES if quick and sizes == SIZES else sizes)))
+    if len(sizes) < 2:
+        raise ValueError(f"scale needs at least two sizes to measure growth, got {sizes}")
+    name = "scale-1m" if sizes[-1] >= MILLION else "scale"
+    report = Report(name, quick=quick, options={"sizes": ",".join(map(str, sizes))}, command="scale")
+    report.line(
+        "xeno-canto listing of N bulk recordings (sandbox scale mode: made on request, 100 a species,"
+        f" 500 a page), BIRDGRAB_XC_RATE={UNTHROTTLED['BIRDGRAB_XC_RATE']}; wall / CPU / peak memory:"
+    )
     results: dict[int, tuple[dict[str, Run], float, float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="birdgrab-bench-scale-") as tmp:
         for size in sizes:
             results[size] = measure(size, Path(tmp))
-            runs = results[size][0]  # a million takes a while: each size is shown as soon as it is measured
-            print(
-                f"  N = {size:,}: " + "; ".join(f"{label} {_cell(run)}" for label, run in runs.items()),
-                flush=True,
+            runs, store_mb, listing, speed = results[size]
+            report.record(f"N={size}", runs)
+            report.line(
+                f"N = {size:,}: recordings.sqlite {store_mb:,.0f} MB; one listing page {listing:.2f} s;"
+                f" host yardstick before it {speed:.2f} s"
             )
-    shown = [label for label, _ in STEPS if label != "filter for refresh"]
-    lines = [
-        f"xeno-canto listing of N bulk recordings (sandbox scale mode: made on request, 100 a species,"
-        f" 500 a page), BIRDGRAB_XC_RATE={UNTHROTTLED['BIRDGRAB_XC_RATE']}; wall, CPU, peak memory:",
-    ]
-    for size in sizes:
-        runs, store_mb, listing, speed = results[size]
-        lines.append(
-            f"  N = {size:,}: recordings.sqlite {store_mb:,.0f} MB; one listing page {listing:.2f} s;"
-            f" host: 10M Python additions in {speed:.2f} s"
-        )
-        lines += [f"    {label:<18} {_cell(runs[label])}" for label in shown]
+            for label, _ in STEPS:
+                if label != "filter for refresh":
+                    report.line(f"  {label:<18} {_cell(runs[label])}")
     small, large = sizes[0], sizes[-1]
     small_runs, large_runs = results[small][0], results[large][0]
+    speed_ratio = results[large][3] / results[small][3]
+    shown = [label for label, _ in STEPS if label != "filter for refresh"]
+    report.table(
+        "steps",
+        ["step", *(f"N = {n:,}" for n in sizes), f"CPU per recording, {large:,} / {small:,}"],
+        [
+            [label, *(_cell(results[n][0][label]) for n in sizes),
+             f"{(large_runs[label].cpu_s / large) / (small_runs[label].cpu_s / small):.2f}x"]
+            for label in shown
+        ]
+        + [["recordings.sqlite", *(f"{results[n][1]:,.0f} MB" for n in sizes), ""],
+           ["host yardstick before the size", *(f"{results[n][3]:.2f} s" for n in sizes), ""]],
+        note="wall / CPU / peak memory of birdgrab's own child process; wall includes the sandbox on the same cores.",
+    )  # fmt: skip
+
     peaks = {
         label: large_runs[label].max_rss_mb for label in ("catalog", "second catalog", "filter", "stats")
     }
     worst = max(peaks, key=peaks.__getitem__)
-    per_recording = {n: results[n][0]["catalog"].cpu_s / n for n in sizes}
-    linear = per_recording[large] / per_recording[small]
+    linear = (large_runs["catalog"].cpu_s / large) / (small_runs["catalog"].cpu_s / small)
     flat = large_runs["no-change refresh"].wall_s / small_runs["no-change refresh"].wall_s
     flat_mb = large_runs["no-change refresh"].max_rss_mb / small_runs["no-change refresh"].max_rss_mb
     catalog_s = large_runs["catalog"].wall_s
     reads_s = max(large_runs["filter"].wall_s, large_runs["stats"].wall_s)
-
-    def verdict(met: bool) -> str:
-        return "met" if met else "MISSED"
-
-    lines += [
-        f"  at N = {large:,}: highest peak {peaks[worst]:.0f} MB ({worst}; goal < {PEAK_GOAL_MB} MB for catalog,"
-        f" second catalog, filter, stats) {verdict(max(peaks.values()) < PEAK_GOAL_MB)}",
-        f"  catalog at N = {large:,}: {catalog_s:.0f} s (goal < {CATALOG_GOAL_S} s) {verdict(catalog_s < CATALOG_GOAL_S)};"
-        f" filter/stats {reads_s:.1f} s (goal < {READ_GOAL_S} s) {verdict(reads_s < READ_GOAL_S)}",
-        "  catalog CPU per recording: "
-        + ", ".join(f"{n:,}: {per_recording[n] * 1e6:.0f} us" for n in sizes)
-        + f" -> {linear:.2f}x from {small:,} to {large:,} (goal <= {LINEAR_SLACK:g}: linear) {verdict(linear <= LINEAR_SLACK)}",
-        "  no-change refresh: "
-        + ", ".join(f"{n:,}: {results[n][0]['no-change refresh'].wall_s:.1f} s" for n in sizes)
-        + f" -> {flat:.2f}x from {small:,} to {large:,} (goal <= {FLAT_SLACK:g}: does not grow with the catalogue)"
-        f" {verdict(flat <= FLAT_SLACK)}",
-        "  no-change refresh peak: "
-        + ", ".join(f"{n:,}: {results[n][0]['no-change refresh'].max_rss_mb:.0f} MB" for n in sizes)
-        + f" -> {flat_mb:.2f}x (goal <= {FLAT_SLACK:g}) {verdict(flat_mb <= FLAT_SLACK)}",
-    ]
-    return lines
-
-
-if __name__ == "__main__":
-    chosen = tuple(int(arg.replace("_", "")) for arg in sys.argv[1:]) or SIZES
-    print("\n".join(run(chosen)))
+    at_million = large >= MILLION
+    growth = f"from {small:,} to {large:,}"
+    rows = [
+        [f"highest peak at {large:,} ({worst})", f"{peaks[worst]:.0f} MB", f"< {PEAK_GOAL_MB} MB",
+         verdict(peaks[worst], PEAK_GOAL_MB)],
+        [f"catalog CPU per recording, {growth}", f"{linear:.2f}x (host yardstick {speed_ratio:.2f}x)",
+         f"<= {LINEAR_SLACK:g}x (linear)", verdict(linear, LINEAR_SLACK)],
+        [f"no-change refresh wall, {growth}", f"{flat:.2f}x", f"<= {FLAT_SLACK:g}x (flat)", verdict(flat, FLAT_SLACK)],
+        [f"no-change refresh peak, {growth}", f"{flat_mb:.2f}x", f"<= {FLAT_SLACK:g}x (flat)",
+         verdict(flat_mb, FLAT_SLACK)],
+        [f"catalog wall at {large:,}", f"{catalog_s:.1f} s", f"< {CATALOG_GOAL_S} s at {MILLION:,}",
+         verdict(catalog_s, CATALOG_GOAL_S) if at_million else "(not a million)"],
+        [f"filter, stats wall at {large:,} (slower)", f"{reads_s:.1f} s", f"< {READ_GOAL_S} s at {MILLION:,}",
+         verdict(reads_s, READ_GOAL_S) if at_million else "(not a million)"],
+    ]  # fmt: skip
+    report.table("goals", ["figure", "value", "goal", "verdict"], rows)
+    for figure, value, goal, met in rows:
+        report.line(f"{figure}: {value} (goal {goal}) {met}")
+    return report.finish()

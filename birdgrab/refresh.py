@@ -21,6 +21,7 @@ from birdgrab.catalog import CatalogOptions, run_catalog
 from birdgrab.catalog import saved_options as saved_catalog_options
 from birdgrab.dataset import ChunkOptions, run_chunk
 from birdgrab.download.run import FetchOptions, run_downloads
+from birdgrab.executors import Workers
 from birdgrab.models import (
     ChunksManifest,
     ClassIdsManifest,
@@ -32,6 +33,7 @@ from birdgrab.overrides import Overrides
 from birdgrab.selection import FilterOptions, is_current, run_filter, selection_unchanged
 from birdgrab.selection import saved_options as saved_filter_options
 from birdgrab.settings import Settings
+from birdgrab.storage import Storage
 from birdgrab.store import RecordingStore
 
 REFRESH = "refresh.json"
@@ -123,13 +125,16 @@ def filter_options(folder: Path, options: RefreshOptions) -> FilterOptions:
 async def run_refresh(
     settings: Settings,
     folder: Path,
-    cache: Path,
-    out: Path,
+    cache: Path | str | Storage,
+    out: Path | str | Storage,
     options: RefreshOptions,
     on_fetch_progress=None,
     on_fetch_start=None,
     on_chunk_progress=None,
+    workers: Workers | None = None,
 ) -> RefreshReport:
+    """One refresh; `cache` and `out` are folders or storage URLs, the cutting runs on `workers`
+    (default: this machine's process pool)."""
     started = time.monotonic()
     started_at = manifests.utc_now()
     folder = Path(folder)
@@ -168,7 +173,7 @@ async def run_refresh(
     report.rejected = len(fetch_report.rejected)
     report.stopped = fetch_report.stopped
     if options.chunk is not None and report.stopped is None:
-        chunk_report = run_chunk(folder, cache, out, options.chunk, on_chunk_progress)
+        chunk_report = run_chunk(folder, cache, out, options.chunk, on_chunk_progress, workers)
         report.chunks_written = chunk_report.chunks_written
         report.failures += [f"{key}: {reason}" for key, reason in sorted(chunk_report.failed.items())]
         report.rejected += len(chunk_report.rejected)

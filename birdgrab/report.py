@@ -27,9 +27,8 @@ import soundfile as sf
 
 from birdgrab import __version__
 from birdgrab.export.dataset_files import DatasetFolder, read_dataset
-from birdgrab.export.shards import chunk_path
-from birdgrab.files import atomic_write_bytes
 from birdgrab.licences import is_no_derivatives, is_non_commercial
+from birdgrab.storage import Storage, open_storage
 from birdgrab.store import RecordingStore
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ THUMBNAIL_COLUMNS = 320  # time columns of a thumbnail
 
 @dataclass
 class ReportSummary:
-    path: Path
+    path: str
     classes: int
     chunks: int
     hours: float
@@ -145,8 +144,8 @@ def mel_spectrogram(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.maximum(db - db.max(), -80.0)
 
 
-def _thumbnail(path: Path) -> str:
-    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+def _thumbnail(wav: bytes) -> str:
+    audio, rate = sf.read(io.BytesIO(wav), dtype="float32", always_2d=True)
     image = mel_spectrogram(audio.mean(axis=1), rate)
     columns = image.shape[1] // THUMBNAIL_COLUMNS
     if columns > 1:  # average neighbouring frames down to the thumbnail's width
@@ -352,7 +351,7 @@ def render_report(dataset: DatasetFolder, manifests_dir: Path | None) -> tuple[s
         figures = []
         for _, row in examples[examples["class_id"] == class_id].iterrows():
             try:
-                data = _thumbnail(chunk_path(dataset.root, row["file_name"]))
+                data = _thumbnail(dataset.root.read_bytes(row["file_name"]))
             except (OSError, ValueError, RuntimeError) as exc:  # a missing or broken chunk: say so, go on
                 log.warning("report: no spectrogram for %s: %s", row["file_name"], exc)
                 continue
@@ -370,14 +369,23 @@ def render_report(dataset: DatasetFolder, manifests_dir: Path | None) -> tuple[s
     return "\n".join(parts), thumbnails
 
 
-def run_report(dataset_root: Path, out: Path, manifests_dir: Path | None = None) -> ReportSummary:
-    """Render the report of `dataset_root` to `out` (written atomically)."""
+def run_report(
+    dataset_root: Path | str | Storage, out: Path | str | None = None, manifests_dir: Path | None = None
+) -> ReportSummary:
+    """Render the report of `dataset_root` to `out`, a path or storage URL (default: report.html in the
+    dataset), written whole."""
     dataset = read_dataset(dataset_root)
     page, thumbnails = render_report(dataset, manifests_dir)
     data = page.encode("utf-8")
-    atomic_write_bytes(Path(out), data)
+    if out is None:
+        folder, name = dataset.root, "report.html"
+    else:
+        location = str(out).rstrip("/")
+        parent, _, name = location.rpartition("/")
+        folder = open_storage(parent or ".")
+    folder.write_bytes(name, data)
     return ReportSummary(
-        path=Path(out),
+        path=f"{folder}/{name}" if out is None else str(out),
         classes=len(dataset.class_names),
         chunks=len(dataset.rows),
         hours=float(dataset.rows["duration_s"].sum()) / 3600,

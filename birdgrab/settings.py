@@ -2,13 +2,12 @@
 
 Every base URL is configurable so the same code talks to the real services, a mirror or the
 bundled sandbox. Each archive declares its own variables (`birdgrab.sources.archive.Archive`);
-this module reads them for every archive in the registry. API keys are held as `SecretStr` and registered with `redact`, which every log
+`birdgrab.environment` reads them for every archive in the registry. API keys are held as `SecretStr` and registered with `redact`, which every log
 handler and every error message goes through: a key can never reach a terminal, log or file.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from dataclasses import dataclass, field, replace
@@ -132,29 +131,3 @@ def check_url(name: str, value: str) -> str:
     if not re.match(r"^https?://[^/\s]+", value):
         raise UsageError(f"{name}={value!r} is not an http(s) URL")
     return value
-
-
-def load_settings(env: dict[str, str] | None = None) -> Settings:
-    """Read settings from `env` (default: the process environment) and register the keys as secrets."""
-    from birdgrab.sources.registry import registry  # the archives import this module
-
-    env = dict(os.environ if env is None else env)
-    archives = {archive.name: archive.load_access(env) for archive in registry}
-    for access in archives.values():
-        if access.key is not None:
-            register_secret(access.key.get_secret_value())
-    wikipedia_api = check_url(
-        "BIRDGRAB_WIKIPEDIA_API", env.get("BIRDGRAB_WIKIPEDIA_API") or DEFAULT_WIKIPEDIA_API
-    )
-    defaults = Settings()
-    return Settings(
-        wikipedia_api=wikipedia_api,
-        wikidata_api=check_url(
-            "BIRDGRAB_WIKIDATA_API", env.get("BIRDGRAB_WIKIDATA_API") or DEFAULT_WIKIDATA_API
-        ),
-        contact=(env.get("BIRDGRAB_CONTACT") or "").strip() or None,
-        archives=archives,
-        wikipedia=tune_policy(defaults.wikipedia, env, "WIKIPEDIA"),
-        wikidata=tune_policy(defaults.wikidata, env, "WIKIDATA"),
-        audio=tune_policy(defaults.audio, env, "DOWNLOAD"),
-    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from birdgrab import manifests
 from birdgrab.download import DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.models import SPLITS, ChunkedRecording, ChunksManifest
+from birdgrab.storage import Storage, open_storage
 from birdgrab.store import RecordingStore
 
 
@@ -55,11 +57,13 @@ class Stats:
         return asdict(self)
 
 
-def dataset_stats(out: Path) -> DatasetStats | None:
-    """Chunks per class and split, from dataset/metadata.csv (None before the first chunk run)."""
+def dataset_stats(out: Path | str | Storage) -> DatasetStats | None:
+    """Chunks per class and split, from the dataset's metadata.csv (None before the first chunk run);
+    `out` is a folder or a storage URL."""
     try:
         metadata = pd.read_csv(
-            Path(out) / "metadata.csv", usecols=["label", "split", "recording_key", "duration_s"]
+            io.BytesIO(open_storage(out).read_bytes("metadata.csv")),
+            usecols=["label", "split", "recording_key", "duration_s"],
         )
     except FileNotFoundError:
         return None
@@ -90,7 +94,7 @@ def likely_mislabels(folder: Path, store: RecordingStore) -> list[dict[str, obje
     return [m.as_dict() for m in likely_mislabels(flagged, recordings)]
 
 
-def collect(folder: Path, wiki_lang: str = "de", out: Path | None = None) -> Stats:
+def collect(folder: Path, wiki_lang: str = "de", out: Path | str | None = None) -> Stats:
     """Counts from the recordings store (in SQL, never a recording at a time) and species.json."""
     species = manifests.load_species(folder)
     store = RecordingStore.open(folder)
@@ -129,14 +133,14 @@ def collect(folder: Path, wiki_lang: str = "de", out: Path | None = None) -> Sta
         )
     stats.dataset = dataset_stats(out) if out is not None else None
     if out is not None:
-        stats.unverifiable_classes = _unverifiable(Path(out))
+        stats.unverifiable_classes = _unverifiable(out)
     return stats
 
 
-def _unverifiable(out: Path) -> list[str]:
+def _unverifiable(out: Path | str) -> list[str]:
     """The classes dataset.json says BirdNET could not verify (none without --verify)."""
     try:
-        made = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
+        made = json.loads(open_storage(out).read_bytes("dataset.json").decode("utf-8"))
     except (OSError, ValueError):
         return []
     verification = made.get("verification") if isinstance(made, dict) else None

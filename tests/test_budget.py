@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from birdgrab.budget import MediaBudgets
+from birdgrab.environment import load_settings
 from birdgrab.models import DownloadEntry
-from birdgrab.settings import load_settings
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 MB = 10**6

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import time
 
 import httpx
 import pytest
@@ -29,8 +28,10 @@ def client_for(handler, **kwargs) -> ServiceClient:
 
 def test_retry_after_seconds_and_http_date():
     assert parse_retry_after("7") == 7
-    future = email.utils.formatdate(time.time() + 30, usegmt=True)
-    assert 28 <= parse_retry_after(future) <= 30
+    now = 1_750_000_000.0  # a fixed instant: the date form is read against `now`, not the clock
+    assert parse_retry_after(email.utils.formatdate(now + 30, usegmt=True), now=now) == 30
+    assert parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0  # past: at once
+    assert parse_retry_after(email.utils.formatdate(now + 86400, usegmt=True), now=now) == 600  # capped
     assert parse_retry_after("nonsense") is None and parse_retry_after(None) is None
     assert parse_retry_after("-5") == 0
 

@@ -4,6 +4,7 @@ docs/archives.md), plus property tests: any input gives a model or a clear error
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -296,32 +297,63 @@ EU_FIELDS = [
 ]
 
 
+# Ids the archives really use, planted among the random values: a record with one of these is
+# never refused for its id (a ValueError is only "no valid id", never a model that failed to build).
+XC_ID, EU_ID = r"[1-9][0-9]{0,8}", r"/[0-9]{1,8}/[A-Za-z0-9_]{1,30}"
+XC_IDS, EU_IDS = st.from_regex(XC_ID, fullmatch=True), st.from_regex(EU_ID, fullmatch=True)
+
+
+def planted(value: object, pattern: str) -> str | None:
+    """`value` if it is an id of the archive's own form (planted, or drawn at random that way)."""
+    return value if isinstance(value, str) and re.fullmatch(pattern, value) else None
+
+
+XC_PLANTED = {"id": XC_IDS, "gen": st.just("Turdus"), "sp": st.just("merula")}  # always there, often good
+XC_VALUES = json_values | st.text(max_size=40)
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.fixed_dictionaries({}, optional={k: json_values | st.text(max_size=40) for k in XC_FIELDS}))
+@given(
+    st.fixed_dictionaries(
+        {k: XC_VALUES | good for k, good in XC_PLANTED.items()},
+        optional={k: XC_VALUES for k in XC_FIELDS if k not in XC_PLANTED},
+    )
+)
 def test_any_xeno_canto_record_gives_a_model_or_a_clear_error(raw):
+    planted_id = planted(raw.get("id"), XC_ID)
     try:
         rec = xenocanto.parse_recording(raw, seen_at=NOW)
     except NameError_ as exc:
         assert exc.reason
     except ValueError as exc:
-        assert "id" in str(exc)
+        assert planted_id is None, f"refused a record with the id {planted_id!r}: {exc}"
+        assert str(exc).startswith("recording without a valid id"), exc
     else:
-        assert rec.key.startswith("xc:")
+        assert planted_id is None or rec.key == f"xc:{planted_id}"
+
+
+EU_PLANTED = {"id": EU_IDS, "title": st.just(["Turdus philomelos C. L. Brehm, 1831"])}
+EU_VALUES = json_values | st.lists(st.text(max_size=40))
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.fixed_dictionaries({}, optional={k: json_values | st.lists(st.text(max_size=40)) for k in EU_FIELDS})
+    st.fixed_dictionaries(
+        {k: EU_VALUES | good for k, good in EU_PLANTED.items()},
+        optional={k: EU_VALUES for k in EU_FIELDS if k not in EU_PLANTED},
+    )
 )
 def test_any_europeana_item_gives_a_model_or_a_clear_error(item):
+    planted_id = planted(item.get("id"), EU_ID)
     try:
         rec = europeana.parse_item(item, seen_at=NOW)
     except NameError_ as exc:
         assert exc.reason
     except ValueError as exc:
-        assert "id" in str(exc)
+        assert planted_id is None, f"refused an item with the id {planted_id!r}: {exc}"
+        assert str(exc).startswith("item without a valid id"), exc
     else:
-        assert rec.key.startswith("europeana:/")
+        assert planted_id is None or rec.key == f"europeana:{planted_id}"
 
 
 @settings(max_examples=300, deadline=None)

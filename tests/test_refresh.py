@@ -1,20 +1,29 @@
-"""`birdgrab refresh` as cron runs it: real processes, SIGKILL, locks, incremental requests."""
+"""`birdgrab refresh` as cron runs it: real processes, SIGKILL, locks, incremental requests.
+
+Moments are made, not waited for: the sandbox holds a request (`Sandbox.hold`) or birdgrab holds
+itself at a named point (`birdgrab.hold_points`), and the test acts while the run is held there.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
 
-from birdgrab.sandbox import Sandbox, SandboxConfig
+from birdgrab.hold_points import HOLD_VARIABLE, POINTS
+from birdgrab.sandbox import FaultRule, Sandbox, SandboxConfig
+from birdgrab.sandbox.xeno_canto_api import download_path
 from birdgrab.store import RecordingStore
 from tests.conftest import FAST_RETRIES
 
@@ -48,8 +57,10 @@ def folders(root: Path) -> list[str]:
     ]
 
 
-def start_refresh(sandbox: Sandbox, root: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, **sandbox.env(), **FAST_RETRIES}
+def start_refresh(
+    sandbox: Sandbox, root: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    env = {**os.environ, **sandbox.env(), **FAST_RETRIES, **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "birdgrab", "refresh", "--min-files", "1", "--quiet", *folders(root), *extra],
         env=env,
@@ -65,16 +76,93 @@ def refresh(sandbox: Sandbox, root: Path, *extra: str) -> subprocess.CompletedPr
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
-def wait_for(condition: Callable[[], bool], process: subprocess.Popen, timeout: float = 60) -> bool:
-    """Poll an observable condition; False if the process ended first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        if process.poll() is not None:
-            return False
-        time.sleep(0.005)
-    raise AssertionError("condition not reached in time")
+@dataclass
+class Moment:
+    """A moment to hold a refresh at: `wait()` returns once the run is held there, `abandon()`
+    unblocks `wait()` when the run ended without getting there, `release()` lets the run go on."""
+
+    wait: Callable[[], object]
+    abandon: Callable[[], None]
+    release: Callable[[], None]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def sandbox_hold(sandbox: Sandbox, target: str, **where) -> Moment:
+    """Held by the sandbox: the run's next request of `target` that matches waits unanswered."""
+    hold = sandbox.hold(target, **where)
+    return Moment(hold.reached.wait, hold.reached.set, hold.release)
+
+
+def hold_point(point: str, folder: Path) -> Moment:
+    """Held by birdgrab itself at a hold point (birdgrab.hold_points), through a named pipe."""
+    fifo = folder / f"{point}.fifo"
+    folder.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(fifo)
+
+    def wait() -> str:
+        with open(fifo) as announced:  # the run opens the pipe to write once it is at the point
+            return announced.read()
+
+    def let_go() -> None:
+        """Whoever waits at the other end of the pipe reads nothing more: a held run goes on, a
+        test waiting for a run that ended stops waiting. Nothing to do if nobody waits (ENXIO)."""
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    return Moment(wait, let_go, let_go, {HOLD_VARIABLE: f"{point}:{fifo}"})
+
+
+def held(process: subprocess.Popen, moment: Moment) -> bool:
+    """Block until `process` is held at `moment` (True) or has ended without getting there (False)."""
+    settled = threading.Event()
+    reached: list[bool] = []
+
+    def watch_moment() -> None:
+        moment.wait()
+        reached.append(process.poll() is None)
+        settled.set()
+
+    def watch_process() -> None:
+        process.wait()
+        settled.set()
+        moment.abandon()
+
+    threading.Thread(target=watch_moment, daemon=True).start()
+    threading.Thread(target=watch_process, daemon=True).start()
+    assert settled.wait(timeout=600), "neither held nor ended in 10 minutes"  # a hang guard only
+    return reached == [True]
+
+
+def sigkill(process: subprocess.Popen) -> None:
+    """SIGKILL a held run, assert the kill is what ended it, and wait for the pool workers it
+    leaves (they notice their parent is gone and leave too) so nothing writes after it."""
+    workers = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    _, alive = psutil.wait_procs(workers, timeout=60)
+    assert not alive, alive
+
+
+def verified(manifests: Path) -> set[str]:
+    """Keys whose files the run had verified: ok or duplicate in downloads.json or its journal (a
+    line torn by the kill does not count, as it does not for birdgrab)."""
+    entries: dict[str, dict] = {}
+    if (manifests / "downloads.json").exists():
+        entries = json.loads((manifests / "downloads.json").read_text())["entries"]
+    journal = manifests / "downloads.journal"
+    for line in journal.read_bytes().splitlines() if journal.exists() else []:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        entries[entry["key"]] = entry
+    return {key for key, entry in entries.items() if entry["status"] in ("ok", "duplicate")}
+
+
+def audio_requests(sandbox: Sandbox, keys: set[str]) -> dict[str, int]:
+    """Requests for each xeno-canto recording's audio since the counters were reset."""
+    paths = sandbox.path_counts()
+    return {key: paths.get(f"/xeno-canto/{key.removeprefix('xc:')}/download", 0) for key in keys}
 
 
 def _scrub(value, root: str):
@@ -113,51 +201,78 @@ def snapshot(root: Path) -> dict:
     }
 
 
-def test_sigkill_at_any_moment_then_rerun_equals_an_uninterrupted_run(small_sandbox, tmp_path):
+def test_sigkill_at_each_moment_then_rerun_equals_an_uninterrupted_run_without_fetching_again(
+    small_sandbox, tmp_path
+):
+    small_sandbox.set_page_size("xeno-canto", 4)  # a listing of several pages, to be killed between
     reference = tmp_path / "reference"
     assert refresh(small_sandbox, reference).returncode == 0
     expected = snapshot(reference)
     assert expected["dataset"] and not expected["leftovers"] and not expected["journals"]
+    keys = set(json.loads((reference / "manifests/downloads.json").read_text())["entries"])
+    assert keys and all(key.startswith("xc:") for key in keys)
+    # The download moment: this file's transfer is cut halfway, and held as it resumes with Range:
+    # its first half is in a partial file, and the files done before it are verified.
+    victim = sorted(small_sandbox.archive.xc.values(), key=lambda r: r.id)[len(keys) // 2]
+    victim_file = download_path(victim)
 
-    def counter(name: str, at_least: int = 1) -> Callable[[], bool]:
-        return lambda: small_sandbox.counts()[name] >= at_least
+    def download() -> Moment:
+        small_sandbox.set_faults([FaultRule("truncate", target="xc-audio", times=1, match=victim_file)])
+        return sandbox_hold(small_sandbox, "xc-audio", match=victim_file, ranged=True)
 
-    moments = {
-        "catalog": (counter("xc-api"), {"xc-api": 0.5}),
-        "download": (counter("xc-audio", 3), {"xc-audio": 0.2}),
-        "bookkeeping": (lambda: (tmp_path / "bookkeeping/manifests/downloads.journal").exists(), {}),
-        "chunk": (lambda: any((tmp_path / "chunk/dataset").rglob("*.wav")), {}),
+    moments: dict[str, Callable[[], Moment]] = {
+        "catalog": lambda: sandbox_hold(small_sandbox, "xc-api", match="page=2"),
+        "download": download,
+        "bookkeeping": lambda: hold_point("downloads-journaled", tmp_path / "fifos"),
+        "chunk": lambda: hold_point("chunk-recorded", tmp_path / "fifos"),
     }
-    killed_in = []
-    for name, (condition, latency) in moments.items():
+    assert set(POINTS) == {"downloads-journaled", "chunk-recorded"}, "a hold point with no moment here"
+    for name, arm in moments.items():
         root = tmp_path / name
         small_sandbox.reset_counts()
-        for target, seconds in latency.items():
-            small_sandbox.set_latency(target, seconds)
-        process = start_refresh(small_sandbox, root)
-        if wait_for(condition, process):
-            process.send_signal(signal.SIGKILL)
-            killed_in.append(name)
-        process.wait(timeout=60)
-        for target in latency:
-            small_sandbox.set_latency(target, 0)
+        moment = arm()
+        process = start_refresh(small_sandbox, root, env=moment.env)
+        try:
+            assert held(process, moment), f"{name}: the run ended before the moment"
+            sigkill(process)
+            done = verified(root / "manifests")  # what the killed run had verified
+            # what each moment is, as the killed run left it on disk
+            if name == "catalog":
+                assert not done and small_sandbox.counts()["xc-download"] == 0
+            elif name == "download":
+                assert victim.key not in done and any((root / "cache/.partial").glob("*.part"))
+            elif name == "bookkeeping":
+                assert done == keys and not (root / "manifests/downloads.json").exists()
+            else:
+                assert done == keys and (root / "manifests/chunks.journal").exists()
+        finally:
+            process.kill()  # (if an assertion above failed first)
+            process.wait()
+            moment.release()
+            small_sandbox.clear_faults()
+        small_sandbox.reset_counts()
         rerun = refresh(small_sandbox, root)
         assert rerun.returncode == 0, rerun.stderr  # no stale lock, nothing half-written in the way
+        asked = audio_requests(small_sandbox, keys)
+        # nothing verified before the kill is downloaded again; everything else once
+        assert {key for key, n in asked.items() if n} == keys - done, (name, asked, done)
+        assert all(n == 1 for key, n in asked.items() if key not in done), (name, asked)
+        if name == "download":
+            assert small_sandbox.counts()["audio-range-requests"] >= 1  # the partial file resumed
         assert snapshot(root) == expected, name
-    assert len(killed_in) >= 3, killed_in  # the kills really happened mid-run
 
 
 def test_second_concurrent_refresh_exits_3_and_the_first_completes(small_sandbox, tmp_path):
-    small_sandbox.set_latency("xc-api", 1.0)
+    listing = sandbox_hold(small_sandbox, "xc-api")  # the first run takes the lock, then waits here
     first = start_refresh(small_sandbox, tmp_path)
-    lock = tmp_path / "manifests" / ".birdgrab.lock"
-    assert wait_for(lambda: lock.exists() and str(first.pid) in lock.read_text(), first)
-    started = time.monotonic()
-    second = refresh(small_sandbox, tmp_path)
-    assert second.returncode == 3
-    assert time.monotonic() - started < 15  # at once, not after waiting for the lock
-    assert f"another birdgrab run (pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
-    small_sandbox.set_latency("xc-api", 0)
+    try:
+        assert held(first, listing)
+        second = refresh(small_sandbox, tmp_path)
+        # exit 3 while the first is still held: it did not wait for the lock
+        assert second.returncode == 3 and first.poll() is None
+        assert f"another birdgrab run (pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
+    finally:
+        listing.release()
     assert first.wait(timeout=120) == 0
 
 

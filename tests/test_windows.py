@@ -86,12 +86,21 @@ def test_a_recording_of_field_noise_alone_gives_no_window_but_a_noise_chunk(tmp_
     assert result.dropped["no_event"] == 4
 
 
+def _calling_s(calls: list[tuple[float, float]], chunk) -> float:
+    """Seconds of planted calls inside a chunk's audio (the truth, not what the detector measured)."""
+    start, end = chunk.offset_s, chunk.offset_s + chunk.duration_s - chunk.padded_s
+    return sum(max(0.0, min(end, call_end) - max(start, call_start)) for call_start, call_end in calls)
+
+
 def test_the_cap_keeps_a_recordings_most_active_windows(tmp_path):
-    src, _ = _recording(tmp_path, 6, seconds=60.0, activity=0.8)
+    src, spec = _recording(tmp_path, 6, seconds=60.0, activity=0.8)
     every, _ = _cut(tmp_path, src, windows="events")
     capped, result = _cut(tmp_path, src, windows="events", max_chunks_per_recording=2)
-    best = sorted(every, key=lambda c: (-c.activity_s, c.index))[:2]
-    assert [c.file_name for c in capped] == sorted(c.file_name for c in best)
+    calling = {c.file_name: _calling_s(planted_calls(spec), c) for c in every}
+    best = sorted(calling, key=calling.__getitem__, reverse=True)[:2]
+    # a clear choice: the two best hold a quarter second more calling than any other window
+    assert min(calling[name] for name in best) > max(calling[n] for n in calling if n not in best) + 0.25
+    assert [c.file_name for c in capped] == sorted(best)
     assert result.dropped["capped"] == len(every) - 2
 
 

@@ -9,6 +9,7 @@ e.g. the bundled sandbox) are loaded only when asked for.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -33,17 +34,22 @@ from birdgrab.cli.options import (
     chunk_options,
     common_options,
     common_options_writing,
+    dataset_option,
     fetch_options,
     filter_options,
     filter_overrides,
+    scheduler_option,
 )
+from birdgrab.environment import load_settings
 from birdgrab.errors import BirdgrabError, ServiceUnreachable
+from birdgrab.executors import Workers, check_scheduler
 from birdgrab.lock import folder_locks
 from birdgrab.log import setup_logging
 from birdgrab.overrides import Overrides
 from birdgrab.selection import FilterOptions
-from birdgrab.settings import load_settings, redact
+from birdgrab.settings import redact
 from birdgrab.sources.registry import registry
+from birdgrab.storage import check_storages
 
 if TYPE_CHECKING:  # birdgrab.dataset imports the audio stack, which fetch-only runs need not load
     from birdgrab.dataset import ChunkOptions
@@ -63,14 +69,22 @@ app = typer.Typer(
 
 # -- running a command -------------------------------------------------------------------------------
 def run(
-    work: Callable[[], int | None],
+    work: Callable[..., int | None],
     common: Common,
     *,
-    locks: tuple[Path, ...] = (),
-    dataset: Path | None = None,
+    locks: tuple[Path | str, ...] = (),
+    dataset: Path | str | None = None,
+    reading_dataset: bool = False,
+    workers: tuple[str | None, int] | None = None,
 ) -> None:
     """Run one command body, holding the locks of the folders it writes (`dataset`: the published
-    folder, whose lock lives beside it), and turn its outcome into the contract's exit code."""
+    folder, whose lock lives beside it; `reading_dataset`: a missing dataset folder is not made for
+    its lock, the command says it is missing), and turn its outcome into the contract's exit code.
+
+    Folders may be storage URLs: each is opened and checked first (an unknown scheme, a missing
+    bucket or credentials: exit 2, nothing written), and a bucket's lock lives in its local state
+    folder on this machine. With `workers` (--scheduler, --jobs), the cluster is reached before
+    anything is written too, and `work` receives it (None: the library's own process pool)."""
     setup_logging(
         quiet=common.quiet,
         verbose=common.verbose,
@@ -78,8 +92,16 @@ def run(
         log_file=common.log_file,
     )
     try:
-        with folder_locks(*locks, published=dataset):
-            code = work() or 0
+        with contextlib.ExitStack() as stack:
+            folders, published = _lock_folders(locks, dataset, reading_dataset)
+            if workers is None:
+                stack.enter_context(folder_locks(*folders, published=published))
+                code = work() or 0
+            else:
+                scheduler, jobs = workers
+                pool = stack.enter_context(Workers(scheduler, jobs)) if check_scheduler(scheduler) else None
+                stack.enter_context(folder_locks(*folders, published=published))
+                code = work(pool) or 0
     except BirdgrabError as exc:
         log.error("%s", redact(str(exc)), extra={"event": "error", "exit_code": exc.exit_code})
         raise typer.Exit(exc.exit_code) from None
@@ -96,6 +118,25 @@ def run(
         )
         raise typer.Exit(1) from None
     raise typer.Exit(code)
+
+
+def _lock_folders(
+    locks: tuple[Path | str, ...], dataset: Path | str | None, reading_dataset: bool
+) -> tuple[list[Path], Path | None]:
+    """The local folders whose locks a command holds: a folder's own; a bucket's local state folder.
+    Every storage is checked here, before any lock file is made."""
+    folders = []
+    for storage in check_storages(*locks):
+        folders.append(storage.state_folder())
+    published = None
+    if dataset is not None:
+        (storage,) = check_storages(dataset)
+        if storage.is_local:
+            local = storage.local_path()
+            published = local if local.is_dir() or not reading_dataset else None
+        else:  # a bucket cannot hold a lock: this machine's state folder for it does
+            folders.append(storage.state_folder())
+    return folders, published
 
 
 def finish(
@@ -142,7 +183,7 @@ def catalog(common: Common, catalog: CatalogOptions) -> None:
 
 
 def _chunk_and_report(
-    manifests: Path, cache: Path, out: Path, options: ChunkOptions, rich_output: bool
+    manifests: Path, cache: str, out: str, options: ChunkOptions, rich_output: bool, workers: Workers | None
 ) -> int:
     """Run the chunk step with progress and a summary; returns 1 if some recordings failed."""
     from birdgrab import render
@@ -156,7 +197,7 @@ def _chunk_and_report(
             else:
                 progress(event, amount)
 
-        report = run_chunk(manifests, cache, out, options, on_progress)
+        report = run_chunk(manifests, cache, out, options, on_progress, workers)
     if rich_output:
         render.console().print(render.chunk_table(report))
     finish(
@@ -216,7 +257,7 @@ def fetch(common: Common, chunking: ChunkArgs, fetching: FetchArgs) -> None:
     from birdgrab import render
     from birdgrab.download.run import run_downloads
 
-    def work() -> int:
+    def work(workers: Workers | None) -> int:
         settings = load_settings()
         options = fetching.options(chunking.min_free_mb)
         chunk_options = chunking.options(fetching.jobs)
@@ -253,7 +294,9 @@ def fetch(common: Common, chunking: ChunkArgs, fetching: FetchArgs) -> None:
         if not fetching.no_chunk:
             code = max(
                 code,
-                _chunk_and_report(common.manifests, common.cache, common.out, chunk_options, rich_output),
+                _chunk_and_report(
+                    common.manifests, common.cache, common.out, chunk_options, rich_output, workers
+                ),
             )
         return code
 
@@ -262,6 +305,7 @@ def fetch(common: Common, chunking: ChunkArgs, fetching: FetchArgs) -> None:
         common,
         locks=(common.manifests, common.cache),
         dataset=None if fetching.no_chunk else common.out,
+        workers=(None, 1) if fetching.no_chunk else chunking.workers(fetching.jobs),
     )
 
 
@@ -275,11 +319,17 @@ def chunk(
 ) -> None:
     """(Re)build dataset/ from the local audio cache: 10 s mono 16-bit WAV class folders, metadata, splits. No network."""
 
-    def work() -> int:
+    def work(workers: Workers | None) -> int:
         options = chunking.options(jobs)
-        return _chunk_and_report(common.manifests, common.cache, common.out, options, common.rich)
+        return _chunk_and_report(common.manifests, common.cache, common.out, options, common.rich, workers)
 
-    run(work, common, locks=(common.manifests,), dataset=common.out)
+    run(
+        work,
+        common,
+        locks=(common.manifests,),
+        dataset=common.out,
+        workers=chunking.workers(jobs),
+    )
 
 
 @app.command(
@@ -312,7 +362,7 @@ def refresh(
     from birdgrab import render
     from birdgrab.refresh import RefreshOptions, run_refresh
 
-    def work() -> int:
+    def work(workers: Workers | None) -> int:
         settings = load_settings()
         options = RefreshOptions(
             catalog=catalog,
@@ -334,6 +384,7 @@ def refresh(
                     options,
                     fetch_progress,
                     fetch_progress.start,
+                    workers=workers,
                 )
             )
         for failure in report.failures:
@@ -355,13 +406,16 @@ def refresh(
         common,
         locks=(common.manifests, common.cache),
         dataset=None if fetching.no_chunk else common.out,
+        workers=(None, 1) if fetching.no_chunk else chunking.workers(fetching.jobs),
     )
 
 
 @app.command(epilog="Example: birdgrab stats --wiki-lang de")
 @common_options
+@dataset_option(None, "; default: --out")
 def stats(
     common: Common,
+    dataset: str | None,
     wiki_lang: Annotated[str, typer.Option("--wiki-lang", help="Which Wikipedia's articles to show.")] = "de",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the numbers as JSON instead of tables.")
@@ -374,7 +428,7 @@ def stats(
 
     def work() -> int:
         check_lang(wiki_lang)
-        result = stats_module.collect(common.manifests, wiki_lang, common.out)
+        result = stats_module.collect(common.manifests, wiki_lang, dataset or common.out)
         if as_json:
             sys.stdout.write(json.dumps(result.as_dict(), indent=2, ensure_ascii=False) + "\n")
         else:
@@ -396,12 +450,15 @@ class EmbeddingsName(StrEnum):
 @app.command(
     epilog="Example: birdgrab export --format parquet --out export  (then: datasets.load_dataset('export'))"
 )
-@common_options_writing("Export folder (replaced whole; an earlier export or a new folder).", Path("export"))
+@common_options_writing(
+    "Export folder or storage URL (replaced whole; an earlier export or a new folder).", "export"
+)
+@dataset_option("dataset")
+@scheduler_option
 def export(
     common: Common,
-    dataset: Annotated[
-        Path, typer.Option("--dataset", help="The dataset folder (what fetch and chunk wrote).")
-    ] = Path("dataset"),
+    dataset: str,
+    scheduler: str | None,
     format_: Annotated[
         ExportFormat,
         typer.Option("--format", help="parquet (Hugging Face hub layout) or webdataset (tar shards)."),
@@ -427,33 +484,31 @@ def export(
     """Write the dataset as shards others load directly: Parquet in the Hugging Face hub layout, or WebDataset."""
     from birdgrab.export import ExportOptions, run_export
 
-    def work() -> int:
+    def work(workers: Workers | None) -> int:
         options = ExportOptions(format_.value, shard_mb, allow_nd, embeddings.value if embeddings else None)
-        report = run_export(dataset, common.out, options, common.manifests)
+        report = run_export(dataset, common.out, options, workers, common.manifests)
         finish("export", report.summary(), report.facts(), sorted(report.failed.items()))
         return 1 if report.failed else 0
 
     # The dataset's lock lives beside it (nothing but the dataset inside); a missing one: exit 2, not created.
-    run(work, common, dataset=dataset if dataset.is_dir() else None)
+    run(work, common, dataset=dataset, reading_dataset=True, workers=(scheduler, os.cpu_count() or 1))
 
 
 @app.command(epilog="Example: birdgrab report --dataset dataset --out dataset/report.html")
-@common_options_writing("HTML page to write (default: report.html in the dataset folder).", None)
-def report(
-    common: Common,
-    dataset: Annotated[
-        Path, typer.Option("--dataset", help="The dataset folder (what fetch and chunk wrote).")
-    ] = Path("dataset"),
-) -> None:
+@common_options_writing(
+    "HTML page to write, a path or storage URL (default: report.html in the dataset).", None
+)
+@dataset_option("dataset")
+def report(common: Common, dataset: str) -> None:
     """A self-contained HTML page about the dataset: classes, hours, splits, licences, recordists, spectrograms."""
     from birdgrab.report import run_report
 
     def work() -> int:
-        summary = run_report(dataset, common.out or dataset / "report.html", common.manifests)
+        summary = run_report(dataset, common.out, common.manifests)
         log.info("%s", summary.summary(), extra={"event": "report.done", **summary.facts()})
         return 0
 
-    run(work, common, dataset=dataset if dataset.is_dir() else None)
+    run(work, common, dataset=dataset, reading_dataset=True)
 
 
 def _version(value: bool) -> None:

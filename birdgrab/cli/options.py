@@ -119,8 +119,8 @@ class Common:
     """The options every command takes (CONTRACT.md), handed to the command as one value."""
 
     manifests: Path
-    cache: Path
-    out: Path
+    cache: str  # a folder or a storage URL (s3://bucket/prefix, gs://..., file://...)
+    out: str | None  # likewise; None: the command's own default (report)
     quiet: bool
     verbose: bool
     log_format: LogFormat
@@ -134,8 +134,16 @@ class Common:
 
 _COMMON = [
     option("manifests", Path, Path("manifests"), "--manifests", help="Folder of the JSON manifests."),
-    option("cache", Path, Path("cache"), "--cache", help="Folder of the downloaded audio cache."),
-    option("out", Path, Path("dataset"), "--out", help="Dataset folder."),
+    option(
+        "cache",
+        str,
+        "cache",
+        "--cache",
+        help="Folder or storage URL (s3://bucket/prefix, gs://...) of the downloaded audio cache.",
+    ),
+    option(
+        "out", str, "dataset", "--out", help="Dataset folder or storage URL (s3://bucket/prefix, gs://...)."
+    ),
     option("quiet", bool, False, "--quiet", "-q", help="Only warnings and errors."),
     option("verbose", bool, False, "--verbose", "-v", help="Debug detail."),
     option(
@@ -146,9 +154,9 @@ _COMMON = [
 common_options = option_group("common", Common, _COMMON)
 
 
-def common_options_writing(what: str, default: Path | None) -> Callable:
+def common_options_writing(what: str, default: str | None) -> Callable:
     """The common options, with `--out` naming what this command writes instead of the dataset folder."""
-    out = option("out", Path | None if default is None else Path, default, "--out", help=what)
+    out = option("out", str | None if default is None else str, default, "--out", help=what)
     return option_group("common", Common, [out if p.name == "out" else p for p in _COMMON])
 
 
@@ -326,6 +334,36 @@ filter_overrides = option_group(
 )
 
 
+def dataset_option(default: str | None, what: str = "") -> Callable:
+    """`--dataset`: the dataset a command reads, a folder or a storage URL (export, report, stats)."""
+    return option_group(
+        "dataset",
+        lambda dataset: dataset,
+        [
+            option(
+                "dataset",
+                str | None if default is None else str,
+                default,
+                "--dataset",
+                help=f"The dataset folder or storage URL (what fetch and chunk wrote){what}.",
+            )
+        ],
+    )
+
+
+SCHEDULER = option(
+    "scheduler",
+    str | None,
+    None,
+    "--scheduler",
+    envvar="BIRDGRAB_SCHEDULER",
+    show_envvar=False,
+    help="Cut on a Dask cluster: tcp://host:8786 (a running scheduler) or 'local' (a LocalCluster of "
+    "--jobs workers); extra [cluster]. [default: this machine's processes, or BIRDGRAB_SCHEDULER]",
+)
+scheduler_option = option_group("scheduler", lambda scheduler: scheduler, [SCHEDULER])
+
+
 class WindowsName(StrEnum):
     fixed = "fixed"
     events = "events"
@@ -366,6 +404,11 @@ class ChunkArgs:
     verify: VerifierName | None
     min_confidence: float | None
     labels_from: LabelsFromName
+    scheduler: str | None  # where the cutting runs (executors.Workers); not how it is cut
+
+    def workers(self, jobs: int) -> tuple[str | None, int]:
+        """Where the cutting runs, for `cli.run`: (--scheduler, processes: at most one a core)."""
+        return self.scheduler, max(1, min(jobs, os.cpu_count() or 1))
 
     def options(self, jobs: int) -> ChunkOptions:
         """Validated chunk options (a UsageError, exit 2, for nonsense); at most one process a core."""
@@ -377,7 +420,7 @@ class ChunkArgs:
             min_chunk_s=self.min_chunk_seconds,
             gate_db=None if self.no_gate else self.gate_db,
             split=parse_split(self.split),
-            jobs=max(1, min(jobs, os.cpu_count() or 1)),
+            jobs=self.workers(jobs)[1],
             min_free_mb=self.min_free_mb,
             windows=self.windows.value,
             hop_s=self.hop_seconds,
@@ -483,6 +526,7 @@ chunk_options = option_group(
             help="background/labels columns: also (what the uploader listed) or birdnet (the dataset's "
             "species BirdNET hears in each window; needs --verify).",
         ),
+        SCHEDULER,
     ],
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -26,9 +27,10 @@ from birdgrab.dataset.report import ChunkReport
 from birdgrab.dataset.runner import ChunkRunner, ChunksLedger, remove_chunks
 from birdgrab.download import Cache, DownloadLedger
 from birdgrab.errors import UsageError
-from birdgrab.files import remove_stale_temps, safe_child
+from birdgrab.executors import Workers
 from birdgrab.models import ChunkedRecording, Species
 from birdgrab.selection import load_selection
+from birdgrab.storage import Storage, open_storage
 from birdgrab.store import RecordingStore
 
 if TYPE_CHECKING:  # --verify only
@@ -37,18 +39,21 @@ if TYPE_CHECKING:  # --verify only
 
 def run_chunk(
     folder: Path,
-    cache: Path,
-    out: Path,
+    cache: Path | str | Storage,
+    out: Path | str | Storage,
     options: ChunkOptions,
     on_progress: Callable[[str, int], None] | None = None,
+    workers: Workers | None = None,
 ) -> ChunkReport:
-    """(Re)build the dataset in `out` from the cache, as the manifests in `folder` say; no network.
+    """(Re)build the dataset in `out` from the cache, as the manifests in `folder` say; no network
+    but the storage's. `cache` and `out` are folders or storage URLs; the cutting runs on `workers`
+    (default: a pool of `options.jobs` processes on this machine).
 
-    >>> report = run_chunk(Path("manifests"), Path("cache"), Path("dataset"), ChunkOptions())  # doctest: +SKIP
+    >>> report = run_chunk(Path("manifests"), "cache", "s3://birds/dataset", ChunkOptions())  # doctest: +SKIP
     >>> report.chunks_total  # doctest: +SKIP
     366
     """
-    folder, cache, out = Path(folder), Path(cache), Path(out)
+    folder, out = Path(folder), open_storage(out)
     options = options.validated()
     selection = load_selection(folder)
     store = RecordingStore.open(folder)
@@ -69,35 +74,40 @@ def run_chunk(
     scores = dict(loaded.near_duplicate_checks) if loaded else {}
     report = ChunkReport()
 
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out)
+    out.make_folder("")
+    out.clear_stale_temps()
+    cache = Cache(cache)
     cached = {}
     for key in selection.selected_keys():
-        path = Cache(cache).file_of(downloads.entries.get(key))
-        if path is not None:
-            cached[key] = path
+        name = cache.file_of(downloads.entries.get(key))
+        if name is not None:
+            cached[key] = name
     found = usable_files(selection, recordings, downloads.entries, cached)
     report.not_downloaded, report.failed = found.not_downloaded, dict(found.failed)
     pairs = near_duplicate_pairs(found.usable)
-    score_pairs(pairs, scores)
+    score_pairs(pairs, scores, cache.storage)
     duplicates = near_duplicates([p for ps in pairs.values() for p in ps], scores)
     plan = plan_build(found.usable, duplicates, selection, recordings, ledger.entries, kept_splits, options)
     report.near_duplicates = len(plan.duplicates)
 
     verification = _verification(folder, options, species.species if species else {}, plan)
     _apply_departures(plan, found.usable, ledger, out, report)
-    runner = ChunkRunner(out, cache, options, ledger, downloads, report, verification)
     # A recording the ledger calls current is cut again if one of its files went missing, or if the
     # class cap now wants a window it had left out.
-    todo = [key for key in plan.wanted if key in plan.stale or _incomplete(ledger.entries[key], out)]
+    present = out.sizes()  # a bucket's: one listing a class folder, not a request a chunk
+    todo = [key for key in plan.wanted if key in plan.stale or _incomplete(ledger.entries[key], present)]
     todo += _capped_but_wanted(ledger, plan, options, exclude=set(todo))
     report.unchanged = len(plan.wanted) - len(todo)
-    runner.run([plan.wanted[k] for k in sorted(todo)], on_progress)
-    for _ in range(2):  # cutting changes what the cap wants, at most once more
-        again = _capped_but_wanted(ledger, plan, options)
-        if not again:
-            break
-        runner.run([plan.wanted[k] for k in again])
+    with contextlib.ExitStack() as stack:
+        if workers is None:
+            workers = stack.enter_context(Workers(jobs=options.jobs, preload=["birdgrab.dataset.cutting"]))
+        runner = ChunkRunner(out, cache, options, ledger, downloads, report, workers, verification)
+        runner.run([plan.wanted[k] for k in sorted(todo)], on_progress)
+        for _ in range(2):  # cutting changes what the cap wants, at most once more
+            again = _capped_but_wanted(ledger, plan, options)
+            if not again or report.stopped is not None:
+                break
+            runner.run([plan.wanted[k] for k in again])
     entries = _apply_class_cap(ledger, plan, options, out, report)
     labels = {writers.row_label(e, row) for e in entries.values() for row in e.chunks}
     class_ids = assign_class_ids(load_class_ids(folder, out), labels)
@@ -130,8 +140,8 @@ def _verification(
     return Verification(folder, options, writers.species_by_label(species), labels)
 
 
-def _incomplete(entry: ChunkedRecording, out: Path) -> bool:
-    return not all((out / c.file_name).is_file() for c in entry.chunks if not c.capped)
+def _incomplete(entry: ChunkedRecording, present: Mapping[str, int]) -> bool:
+    return not all(c.file_name in present for c in entry.chunks if not c.capped)
 
 
 def _built(ledger: ChunksLedger, plan: Plan) -> dict[str, ChunkedRecording]:
@@ -150,7 +160,7 @@ def _capped_but_wanted(
 
 
 def _apply_class_cap(
-    ledger: ChunksLedger, plan: Plan, options: ChunkOptions, out: Path, report: ChunkReport
+    ledger: ChunksLedger, plan: Plan, options: ChunkOptions, out: Storage, report: ChunkReport
 ) -> dict[str, ChunkedRecording]:
     """Remove the files the class cap leaves out (marked `capped` in the ledger); the entries with
     only the rows the dataset holds."""
@@ -162,7 +172,7 @@ def _apply_class_cap(
         if rows != entry.chunks:
             for row in rows:
                 if row.capped and not any(r.capped for r in entry.chunks if r.file_name == row.file_name):
-                    (out / row.file_name).unlink(missing_ok=True)
+                    out.remove(row.file_name)
                     report.dropped["class_cap"] += 1
             entry = entry.model_copy(update={"chunks": rows})
             ledger.record(entry)
@@ -173,7 +183,7 @@ def _apply_class_cap(
 
 
 def _apply_departures(
-    plan: Plan, usable: dict[str, Usable], ledger: ChunksLedger, out: Path, report: ChunkReport
+    plan: Plan, usable: dict[str, Usable], ledger: ChunksLedger, out: Storage, report: ChunkReport
 ) -> None:
     """Whatever left the dataset (deselected, now a duplicate, failed download) takes its chunks along;
     duplicates are recorded as such."""
@@ -218,37 +228,39 @@ def _how(options: ChunkOptions, verification: Verification | None = None) -> dic
 
 
 def _write_outputs(
-    out: Path,
+    out: Storage,
     options: ChunkOptions,
     content: writers.DatasetContent,
     report: ChunkReport,
     verification: Verification | None = None,
 ) -> None:
     for label in content.class_ids.keys() & content.labels():
-        safe_child(out, label).mkdir(exist_ok=True)  # every class keeps a folder: Keras ids == ours
+        out.make_folder(label)  # every class keeps a folder: Keras ids == ours
     entries, recordings = content.entries, content.recordings
     changed = any(
         [
             writers.write_if_changed(
-                out / writers.METADATA,
+                out,
+                writers.METADATA,
                 writers.csv_bytes(
                     writers.METADATA_COLUMNS + (writers.VERIFY_COLUMNS if verification else []),
                     writers.metadata_rows(content, options.sample_rate),
                 ),
             ),
-            writers.write_if_changed(out / writers.CLASSES, writers.classes_json(content)),
+            writers.write_if_changed(out, writers.CLASSES, writers.classes_json(content)),
             writers.write_if_changed(
-                out / credits.CREDITS,
+                out,
+                credits.CREDITS,
                 writers.csv_bytes(credits.CREDITS_COLUMNS, credits.credit_rows(entries, recordings)),
             ),
             writers.write_if_changed(
-                out / credits.ATTRIBUTION, credits.attribution_markdown(entries, recordings).encode("utf-8")
+                out, credits.ATTRIBUTION, credits.attribution_markdown(entries, recordings).encode("utf-8")
             ),
         ]
     )
     how = _how(options, verification)
     try:
-        previous = json.loads((out / writers.DATASET).read_text(encoding="utf-8"))
+        previous = json.loads(out.read_bytes(writers.DATASET).decode("utf-8"))
     except (OSError, ValueError):
         previous = None
     if (
@@ -258,6 +270,6 @@ def _write_outputs(
         or {k: v for k, v in previous.items() if k not in ("made_at", "birdgrab_version")} != how
     ):
         writers.write_if_changed(
-            out / writers.DATASET, writers.dataset_json(how, manifests.utc_now().isoformat())
+            out, writers.DATASET, writers.dataset_json(how, manifests.utc_now().isoformat())
         )
     report.classes = len(content.labels())

@@ -12,22 +12,23 @@ from pathlib import Path
 
 from birdgrab import manifests
 from birdgrab.models import ClassIdsManifest
+from birdgrab.storage import Storage
 
 PUBLISHED = "classes.json"  # in the dataset folder
 
 
-def load_class_ids(folder: Path, out: Path) -> dict[str, int]:
+def load_class_ids(folder: Path, out: Storage) -> dict[str, int]:
     """label -> id from the manifest; for an older dataset, from its published classes.json."""
     manifest = manifests.load(Path(folder) / manifests.CLASS_IDS, ClassIdsManifest)
     if manifest is not None:
         return dict(manifest.ids)
-    return _published_ids(Path(out) / PUBLISHED)
+    return _published_ids(out)
 
 
-def _published_ids(path: Path) -> dict[str, int]:
+def _published_ids(out: Storage) -> dict[str, int]:
     ids: dict[str, int] = {}
     with contextlib.suppress(FileNotFoundError, ValueError, AttributeError, TypeError, KeyError):
-        for class_id, info in json.loads(path.read_text(encoding="utf-8")).items():
+        for class_id, info in json.loads(out.read_bytes(PUBLISHED).decode("utf-8")).items():
             ids[str(info["label"])] = int(class_id)
     return ids
 

@@ -6,11 +6,14 @@ from collections.abc import Mapping
 
 from birdgrab.audio import AudioError, Fingerprint, pcm_fingerprint, similarity
 from birdgrab.dataset.plan import Pair
+from birdgrab.storage import Storage
 
 
-def score_pairs(pairs_by_label: Mapping[str, list[Pair]], known: dict[str, float]) -> dict[str, float]:
-    """Add the similarity of every pair not in `known` (returned, updated). A file that does not
-    decode gets no score: chunking reports it.
+def score_pairs(
+    pairs_by_label: Mapping[str, list[Pair]], known: dict[str, float], cache: Storage
+) -> dict[str, float]:
+    """Add the similarity of every pair not in `known` (returned, updated), reading the files from
+    `cache`. A file that does not decode gets no score: chunking reports it.
 
     Fingerprints (a few hundred kB each) are kept per class and freed class by class.
     """
@@ -22,7 +25,8 @@ def score_pairs(pairs_by_label: Mapping[str, list[Pair]], known: dict[str, float
             try:
                 for u in (pair.first, pair.second):
                     if u.recording.key not in fingerprints:
-                        fingerprints[u.recording.key] = pcm_fingerprint(u.source)
+                        with cache.local_copy(u.source) as path:
+                            fingerprints[u.recording.key] = pcm_fingerprint(path)
             except AudioError:
                 continue
             a, b = fingerprints[pair.first.recording.key], fingerprints[pair.second.recording.key]

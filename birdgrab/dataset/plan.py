@@ -12,7 +12,6 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from birdgrab.audio import SAME_RECORDING_SIMILARITY
 from birdgrab.dataset.options import ChunkOptions
@@ -65,7 +64,7 @@ class Usable:
 
     recording: Recording
     label: str
-    source: Path
+    source: str  # the file's name in the cache
     sha256: str
     duration_s: float | None
 
@@ -89,7 +88,7 @@ def usable_files(
     selection: Selection,
     recordings: Mapping[str, Recording],
     downloads: Mapping[str, DownloadEntry],
-    cached: Mapping[str, Path],
+    cached: Mapping[str, str],
 ) -> UsableFiles:
     """Selected recordings whose verified file is in the cache (byte duplicates count once)."""
     result = UsableFiles()

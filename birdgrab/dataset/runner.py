@@ -1,35 +1,38 @@
-"""The runner: cuts the planned recordings in a process pool, guards the disk, keeps the chunk ledger.
+"""The runner: cuts the planned recordings in batches on the workers, guards the disk, keeps the chunk ledger.
 
-Each finished recording is settled at once: its chunks and rows go into the ledger (one fsynced
-journal line), and a recording cut before with other options loses the chunk files it no longer
-has. A cached file that does not decode is handed back to the download side.
+The work goes to an `executors.Workers` (this machine's process pool, or a Dask cluster) as
+batches of recordings (`tasks.cut_batch`): a task costs a few milliseconds on Dask, so each
+carries about a minute or more of audio, and a long recording goes alone. Each finished recording is
+settled here, on the command's machine, as its batch returns: its chunks and rows go into the
+ledger (one fsynced journal line), and a recording cut before with other options loses the chunk
+files it no longer has. A cached file that does not decode is handed back to the download side.
+
+A worker that dies (SIGKILLed, or killed for exhausting its memory) loses its batch: the batch is
+cut again one recording a task, so one recording too big for a worker fails alone, with a reason,
+and the rest goes on. A cluster that goes away stops the run cleanly (exit 1): the ledger holds
+what was done, and the next run does the rest.
 """
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
-import os
-import shutil
-import threading
-import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, replace
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from birdgrab import manifests
-from birdgrab.audio import AudioError
-from birdgrab.dataset.cutting import ChunkResult, cut_recording
+from birdgrab.dataset.cutting import ChunkResult
 from birdgrab.dataset.options import NOISE_LABEL, ChunkOptions
 from birdgrab.dataset.plan import Usable, file_stem
 from birdgrab.dataset.report import ChunkReport
-from birdgrab.dataset.windows import windowing_for
+from birdgrab.dataset.tasks import ChunkBatch, ChunkFailure, ChunkItem, cut_batch
 from birdgrab.download import Cache, DownloadLedger
-from birdgrab.files import safe_child
+from birdgrab.executors import Workers
+from birdgrab.hold_points import hold_point
 from birdgrab.models import ChunkedRecording, ChunkRow, ChunksManifest
+from birdgrab.storage import Storage
 
 if TYPE_CHECKING:  # --verify only: nothing of BirdNET is imported without it
     from birdgrab.verify.run import Verification
@@ -37,57 +40,14 @@ if TYPE_CHECKING:  # --verify only: nothing of BirdNET is imported without it
 
 Progress = Callable[[str, int], None]
 
-
-def _exit_with_parent(parent_pid: int) -> None:
-    """Pool worker initializer: leave when the birdgrab process that started the pool is gone.
-
-    A SIGKILLed parent cannot stop its pool, and a worker waiting for work never sees the queue
-    close (it holds both ends itself): without this, every killed run would leave workers behind.
-    """
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            try:
-                os.kill(parent_pid, 0)
-            except ProcessLookupError:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-@dataclass(frozen=True)
-class ChunkFailure:
-    reason: str
-    bad_source: bool  # the cached file itself does not decode (as opposed to, say, a full disk)
-
-
-def _chunk_job(
-    src: str, out_dir: str, noise_dir: str, stem: str, options: ChunkOptions, verify: VerifyJob | None = None
-) -> ChunkResult | ChunkFailure:
-    """Runs in a worker process; returns the result, or why it failed."""
-    verifier = None
-    if verify is not None:
-        from birdgrab.verify.windows import BirdNetVerifier
-
-        verifier = BirdNetVerifier(verify, options.sample_rate, options.chunk_frames)
-        if verify.cap is not None:  # the verifier ranks the windows by confidence and caps them
-            options = replace(options, max_chunks_per_recording=None)
-    try:
-        return cut_recording(
-            src,
-            out_dir,
-            stem,
-            windowing_for(options),
-            sample_rate=options.sample_rate,
-            chunk_frames=options.chunk_frames,
-            noise_dir=noise_dir,
-            verifier=verifier,
-        )
-    except AudioError as exc:
-        return ChunkFailure(exc.reason, bad_source=True)
-    except OSError as exc:
-        return ChunkFailure(f"cannot write chunks: {exc.strerror or exc}", bad_source=False)
+# A batch holds about this much audio (seconds): at least enough that Dask's few milliseconds a task
+# do not count, at most enough that every worker gets several batches of a small run.
+MIN_BATCH_AUDIO_S = 60.0
+MAX_BATCH_AUDIO_S = 900.0
+MAX_BATCH_ITEMS = 64
+UNKNOWN_DURATION_S = 60.0
+# How often one recording may take its worker down with it before it is recorded as failed.
+MAX_LOSSES = 3
 
 
 class ChunksLedger(manifests.Ledger[ChunksManifest, ChunkedRecording]):
@@ -97,33 +57,49 @@ class ChunksLedger(manifests.Ledger[ChunksManifest, ChunkedRecording]):
         super().__init__(folder, manifests.CHUNKS, ChunksManifest, ChunkedRecording)
 
 
-def remove_chunks(out: Path, entry: ChunkedRecording | None, keep: Iterable[str] = ()) -> None:
+def remove_chunks(out: Storage, entry: ChunkedRecording | None, keep: Iterable[str] = ()) -> None:
     """Delete the chunk files of `entry` except those named in `keep`."""
     if entry is None:
         return
     keep = set(keep)
-    for chunk in entry.chunks:
-        if chunk.file_name not in keep:
-            with contextlib.suppress(FileNotFoundError):
-                (out / chunk.file_name).unlink()
+    out.remove_many(chunk.file_name for chunk in entry.chunks if chunk.file_name not in keep)
+
+
+def batches(todo: list[Usable], slots: int) -> list[list[Usable]]:
+    """`todo` in batches of about the same length of audio, enough of them to keep `slots` workers busy."""
+    durations = [u.duration_s or UNKNOWN_DURATION_S for u in todo]
+    target = min(max(sum(durations) / (4 * max(1, slots)), MIN_BATCH_AUDIO_S), MAX_BATCH_AUDIO_S)
+    result: list[list[Usable]] = []
+    current: list[Usable] = []
+    audio = 0.0
+    for item, duration in zip(todo, durations, strict=True):
+        current.append(item)
+        audio += duration
+        if audio >= target or len(current) >= MAX_BATCH_ITEMS:
+            result.append(current)
+            current, audio = [], 0.0
+    if current:
+        result.append(current)
+    return result
 
 
 class ChunkRunner:
-    """Cuts recordings with `options.jobs` worker processes, settling each into the ledger."""
+    """Cuts recordings on `workers`, settling each into the ledger as its batch returns."""
 
     def __init__(
         self,
-        out: Path,
-        cache: Path,
+        out: Storage,
+        cache: Cache,
         options: ChunkOptions,
         ledger: ChunksLedger,
         downloads: DownloadLedger,
         report: ChunkReport,
+        workers: Workers,
         verification: Verification | None = None,
     ):
-        self.out, self.cache, self.options = out, Cache(cache), options
+        self.out, self.cache, self.options = out, cache, options
         self.ledger, self.downloads, self.report = ledger, downloads, report
-        self.verification = verification
+        self.workers, self.verification = workers, verification
         self._evicted = False
 
     def run(self, todo: list[Usable], on_progress: Progress | None = None) -> None:
@@ -136,48 +112,77 @@ class ChunkRunner:
             on_progress("start", len(todo))
         if not todo:
             return
-        # forkserver: forking a process that runs threads (httpx, a sandbox in tests) can deadlock.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["birdgrab.dataset.cutting"])  # workers start with numpy & co.
-        with ProcessPoolExecutor(
-            max_workers=min(self.options.jobs, len(todo)),
-            mp_context=context,
-            initializer=_exit_with_parent,
-            initargs=(os.getpid(),),
-        ) as pool:
-            pending: dict[Future, Usable] = {}
-            queue = list(reversed(todo))
-            while queue or pending:
-                while queue and len(pending) < self.options.jobs * 2 and self.report.stopped is None:
-                    if self._disk_low():
-                        break
-                    item = queue.pop()
-                    out_dir, noise_dir = safe_child(self.out, item.label), safe_child(self.out, NOISE_LABEL)
-                    stem = file_stem(item.recording)
-                    verify = self.verification and self.verification.job(item.recording.key, item.label)
-                    future = pool.submit(
-                        _chunk_job, str(item.source), str(out_dir), str(noise_dir), stem, self.options, verify
-                    )
-                    pending[future] = item
-                if self.report.stopped is not None:
-                    queue.clear()
-                if not pending:
+        queue = deque(batches(todo, self.workers.slots))
+        losses: Counter[str] = Counter()
+        pending: dict[Future, list[Usable]] = {}
+        while queue or pending:
+            while queue and len(pending) < self.workers.slots * 2 and self.report.stopped is None:
+                if self._disk_low():
                     break
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    item = pending.pop(future)
-                    self._settle(item, future.result(), now)
-                    if on_progress:
-                        on_progress("file", 1)
+                batch = queue.popleft()
+                pending[self.workers.submit(cut_batch, self.options, self._batch(batch))] = batch
+            if self.report.stopped is not None:
+                queue.clear()
+            if not pending:
+                break
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                batch = pending.pop(future)
+                try:
+                    outcomes = future.result()
+                except Exception as exc:
+                    self._unfinished(batch, exc, queue, losses, now)
+                    continue
+                by_key = {item.recording.key: item for item in batch}
+                for key, outcome in outcomes:
+                    self._settle(by_key[key], outcome, now)
+                    hold_point("chunk-recorded")
+                if on_progress:
+                    on_progress("file", len(batch))
         if self._evicted:
             self.downloads.save()
 
+    def _batch(self, items: list[Usable]) -> ChunkBatch:
+        return ChunkBatch(
+            self.cache.storage,
+            self.out,
+            tuple(
+                ChunkItem(u.recording.key, u.source, u.label, file_stem(u.recording), self._verify_job(u))
+                for u in items
+            ),
+        )
+
+    def _verify_job(self, item: Usable) -> VerifyJob | None:
+        return self.verification.job(item.recording.key, item.label) if self.verification else None
+
+    def _unfinished(
+        self, batch: list[Usable], exc: Exception, queue: deque, losses: Counter[str], now: datetime
+    ) -> None:
+        """A batch that came back without results: its worker died, or the cluster went away."""
+        if self.workers.gone(exc):
+            self.report.stopped = (
+                f"{self.workers.describe()} went away: stopped chunking (run again to finish)"
+            )
+            return
+        if not self.workers.lost(exc):
+            raise exc
+        if len(batch) > 1:  # again, one a task: whatever took the worker down fails alone
+            queue.extendleft([item] for item in reversed(batch))
+            return
+        item = batch[0]
+        losses[item.recording.key] += 1
+        if losses[item.recording.key] < MAX_LOSSES and not self.workers.conclusive(exc):
+            queue.appendleft(batch)
+            return
+        reason = "its worker died cutting it (out of memory, or killed) each time it was tried"
+        self._settle(item, ChunkFailure(reason, bad_source=False), now)
+
     def _disk_low(self) -> bool:
         """Stop (cleanly, exit 1) before the disk fills: the report says why."""
-        if shutil.disk_usage(self.out).free / 2**20 >= self.options.min_free_mb:
+        if self.out.free_mb() >= self.options.min_free_mb:
             return False
         self.report.stopped = (
-            f"less than {self.options.min_free_mb:g} MB free under {self.out}: stopped chunking"
+            f"less than {self.options.min_free_mb:g} MB free under {self.out.url}: stopped chunking"
         )
         return True
 

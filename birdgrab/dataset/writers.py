@@ -16,15 +16,14 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from birdgrab import __version__
 from birdgrab.dataset.options import NOISE_LABEL
 from birdgrab.dataset.plan import valid_label
-from birdgrab.files import atomic_write_bytes
 from birdgrab.models import SPLITS, ChunkedRecording, ChunkRow, Recording, Species, Split
 from birdgrab.names import NameError_, canonical_binomial
+from birdgrab.storage import Storage
 
 METADATA = "metadata.csv"
 CLASSES = "classes.json"
@@ -49,12 +48,13 @@ def csv_bytes(columns: list[str], rows: list[dict]) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def write_if_changed(path: Path, data: bytes) -> bool:
-    """Atomically replace `path` with `data` unless it already holds exactly that (keeps mtimes)."""
+def write_if_changed(storage: Storage, name: str, data: bytes) -> bool:
+    """Replace `name` with `data`, whole, unless it already holds exactly that (keeps mtimes, and a
+    bucket gets no PUT from a run that changed nothing)."""
     with contextlib.suppress(FileNotFoundError):
-        if path.stat().st_size == len(data) and path.read_bytes() == data:
+        if storage.size(name) == len(data) and storage.read_bytes(name) == data:
             return False
-    atomic_write_bytes(path, data)
+    storage.write_bytes(name, data)
     return True
 
 

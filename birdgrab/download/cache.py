@@ -3,14 +3,19 @@
 Layout: `cache/<sha[:2]>/<sha256>.<format>` for every verified file (the same bytes under two keys
 are stored once) and `cache/.partial/<sha1 of key>.part` for transfers in progress. Only this
 module decides where a file lives and when it leaves.
+
+The cache is a `Storage`: a folder, or a prefix in a bucket (`--cache s3://...`). Transfers always
+stream to this machine's disk (into the cache folder itself, or the bucket's local state folder,
+where a cut transfer resumes from) and are put in the cache, whole, only once verified. Content
+addresses make a bucket safe to share: two writers of one name write the same bytes. Whether a
+file is there is answered from one listing of the bucket, never a request a file.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +23,7 @@ from birdgrab import manifests
 from birdgrab.download.ledger import DownloadLedger
 from birdgrab.files import TEMP_SUFFIX
 from birdgrab.models import DownloadEntry
+from birdgrab.storage import Storage, open_storage
 
 PARTIAL_DIR = ".partial"
 
@@ -31,17 +37,24 @@ class Eviction:
 
 
 class Cache:
-    """One cache folder.
+    """One cache: a folder, or a prefix in a bucket.
 
-    >>> cache = Cache(Path("cache"))                                   # doctest: +SKIP
+    >>> cache = Cache("cache")                                         # doctest: +SKIP
     >>> cache.file_of(ledger.entries["xc:254462"])                     # doctest: +SKIP
-    PosixPath('cache/3f/3f9a...e1.mp3')
+    '3f/3f9a...e1.mp3'
     """
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self.partial_dir = self.root / PARTIAL_DIR
+    def __init__(self, root: Path | str | Storage):
+        self.storage = open_storage(root)
+        self.url = self.storage.url
         self._made: set[Path] = set()  # folders made by this object: one mkdir each, not one a file
+        self._sizes = self.storage.sizes()  # a bucket's listed once, on first use
+        self._placed: dict[str, int | None] = {}  # put in (size) or evicted (None) since the listing
+
+    @property
+    def partial_dir(self) -> Path:
+        """Where transfers stream to on this machine: inside a cache folder; a bucket's local state folder."""
+        return self.storage.state_folder() / PARTIAL_DIR
 
     def _folder(self, folder: Path) -> Path:
         if folder not in self._made:
@@ -56,21 +69,30 @@ class Cache:
     def place(self, partial: Path, sha256: str, audio_format: str) -> str:
         """Move a verified partial file to its content address; returns that path relative to the cache."""
         relative = f"{sha256[:2]}/{sha256}.{audio_format}"
-        final = self.root / relative
-        if final.exists() and final.stat().st_size == partial.stat().st_size:
+        size = partial.stat().st_size
+        if self._size(relative) == size:
             remove(partial)  # the same bytes are already cached (another key, or a crash before recording)
         else:
-            os.replace(partial, self._folder(final.parent) / final.name)
+            self.storage.put_file(partial, relative)
+            self._placed[relative] = size
         return relative
 
-    def file_of(self, entry: DownloadEntry | None) -> Path | None:
-        """The verified cache file of an ok entry, if it is still there with its size."""
+    def _size(self, relative: str) -> int | None:
+        return self._placed[relative] if relative in self._placed else self._sizes.get(relative)
+
+    async def place_async(self, partial: Path, sha256: str, audio_format: str) -> str:
+        """`place` without holding up the other transfers while a file is uploaded to a bucket."""
+        if self.storage.is_local:
+            return self.place(partial, sha256, audio_format)  # one rename
+        return await asyncio.to_thread(self.place, partial, sha256, audio_format)
+
+    def file_of(self, entry: DownloadEntry | None) -> str | None:
+        """The verified cache file of an ok entry (relative to the cache), if it is still there with its size."""
         if entry is None or entry.status != "ok" or not entry.path:
             return None
-        path = self.root / entry.path
         try:
-            return path if path.stat().st_size == entry.bytes else None
-        except OSError:
+            return entry.path if self._size(entry.path) == entry.bytes else None
+        except ValueError:  # a name that would leave the cache: not ours
             return None
 
     def holds(self, ledger: DownloadLedger, key: str) -> bool:
@@ -90,10 +112,13 @@ class Cache:
         disk), it is a failed download, and the next fetch gets it again.
         """
         entry = ledger.entries[key]
-        path = self.file_of(entry)
-        intact = path is not None and sha256_of(path).hexdigest() == entry.sha256
-        if path is not None:
-            remove(path)
+        name = self.file_of(entry)
+        intact = False
+        if name is not None:
+            with self.storage.local_copy(name) as path:
+                intact = sha256_of(path).hexdigest() == entry.sha256
+            self.storage.remove(name)
+            self._placed[name] = None
         now = manifests.utc_now()
         if not intact:
             damaged = {"status": "failed", "reason": f"cached file damaged: {reason}", "path": None}
@@ -113,7 +138,8 @@ class Cache:
         return Eviction(rejected=True, note=note)
 
     def free_mb(self) -> float:
-        return shutil.disk_usage(self._folder(self.root)).free / 2**20
+        """Space left where transfers land first (the cache folder, or the staging disk of a bucket's)."""
+        return self.storage.free_mb()
 
 
 def sha256_of(path: Path) -> hashlib._Hash:

@@ -23,12 +23,14 @@ from birdgrab.download.cache import Cache
 from birdgrab.download.ledger import DownloadLedger, owner_rank
 from birdgrab.download.transfer import Transfer, TransferError, Transferred, discard, finish
 from birdgrab.errors import ServiceError, ServiceUnreachable, UsageError
+from birdgrab.hold_points import hold_point
 from birdgrab.models import DownloadEntry, Recording
 from birdgrab.probe import AudioError, probe
 from birdgrab.selection import load_selection
 from birdgrab.settings import Settings, redact
 from birdgrab.sources.archive import RequestTally
 from birdgrab.sources.registry import registry
+from birdgrab.storage import Storage
 from birdgrab.store import RecordingStore
 
 DEFAULT_JOBS = 4
@@ -235,7 +237,7 @@ class Downloader:
         entry = DownloadEntry(
             key=key,
             status="ok",
-            path=self.cache.place(partial, done.sha256, info.format),
+            path=await self.cache.place_async(partial, done.sha256, info.format),
             format=info.format,
             duration_s=round(info.duration_s, 3),
             duration_estimated=info.duration_estimated,
@@ -276,7 +278,7 @@ class Downloader:
 async def run_downloads(
     settings: Settings,
     folder: Path,
-    cache_root: Path,
+    cache_root: Path | str | Storage,
     options: FetchOptions,
     on_progress: ProgressHook | None = None,
     on_start: Callable[[int], None] | None = None,
@@ -332,7 +334,7 @@ async def run_downloads(
                 recording = queue.get_nowait()
                 if cache.free_mb() < options.min_free_mb:
                     report.stopped = (
-                        f"less than {options.min_free_mb:g} MB free under {cache.root}: stopped downloading"
+                        f"less than {options.min_free_mb:g} MB free under {cache.url}: stopped downloading"
                     )
                     return
                 if budgets.admit(recording.key, manifests.utc_now()) is not None:
@@ -346,10 +348,11 @@ async def run_downloads(
 
         try:
             await asyncio.gather(*(worker() for _ in range(options.jobs)))
+            hold_point("downloads-journaled")
         finally:
             report.requests = transfer.service.requests_made + tally.requests
             report.unreachable_hosts = sorted(transfer.unreachable_hosts)
             report.deferred = budgets.deferred()
-            ledger.compact({"cache": str(cache.root), "jobs": options.jobs, "per_host": per_host})
+            ledger.compact({"cache": cache.url, "jobs": options.jobs, "per_host": per_host})
     report.count_outcomes(ledger, processed)
     return report

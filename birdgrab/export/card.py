@@ -63,7 +63,9 @@ def _header(dataset: DatasetFolder, written: Written, rows: pd.DataFrame, fmt: s
         "configs": [
             {
                 "config_name": "default",
-                "data_files": [{"split": split, "path": f"data/{split}-*"} for split in written.files],
+                "data_files": [
+                    {"split": split, "path": f"{written.folder}/{split}-*"} for split in written.files
+                ],
             }
         ],
     }
@@ -248,7 +250,7 @@ def _loading(fmt: str, written: Written) -> list[str]:
         "",
         "```python",
         "import webdataset as wds",
-        f'clips = wds.WebDataset("data/{split}-{{00000..{last:05d}}}-of-{len(files):05d}.tar").decode()',  # the {split} shards',
+        f'clips = wds.WebDataset("{written.folder}/{split}-{{00000..{last:05d}}}-of-{len(files):05d}.tar").decode()',  # the {split} shards',
         "```",
     ]
 

@@ -7,6 +7,7 @@ are kept as text.
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from birdgrab.dataset.writers import CLASSES, METADATA
 from birdgrab.dataset.writers import DATASET as DATASET_INFO
 from birdgrab.errors import UsageError
 from birdgrab.licences import is_no_derivatives
+from birdgrab.storage import Storage, open_storage
 
 INTEGER_COLUMNS = ("class_id", "chunk_index", "sample_rate", "recorded_year")  # an unknown year is 0
 FLOAT_COLUMNS = ("offset_s", "duration_s", "padded_s", "rms_dbfs")
@@ -32,7 +34,7 @@ HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 class DatasetFolder:
     """A dataset as birdgrab wrote it: chunk rows, class names in id order, and how it was made."""
 
-    root: Path
+    root: Storage  # a folder, or a prefix in a bucket
     rows: pd.DataFrame
     class_names: list[str]
     classes: dict[str, dict[str, Any]]
@@ -61,10 +63,13 @@ class DatasetFolder:
         return kept, self.rows[nd]
 
 
-def read_metadata(path: Path) -> pd.DataFrame:
+def read_metadata(root: Storage) -> pd.DataFrame:
     """metadata.csv with stable dtypes; a UsageError (exit 2) for a file that is not one."""
+    path = f"{root}/{METADATA}"
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+        frame = pd.read_csv(
+            io.BytesIO(root.read_bytes(METADATA)), dtype=str, keep_default_na=False, na_filter=False
+        )
     except FileNotFoundError:
         raise UsageError(f"no {path}: build the dataset first (birdgrab fetch, or birdgrab chunk)") from None
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -89,10 +94,11 @@ def read_metadata(path: Path) -> pd.DataFrame:
     return frame
 
 
-def read_classes(path: Path) -> tuple[list[str], dict[str, dict[str, Any]]]:
+def read_classes(root: Storage) -> tuple[list[str], dict[str, dict[str, Any]]]:
     """Class labels in class-id order (position == id) and the classes.json entries."""
+    path = f"{root}/{CLASSES}"
     try:
-        classes = json.loads(path.read_text(encoding="utf-8"))
+        classes = json.loads(root.read_bytes(CLASSES).decode("utf-8"))
         ids = sorted(int(k) for k in classes)
         names = [str(classes[str(i)]["label"]) for i in ids]
     except FileNotFoundError:
@@ -104,18 +110,19 @@ def read_classes(path: Path) -> tuple[list[str], dict[str, dict[str, Any]]]:
     return names, classes
 
 
-def read_dataset(root: Path) -> DatasetFolder:
-    """Read a dataset folder, checking that metadata.csv and classes.json agree."""
-    root = Path(root)
-    if not root.is_dir():
+def read_dataset(location: Path | str | Storage) -> DatasetFolder:
+    """Read a dataset folder (or a bucket prefix), checking that metadata.csv and classes.json agree."""
+    root = open_storage(location)
+    local = root.local_path()
+    if local is not None and not local.is_dir():
         raise UsageError(
             f"no dataset folder {root}: build it first (birdgrab fetch), or name it with --dataset"
         )
-    rows = read_metadata(root / METADATA)
-    names, classes = read_classes(root / CLASSES)
+    rows = read_metadata(root)
+    names, classes = read_classes(root)
     unknown = set(rows["split"].unique()) - set(HF_SPLITS)
     if unknown:
-        raise UsageError(f"{root / METADATA}: unknown split(s) {', '.join(sorted(unknown))}")
+        raise UsageError(f"{root}/{METADATA}: unknown split(s) {', '.join(sorted(unknown))}")
     known = pd.Series(names, dtype="string")
     mismatch = rows["class_id"].ge(len(names)) | (
         known.reindex(rows["class_id"].clip(upper=max(len(names) - 1, 0))).to_numpy()
@@ -128,11 +135,11 @@ def read_dataset(root: Path) -> DatasetFolder:
             f"label {row['label']}); rebuild them with birdgrab chunk"
         )
     try:
-        made_with = json.loads((root / DATASET_INFO).read_text(encoding="utf-8"))
+        made_with = json.loads(root.read_bytes(DATASET_INFO).decode("utf-8"))
     except FileNotFoundError:
         made_with = {}
     except ValueError as exc:
-        raise UsageError(f"{root / DATASET_INFO} is not valid JSON ({exc})") from None
+        raise UsageError(f"{root}/{DATASET_INFO} is not valid JSON ({exc})") from None
     if not isinstance(made_with, dict):
-        raise UsageError(f"{root / DATASET_INFO} is not a JSON object")
+        raise UsageError(f"{root}/{DATASET_INFO} is not a JSON object")
     return DatasetFolder(root, rows, names, classes, made_with)

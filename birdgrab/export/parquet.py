@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from birdgrab.executors import Workers
 from birdgrab.export.dataset_files import DatasetFolder
 from birdgrab.export.shards import EMBEDDING, Batches, Embed, Written, write_shards
+from birdgrab.storage import Storage
+
+if TYPE_CHECKING:  # --embeddings only
+    from birdgrab.verify.embeddings import EmbeddingSource
 
 AUDIO_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 EMBEDDING_TYPE = pa.list_(pa.float32(), 1024)  # export --embeddings birdnet
@@ -83,16 +88,24 @@ def _batch(schema: pa.Schema, rows: pd.DataFrame, audio: list[bytes], embed: Emb
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+def write_parquet_shard(path: Path, batches: Batches, schema: pa.Schema, embed: Embed | None = None) -> None:
+    """One Parquet shard from its batches (a row group each; with `embed`, an `embedding` column)."""
+    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
+        for rows, audio in batches:
+            writer.write_batch(_batch(schema, rows, audio, embed), row_group_size=len(rows) or None)
+
+
 def write_parquet(
-    dataset: DatasetFolder, target: Path, shard_bytes: int, embed: Embed | None = None
+    dataset: DatasetFolder,
+    target: Storage,
+    folder: str,
+    shard_bytes: int,
+    workers: Workers,
+    embeddings: EmbeddingSource | None = None,
 ) -> Written:
-    """Write every split's shards under `target`/data (with `embed`, an `embedding` column); returns
-    what was written."""
-    schema = arrow_schema(dataset, embeddings=embed is not None)
-
-    def write_shard(path: Path, batches: Batches) -> None:
-        with pq.ParquetWriter(path, schema, compression="snappy") as writer:
-            for rows, audio in batches:
-                writer.write_batch(_batch(schema, rows, audio, embed), row_group_size=len(rows) or None)
-
-    return write_shards(dataset, target, shard_bytes, "parquet", write_shard)
+    """Write every split's shards under `target`/`folder` on the workers (with `embeddings`, an
+    `embedding` column); returns what was written."""
+    schema = arrow_schema(dataset, embeddings=embeddings is not None)
+    return write_shards(
+        dataset, target, folder, shard_bytes, "parquet", write_parquet_shard, workers, schema, embeddings
+    )

@@ -3,7 +3,7 @@
 The key is the chunk's path in the dataset without `.wav` (`Turdus_merula/xc-400498_0000`): class
 folders and file stems hold no dots, so WebDataset's "key up to the first dot" rule keeps them
 whole. The JSON holds every metadata.csv column. Members carry fixed times and owners, so the same
-dataset gives byte-identical shards. With `--embeddings birdnet`, each shard has a .npy beside it.
+dataset gives byte-identical shards.
 """
 
 from __future__ import annotations
@@ -12,12 +12,18 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from birdgrab.executors import Workers
 from birdgrab.export.dataset_files import DatasetFolder
 from birdgrab.export.shards import EMBEDDING, Batches, Embed, Written, write_shards
+from birdgrab.storage import Storage
+
+if TYPE_CHECKING:  # --embeddings only
+    from birdgrab.verify.embeddings import EmbeddingSource
 
 
 def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
@@ -36,25 +42,34 @@ def embeddings_path(shard: Path) -> Path:
     return shard.with_name(f"{shard.stem}.{EMBEDDING}.npy")
 
 
+def write_tar_shard(path: Path, batches: Batches, context: None = None, embed: Embed | None = None) -> None:
+    """One tar shard from its batches: `<key>.wav` and `<key>.json` per chunk (with `embed`, a .npy
+    of (chunks, 1024) float32 beside it, row k the tar's k-th chunk)."""
+    vectors = []
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for rows, audio in batches:
+            for (_, row), wav in zip(rows.iterrows(), audio, strict=True):
+                key = row["file_name"].removesuffix(".wav")
+                tar.addfile(*_member(f"{key}.wav", wav))
+                tar.addfile(*_member(f"{key}.json", _sidecar(row)))
+            if embed is not None and audio:
+                vectors.append(embed(audio))
+    if embed is not None:
+        np.save(
+            embeddings_path(path), np.concatenate(vectors) if vectors else np.zeros((0, 1024), np.float32)
+        )
+
+
 def write_webdataset(
-    dataset: DatasetFolder, target: Path, shard_bytes: int, embed: Embed | None = None
+    dataset: DatasetFolder,
+    target: Storage,
+    folder: str,
+    shard_bytes: int,
+    workers: Workers,
+    embeddings: EmbeddingSource | None = None,
 ) -> Written:
-    """Write every split's tar shards under `target`/data (with `embed`, a .npy of (chunks, 1024)
-    float32 beside each, row k the tar's k-th chunk); returns what was written."""
-
-    def write_shard(path: Path, batches: Batches) -> None:
-        vectors = []
-        with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
-            for rows, audio in batches:
-                for (_, row), wav in zip(rows.iterrows(), audio, strict=True):
-                    key = row["file_name"].removesuffix(".wav")
-                    tar.addfile(*_member(f"{key}.wav", wav))
-                    tar.addfile(*_member(f"{key}.json", _sidecar(row)))
-                if embed is not None and audio:
-                    vectors.append(embed(audio))
-        if embed is not None:
-            np.save(
-                embeddings_path(path), np.concatenate(vectors) if vectors else np.zeros((0, 1024), np.float32)
-            )
-
-    return write_shards(dataset, target, shard_bytes, "tar", write_shard)
+    """Write every split's tar shards under `target`/`folder` on the workers (with `embeddings`, a
+    .npy beside each); returns what was written."""
+    return write_shards(
+        dataset, target, folder, shard_bytes, "tar", write_tar_shard, workers, embeddings=embeddings
+    )

@@ -10,7 +10,7 @@ import json
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -69,7 +69,8 @@ def not_found() -> Response:
 
 
 class Counters:
-    """Request and byte counts, thread-safe. Names are the keys of `Sandbox.counts()`."""
+    """Request and byte counts, thread-safe. Names are the keys of `Sandbox.counts()`; `faults` is
+    the sum of `fault_counts()`, the answers each fault kind changed, by target."""
 
     NAMES = (
         "xc-api", "xc-download", "xc-audio", "europeana-search", "europeana-record", "europeana-audio",
@@ -81,6 +82,7 @@ class Counters:
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
         self._paths: Counter[str] = Counter()
+        self._faults: Counter[tuple[str, str]] = Counter()  # (kind, target)
         self._in_flight = 0
         self._lock = threading.Lock()
 
@@ -101,6 +103,20 @@ class Counters:
         with self._lock:
             self._counts[name] += amount
 
+    def add_fault(self, kind: str, target: str) -> None:
+        """One answer changed by a fault of `kind` (a failure, or a mode that did something)."""
+        with self._lock:
+            self._counts["faults"] += 1
+            self._faults[(kind, target)] += 1
+
+    def fault_counts(self) -> dict[str, dict[str, int]]:
+        """kind -> target -> answers changed."""
+        with self._lock:
+            found: dict[str, dict[str, int]] = {}
+            for (kind, target), count in sorted(self._faults.items()):
+                found.setdefault(kind, {})[target] = count
+            return found
+
     def add_path(self, path: str) -> None:
         with self._lock:
             self._paths[path] += 1
@@ -117,6 +133,7 @@ class Counters:
         with self._lock:
             self._counts.clear()
             self._paths.clear()
+            self._faults.clear()
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
@@ -194,6 +211,7 @@ class Request:
     params: list[tuple[str, str]]  # in order, repeats kept (Europeana's qf and reusability repeat)
     headers: Mapping[str, str]
     modes: frozenset[str]  # fault modes in force: repeat_page, no_range
+    target: str | None = None  # the route's fault target, which a mode's effect is counted under
 
     @property
     def last(self) -> dict[str, str]:
@@ -223,18 +241,34 @@ class Services:
     def answer(self, route: Route, request: Request) -> Response:
         return getattr(self, route.handler)(request)
 
+    def _with_mode(self, mode: str, request: Request, answer: Callable[[bool], Response]) -> Response:
+        """`answer(True)` if `mode` is in force, else `answer(False)`; the mode counts as a fault
+        only where the two differ (a page repeats records only after the first page)."""
+        plain = answer(False)
+        if mode not in request.modes:
+            return plain
+        shaped = answer(True)
+        if shaped.body != plain.body:
+            self.counters.add_fault(mode, request.target or "")
+        return shaped
+
     # -- xeno-canto ---------------------------------------------------------------------------
     def xc_api(self, request: Request) -> Response:
-        status, body = xeno_canto_api.recordings(
-            self.archive,
-            request.last,
-            key=self.config.xc_key,
-            base=self.base,
-            today=date.today(),
-            repeat_previous="repeat_page" in request.modes,
-            page_size=self.page_sizes.get("xeno-canto"),
-        )
-        return json_response(status, body)
+        today = date.today()
+
+        def listing(repeat: bool) -> Response:
+            status, body = xeno_canto_api.recordings(
+                self.archive,
+                request.last,
+                key=self.config.xc_key,
+                base=self.base,
+                today=today,
+                repeat_previous=repeat,
+                page_size=self.page_sizes.get("xeno-canto"),
+            )
+            return json_response(status, body)
+
+        return self._with_mode("repeat_page", request, listing)
 
     def xc_download(self, request: Request) -> Response:
         record = self.archive.xc.get(int(request.match[1]))
@@ -250,15 +284,18 @@ class Services:
 
     # -- Europeana ----------------------------------------------------------------------------
     def europeana_search(self, request: Request) -> Response:
-        status, body = europeana_api.search(
-            self.archive,
-            request.multi,
-            key=self.config.europeana_key,
-            base=self.base,
-            repeat_previous="repeat_page" in request.modes,
-            page_size=self.page_sizes.get("europeana"),
-        )
-        return json_response(status, body)
+        def listing(repeat: bool) -> Response:
+            status, body = europeana_api.search(
+                self.archive,
+                request.multi,
+                key=self.config.europeana_key,
+                base=self.base,
+                repeat_previous=repeat,
+                page_size=self.page_sizes.get("europeana"),
+            )
+            return json_response(status, body)
+
+        return self._with_mode("repeat_page", request, listing)
 
     def europeana_record(self, request: Request) -> Response:
         item_id = unquote(request.match[1])
@@ -328,7 +365,10 @@ class Services:
         wanted = request.headers.get("Range")
         if wanted:
             self.counters.add("audio-range-requests")
-        span = parse_range(wanted, size) if wanted and "no_range" not in request.modes else None
+        span = parse_range(wanted, size) if wanted else None
+        if span is not None and "no_range" in request.modes:
+            self.counters.add_fault("no_range", request.target or "")
+            span = None  # a server that ignores Range: the whole file again
         if span is None:
             return Response(200, spec.content_type, FileSlice(path, 0, size), headers)
         first, last = span

@@ -29,7 +29,7 @@ import numpy as np
 from birdgrab.files import atomic_write_bytes
 from birdgrab.sandbox import contents, mediawiki_api
 from birdgrab.sandbox.config import PageSize, SandboxConfig
-from birdgrab.sandbox.faults import Decision, FaultPlan, FaultRule
+from birdgrab.sandbox.faults import Decision, FaultPlan, FaultRule, Hold, RetryWait, RetryWaits, request_id
 from birdgrab.sandbox.routes import (
     Counters,
     FileSlice,
@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 BLOCK_BYTES = 256 * 1024
 CONTACT = "sandbox@birdgrab.invalid"
 _REFUSALS = frozenset({"429", "500", "503", "maxlag"})  # answered instead of the real answer
+_SAYS_RETRY_AFTER = frozenset({"429", "503", "maxlag"})
 
 
 def _refusal(rule: FaultRule) -> Response:
@@ -188,17 +189,25 @@ class _Handler(BaseHTTPRequestHandler):
         params = parse_qsl(url.query, keep_blank_values=True)
         decision = Decision()
         if route.target:
-            decision = sandbox._faults.decide(route.target, url.path, params, route.faults)
+            url_id = request_id(url.path, params)
+            sandbox._retry_waits.asked(url_id)
+            hold = sandbox._faults.take_hold(route.target, url_id, ranged="Range" in self.headers)
+            if hold is not None:
+                hold.reached.set()
+                hold.released.wait()
+            decision = sandbox._faults.decide(route.target, url_id, route.faults)
             self._pause(sandbox._faults.latency(route.target))
         failure = decision.failure
         if failure:
-            counters.add("faults")
+            counters.add_fault(failure.kind, route.target or "")
+            if failure.kind in _SAYS_RETRY_AFTER:
+                sandbox._retry_waits.refused(failure.kind, route.target or "", url_id, failure.retry_after)
             if failure.kind in _REFUSALS:
                 self._send(_refusal(failure), head)
                 return
             if failure.kind == "timeout":
                 self._pause(failure.delay)
-        request = Request(url.path, match, params, self.headers, decision.modes)
+        request = Request(url.path, match, params, self.headers, decision.modes, route.target)
         try:
             response = sandbox._services.answer(route, request)
         except Exception:
@@ -272,6 +281,7 @@ class Sandbox:
         self._audio = AudioCache(self.config.data_dir or default_cache_dir())
         self._counters = Counters()
         self._faults = FaultPlan(self.config.seed)
+        self._retry_waits = RetryWaits()
         self._services = Services(self.config, self.archive, self._audio, self._counters)
         self._address = (host, port)
         self._server: _Server | None = None
@@ -299,6 +309,7 @@ class Sandbox:
         if server is None:
             return
         server.stopping.set()
+        self._faults.release_holds()
         server.shutdown()
         server.server_close()
         server.close_connections()
@@ -344,15 +355,32 @@ class Sandbox:
         """Add `seconds` to every answer of `target` ("xc-api", "audio", "*", ...); 0 removes it."""
         self._faults.set_latency(target, seconds)
 
+    def hold(self, target: str, *, match: str | None = None, ranged: bool = False) -> Hold:
+        """Keep the next request of `target` whose URL contains `match` (with a Range header if
+        `ranged`) waiting before it is answered: `hold.reached` is set when it arrives, and it is
+        answered after `hold.release()` (or when the sandbox stops). A test acts at that moment."""
+        return self._faults.hold(target, match=match, ranged=ranged)
+
     def counts(self) -> dict[str, int]:
         return self._counters.snapshot()
+
+    def fault_counts(self) -> dict[str, dict[str, int]]:
+        """Answers each fault kind changed, by target: kind -> target -> count (since the last reset)."""
+        return self._counters.fault_counts()
+
+    def retry_waits(self) -> list[RetryWait]:
+        """Every refusal that said Retry-After and was asked again, with how long the client waited
+        (server-side instants; since the last reset)."""
+        return self._retry_waits.waits()
 
     def path_counts(self) -> dict[str, int]:
         """Requests per URL path."""
         return self._counters.paths()
 
     def reset_counts(self) -> None:
+        """Start every count, fault count and retry wait again from zero."""
         self._counters.reset()
+        self._retry_waits.reset()
 
     def set_page_size(self, service: str, records: int | None, *, counted_as_asked: bool = False) -> None:
         """Make `service` ("xeno-canto", "europeana") serve at most `records` a page whatever is asked
@@ -408,7 +436,12 @@ class Sandbox:
     def _control(self, method: str, path: str, raw: bytes) -> Response:
         """`/_sandbox/...`: the Python API over HTTP, for a sandbox running in another process."""
         actions: dict[tuple[str, str], Callable[[Any], Any]] = {
-            ("GET", "stats"): lambda _: {**self.counts(), "by_path": self.path_counts()},
+            ("GET", "stats"): lambda _: {
+                **self.counts(),
+                "by_path": self.path_counts(),
+                "faults_by_kind": self.fault_counts(),
+                "retry_waits": [dataclasses.asdict(wait) for wait in self.retry_waits()],
+            },
             ("POST", "reset-stats"): lambda _: self.reset_counts(),
             ("GET", "faults"): lambda _: [rule.to_json() for rule in self._faults.rules()],
             ("PUT", "faults"): lambda data: self.set_faults(FaultRule.from_json(rule) for rule in data),

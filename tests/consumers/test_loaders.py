@@ -1,7 +1,9 @@
 """The README's loader snippets, run as pasted with the real libraries on a real dataset and export.
 
 `make test-consumers` installs TensorFlow + Keras, torch, and datasets 5.x in one virtualenv, and
-datasets 3.6 in another (it runs the `hf` tests there); `make test` never collects these.
+datasets 3.6 in another (it runs the `hf` tests there); `make test` never collects these. Each test
+imports its library plainly, never with `importorskip`: a consumer that cannot be imported is a
+failure of the target, not a skip that lets it pass with nothing run.
 """
 
 from __future__ import annotations
@@ -59,8 +61,9 @@ def test_versions():
 
 
 def test_keras_snippet_reads_whole_chunks_from_the_split_column(meta):
-    tf = pytest.importorskip("tensorflow")
-    keras = pytest.importorskip("keras")
+    import keras
+    import tensorflow as tf
+
     snippet = run_snippet("keras")
     assert snippet["samples"] == SAMPLES
     for name, batches in (("train", snippet["train"]), ("val", snippet["val"])):
@@ -78,7 +81,8 @@ def test_keras_snippet_reads_whole_chunks_from_the_split_column(meta):
 
 
 def test_hf_export_snippet_gives_the_splits_and_class_names(meta, caplog):
-    pytest.importorskip("datasets")
+    import datasets  # noqa: F401  (a broken install fails here, not as a skip)
+
     snippet = run_snippet("hf-export")
     assert "Ignoring part of dataset_info" not in caplog.text, "the card's YAML is read whole"
     ds, names = snippet["ds"], snippet["names"]
@@ -94,7 +98,8 @@ def test_hf_export_snippet_gives_the_splits_and_class_names(meta, caplog):
 
 
 def test_hf_audiofolder_snippet_labels_by_class_id(meta, request):
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     if int(datasets.__version__.split(".")[0]) < 4 and int(pd.__version__.split(".")[0]) >= 3:
         # Strict: the day it passes, the README's note on datasets 3.x goes.
         request.applymarker(
@@ -112,7 +117,8 @@ def test_hf_audiofolder_snippet_labels_by_class_id(meta, request):
 
 
 def test_torch_snippet_yields_waveforms_and_class_ids(meta):
-    torch = pytest.importorskip("torch")
+    import torch
+
     snippet = run_snippet("torch")
     train = snippet["train"]
     assert len(train.dataset) == int((meta["split"] == "train").sum())
