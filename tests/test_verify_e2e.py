@@ -146,3 +146,29 @@ def test_labels_from_birdnet_and_caps_ranked_by_confidence(birdgrab, planted):
             continue
         candidates = [r for r in rows.values() if r["recording_key"] == row["recording_key"]]
         assert float(row["verify_confidence"]) == max(float(r["verify_confidence"]) for r in candidates)
+
+
+def test_on_a_dask_cluster_the_workers_score_as_the_pool_does(birdgrab, planted):
+    pytest.importorskip("distributed")
+    pooled = birdgrab("fetch", *CHUNK, "--verify", "birdnet", "--jobs", "2")
+    assert pooled.exit_code == 0, pooled.output
+    columns = ("file_name", "verify_confidence", "verify_top", "verify_status")
+    by_pool = sorted(tuple(r[c] for c in columns) for r in _rows(birdgrab))
+    (birdgrab.manifests / "verify.sqlite").unlink()  # nothing known: the cluster's workers score every window
+    clustered = birdgrab(
+        "chunk",
+        *CHUNK,
+        "--verify",
+        "birdnet",
+        "--jobs",
+        "2",
+        "--scheduler",
+        "local",
+        "--min-confidence",
+        "0.3",
+    )
+    assert clustered.exit_code == 0, clustered.output
+    assert re.search(r"checked \d+ windows \(0 known\)", clustered.output), clustered.output
+    by_cluster = sorted(tuple(r[c] for c in columns) for r in _rows(birdgrab))
+    assert by_cluster == [row for row in by_pool if row[3] != "doubtful"]
+    assert planted["mislabel"] in clustered.output  # still listed as likely mislabelled
