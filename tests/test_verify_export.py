@@ -4,6 +4,7 @@ and the README's linear probe on them, over real great tit and storm-petrel reco
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 
 import numpy as np
@@ -81,6 +82,7 @@ def test_parquet_export_carries_each_chunks_embedding(verified):
         assert np.allclose(embeddings[row], fresh, rtol=2e-3, atol=2e-3)
     card = (verified.root / "export" / "README.md").read_text()
     assert "## Verification" in card and "CC BY-NC-SA 4.0" in card and "`embedding`" in card
+    assert "BirdNET V2.4" in card and "`confirmed` at 0.3 or more" in card  # the model and its threshold
 
 
 def test_embeddings_without_the_store_are_computed_and_equal(verified, tmp_path):
@@ -93,6 +95,20 @@ def test_embeddings_without_the_store_are_computed_and_equal(verified, tmp_path)
         return np.stack(pq.read_table(files).column("embedding").to_numpy(zero_copy_only=False))
 
     assert np.array_equal(column("export-stored"), column("export-computed"))
+
+
+def test_dask_workers_compute_the_embeddings_the_store_holds(verified, tmp_path):
+    pytest.importorskip("distributed")
+    stored = _export(verified, "export-stored-for-dask")
+    on_dask = _export(verified, "export-dask", "--scheduler", "local", manifests=tmp_path)
+    rows = int(re.search(r"(\d+) stored by --verify, 0 computed", stored.output).group(1))
+    assert f"0 stored by --verify, {rows} computed" in on_dask.output  # the workers ran the model
+
+    def column(out):
+        files = sorted((verified.root / out / "data").glob("*.parquet"))
+        return np.stack(pq.read_table(files).column("embedding").to_numpy(zero_copy_only=False))
+
+    assert np.array_equal(column("export-stored-for-dask"), column("export-dask"))
 
 
 def test_webdataset_shards_get_an_embedding_file_in_tar_order(verified):
