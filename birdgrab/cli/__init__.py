@@ -309,7 +309,10 @@ def fetch(common: Common, chunking: ChunkArgs, fetching: FetchArgs) -> None:
     )
 
 
-@app.command(epilog="Example: birdgrab chunk --sample-rate 16000 --chunk-seconds 10 --split 80/10/10")
+@app.command(
+    epilog="Example: birdgrab chunk --sample-rate 16000 --chunk-seconds 10 --split 80/10/10; "
+    "every window checked by BirdNET: birdgrab chunk --verify birdnet --min-confidence 0.3"
+)
 @common_options
 @chunk_options
 def chunk(
@@ -448,7 +451,8 @@ class EmbeddingsName(StrEnum):
 
 
 @app.command(
-    epilog="Example: birdgrab export --format parquet --out export  (then: datasets.load_dataset('export'))"
+    epilog="Example: birdgrab export --format parquet --out export  (then: datasets.load_dataset('export')); "
+    "with BirdNET's embeddings: birdgrab export --embeddings birdnet"
 )
 @common_options_writing(
     "Export folder or storage URL (replaced whole; an earlier export or a new folder).", "export"
