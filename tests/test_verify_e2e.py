@@ -113,6 +113,7 @@ def test_a_recording_filed_under_the_wrong_species_is_caught(birdgrab, planted):
     assert report.exit_code == 0, report.output
     page = (birdgrab.out / "report.html").read_text()
     assert "Likely mislabelled" in page and planted["mislabel"] in page
+    assert f"<a href='{listed['page_url']}'>" in page  # the archive's page, to tell it
 
 
 def test_nothing_of_birdnet_is_loaded_without_verify(birdgrab, planted):
