@@ -1,8 +1,8 @@
 """Hold points: a test hook that stops a run at a named moment, so a test can act on it there.
 
-The crash tests kill a run at moments that make no request (every download journaled but
-downloads.json not yet rewritten; a recording's chunks recorded while others are still being
-cut), so the sandbox cannot hold it there the way it holds a request. With
+The crash tests kill a run at moments that make no request (a catalog run's listings merged into
+the catalogue but not committed; every download journaled but downloads.json not yet rewritten; a
+recording's chunks recorded while others are still being cut), so the sandbox cannot hold it there the way it holds a request. With
 `BIRDGRAB_HOLD_AT=<point>:<fifo>` in the environment, a run reaching `<point>` writes the point's
 name into the named pipe `<fifo>` (the write waits until the test reads), then waits to read the
 pipe: it stays where it is until the test writes to it, or kills it. Without the variable a hold
@@ -18,6 +18,7 @@ import os
 HOLD_VARIABLE = "BIRDGRAB_HOLD_AT"
 # Every point in the code, and the moment each one is.
 POINTS = {
+    "catalog-merged": "catalog: every listing merged into the catalogue, the transaction not yet committed",
     "downloads-journaled": "fetch: every download done and in downloads.journal, downloads.json not yet rewritten",
     "chunk-recorded": "chunk: one recording's chunks written and journaled, the others still to settle",
 }

@@ -39,6 +39,7 @@ from pydantic import ValidationError
 
 from birdgrab import __version__, manifests
 from birdgrab.errors import ManifestError
+from birdgrab.hold_points import hold_point
 from birdgrab.models import IncompleteListing, Recording, RecordingsManifest, SkippedItem
 from birdgrab.sources import CatalogBatch
 
@@ -740,6 +741,7 @@ class CatalogRun:
             [(name, json.dumps(value, ensure_ascii=False)) for name, value in header.items()],
         )
         db.execute("DROP TABLE temp.listed")
+        hold_point("catalog-merged")
         db.execute("COMMIT")
 
     def rollback(self) -> None:

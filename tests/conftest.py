@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,12 @@ FAST_RETRIES = {
     "BIRDGRAB_DOWNLOAD_TIMEOUT": "3",
 }
 COMMON_COMMANDS = {"catalog", "filter", "fetch", "chunk", "refresh", "stats"}
+
+
+def no_derivatives(licence: str) -> bool:
+    """The tests' own reading of a licence name such as "CC BY-NC-ND 4.0", independent of birdgrab's:
+    it forbids derivatives when ND is one of its elements."""
+    return "ND" in re.split(r"[-\s]+", licence.upper())
 
 
 @pytest.fixture

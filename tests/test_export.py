@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from birdgrab import __version__
 from birdgrab.cli import app
 from birdgrab.export import ExportOptions, run_export
-from birdgrab.licences import is_no_derivatives
+from tests.conftest import no_derivatives
 
 HF_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 
@@ -53,7 +53,7 @@ def parquet_export(small_dataset, tmp_path_factory) -> Path:
 
 def test_parquet_export_has_every_split_without_nd_recordings(small_dataset, parquet_export):
     metadata = pd.read_csv(small_dataset / "metadata.csv", keep_default_na=False)
-    nd = metadata["licence"].map(is_no_derivatives)
+    nd = metadata["licence"].map(no_derivatives)
     assert nd.any(), "the fixture must hold ND-licensed recordings"
     expected = metadata[~nd]
     for ours, hub in HF_SPLITS.items():
@@ -62,7 +62,7 @@ def test_parquet_export_has_every_split_without_nd_recordings(small_dataset, par
         rows = expected[expected["split"] == ours]
         assert table.num_rows == len(rows) > 0
         assert sorted(table.column("file_name").to_pylist()) == sorted(rows["file_name"])
-        assert not any(is_no_derivatives(x) for x in table.column("licence").to_pylist())
+        assert not any(no_derivatives(x) for x in table.column("licence").to_pylist())
 
 
 def test_parquet_shards_are_named_and_sized_for_the_hub(parquet_export):
@@ -113,7 +113,7 @@ def test_parquet_keeps_every_metadata_column_with_stable_types(small_dataset, pa
 def test_the_card_tells_the_hub_and_a_person_what_is_inside(small_dataset, parquet_export):
     header = card_header(parquet_export)
     metadata = pd.read_csv(small_dataset / "metadata.csv", keep_default_na=False)
-    kept = metadata[~metadata["licence"].map(is_no_derivatives)]
+    kept = metadata[~metadata["licence"].map(no_derivatives)]
     assert header["task_categories"] == ["audio-classification"]
     assert "cc-by-nc-nd-4.0" not in header["license"] and "cc-by-4.0" in header["license"]
     data_files = header["configs"][0]["data_files"]
@@ -126,7 +126,7 @@ def test_the_card_tells_the_hub_and_a_person_what_is_inside(small_dataset, parqu
     splits = {s["name"]: s["num_examples"] for s in header["dataset_info"]["splits"]}
     assert splits == {hub: int((kept["split"] == ours).sum()) for ours, hub in HF_SPLITS.items()}
     text = (parquet_export / "README.md").read_text(encoding="utf-8")
-    nd = metadata[metadata["licence"].map(is_no_derivatives)]
+    nd = metadata[metadata["licence"].map(no_derivatives)]
     assert f"{nd['recording_key'].nunique()} ND-licensed recordings ({len(nd)} clips) were left out" in text
     assert "**Non-commercial:**" in text
     assert f"birdgrab {__version__}" in text and '"shard_mb": 1' in text
@@ -153,7 +153,7 @@ def test_webdataset_shards_pair_each_wav_with_its_metadata(small_dataset, tmp_pa
     )
     assert code == 0, output
     metadata = pd.read_csv(small_dataset / "metadata.csv", keep_default_na=False)
-    kept = metadata[~metadata["licence"].map(is_no_derivatives)]
+    kept = metadata[~metadata["licence"].map(no_derivatives)]
     for ours, hub in HF_SPLITS.items():
         members: dict[str, dict[str, bytes]] = {}
         for path in sorted((tmp_path / "w" / "data").glob(f"{hub}-*.tar")):
@@ -204,7 +204,7 @@ def test_a_missing_chunk_is_reported_and_the_rest_exported(small_dataset, tmp_pa
     dataset = tmp_path / "dataset"
     shutil.copytree(small_dataset, dataset)
     metadata = pd.read_csv(dataset / "metadata.csv", keep_default_na=False)
-    gone = metadata[~metadata["licence"].map(is_no_derivatives)]["file_name"].iloc[0]
+    gone = metadata[~metadata["licence"].map(no_derivatives)]["file_name"].iloc[0]
     (dataset / gone).unlink()
     code, output = export("--dataset", str(dataset), "--out", str(tmp_path / "e"))
     assert code == 1

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -226,7 +227,8 @@ def test_sigkill_at_each_moment_then_rerun_equals_an_uninterrupted_run_without_f
         "bookkeeping": lambda: hold_point("downloads-journaled", tmp_path / "fifos"),
         "chunk": lambda: hold_point("chunk-recorded", tmp_path / "fifos"),
     }
-    assert set(POINTS) == {"downloads-journaled", "chunk-recorded"}, "a hold point with no moment here"
+    # (catalog-merged has its own test: the kill there must leave an earlier catalogue as it was)
+    assert set(POINTS) == {"catalog-merged", "downloads-journaled", "chunk-recorded"}, "a point with no test"
     for name, arm in moments.items():
         root = tmp_path / name
         small_sandbox.reset_counts()
@@ -260,6 +262,37 @@ def test_sigkill_at_each_moment_then_rerun_equals_an_uninterrupted_run_without_f
         if name == "download":
             assert small_sandbox.counts()["audio-range-requests"] >= 1  # the partial file resumed
         assert snapshot(root) == expected, name
+
+
+def catalogue_rows(root: Path) -> list[str]:
+    """The catalogue as SQL statements, read with sqlite3 alone (which rolls back what a killed run
+    left uncommitted, as birdgrab's next run does)."""
+    with contextlib.closing(sqlite3.connect(root / "manifests" / "recordings.sqlite")) as db:
+        return list(db.iterdump())
+
+
+def test_a_refresh_killed_as_its_catalog_commits_leaves_the_previous_catalogue_as_it_was(
+    small_sandbox, tmp_path
+):
+    assert refresh(small_sandbox, tmp_path).returncode == 0
+    before = catalogue_rows(tmp_path)
+    added = small_sandbox.grow(recordings=3, species=1)
+    gone = sorted(r.key for r in small_sandbox.archive.xc.values() if r.key not in added)[0]
+    small_sandbox.remove([gone])  # so the killed run also had a recording to mark vanished
+    moment = hold_point("catalog-merged", tmp_path / "fifos")
+    process = start_refresh(small_sandbox, tmp_path, "--full", env=moment.env)
+    try:
+        assert held(process, moment), "the run ended before its catalog committed"
+        sigkill(process)
+    finally:
+        process.kill()
+        process.wait()
+        moment.release()
+    assert catalogue_rows(tmp_path) == before
+    rerun = refresh(small_sandbox, tmp_path, "--full")
+    assert rerun.returncode == 0, rerun.stderr  # the killed run's transaction is in nobody's way
+    with RecordingStore.open(tmp_path / "manifests") as store:
+        assert all(store.get(key) for key in added) and store.get(gone).vanished
 
 
 def test_second_concurrent_refresh_exits_3_and_the_first_completes(small_sandbox, tmp_path):

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from birdgrab.export import ExportOptions, run_export
-from birdgrab.licences import is_no_derivatives
+from tests.conftest import no_derivatives
 from tests.snippets import run_snippet
 
 pytestmark = pytest.mark.consumers
@@ -87,7 +87,7 @@ def test_hf_export_snippet_gives_the_splits_and_class_names(meta, caplog):
     assert "Ignoring part of dataset_info" not in caplog.text, "the card's YAML is read whole"
     ds, names = snippet["ds"], snippet["names"]
     assert names == names_in_id_order(meta)
-    kept = meta[~meta["licence"].map(is_no_derivatives)]
+    kept = meta[~meta["licence"].map(no_derivatives)]
     assert {split: ds[split].num_rows for split in ds} == {
         hub: int((kept["split"] == ours).sum())
         for ours, hub in (("train", "train"), ("val", "validation"), ("test", "test"))
