@@ -114,8 +114,9 @@ def test_dask_workers_compute_the_embeddings_the_store_holds(verified, tmp_path)
 
 def test_webdataset_shards_get_an_embedding_file_in_tar_order(verified):
     _export(verified, "export-wds", "--format", "webdataset")
+    _export(verified, "export-wds-parquet")  # its own: tests of this module may run on other workers
     shards = sorted((verified.root / "export-wds" / "data").glob("*.tar"))
-    parquet = pq.read_table(sorted((verified.root / "export-stored" / "data").glob("*.parquet")))
+    parquet = pq.read_table(sorted((verified.root / "export-wds-parquet" / "data").glob("*.parquet")))
     by_file = dict(
         zip(
             parquet.column("file_name").to_pylist(),
