@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 DEMO   := .demo
 
 .PHONY: install test test-faults test-cluster test-birdnet test-consumers lint bench bench-quick bench-scale-1m bench-tools demo clean
@@ -64,10 +65,14 @@ bench-scale-1m: bench-tools
 	$(BIN)/python -m bench scale --sizes 10000,1000000
 
 # The baselines the suites compare against: ffmpeg (with libsoxr), aria2c, and the bench extra's libraries.
-bench-tools: install
+# The Python side is installed once per change of pyproject.toml (resolving every extra takes minutes).
+bench-tools: $(BENCH_STAMP)
 	command -v ffmpeg >/dev/null && command -v aria2c >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq ffmpeg aria2 >/dev/null)
+
+$(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench,test-cluster,birdnet]'
+	touch $(BENCH_STAMP)
 
 # The whole pipeline, offline, against the bundled sandbox archive on a free loopback port.
 demo: install

@@ -63,23 +63,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run_suite(name: str, quick: bool, sizes: tuple[int, ...] | None) -> Report:
-    """Import and run one suite; an older suite's lines become a report of their own."""
+    """Import and run one suite: `run(quick=...)`, with `sizes=` when it takes them."""
     run = importlib.import_module(f"bench.bench_{name}").run
-    accepted = inspect.signature(run).parameters
-    kwargs: dict[str, object] = {}
-    if "quick" in accepted:
-        kwargs["quick"] = quick
-    if sizes and "sizes" in accepted:
+    kwargs: dict[str, object] = {"quick": quick}
+    if sizes and "sizes" in inspect.signature(run).parameters:
         kwargs["sizes"] = sizes
-    started = time.time()
-    result = run(**kwargs)
-    if isinstance(result, Report):
-        return result
-    report = Report(name, quick=quick)  # an older suite: `run() -> list[str]`
-    report.started = started
-    for line in result:
-        report.line(line)
-    return report.finish()
+    report = run(**kwargs)
+    if not isinstance(report, Report):
+        raise TypeError(f"bench/bench_{name}.py: run() returned {type(report).__name__}, not a Report")
+    return report
 
 
 def main(argv: list[str]) -> int:

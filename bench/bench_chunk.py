@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -200,8 +201,20 @@ def _agreement(work: Path, sources: list[Path], ffmpeg_folder: str) -> str:
     return f"{identical} of {len(rows)} chunks sample for sample identical{others}"
 
 
-def _speed(work: Path, report: Report, recordings: int, rounds: int) -> None:
+def _ffmpeg_with_soxr() -> str:
+    """ffmpeg built with libsoxr: without it the same-work baseline would resample differently
+    (or not run), so the suite fails here, naming the cause, before preparing anything."""
     ffmpeg = require_tool("ffmpeg", "ffmpeg")
+    build = subprocess.run([ffmpeg, "-hide_banner", "-buildconf"], capture_output=True, text=True)
+    if "--enable-libsoxr" not in build.stdout + build.stderr:
+        raise RuntimeError(
+            f"{ffmpeg} is built without libsoxr: the same-work baseline needs FFmpeg's soxr resampler"
+        )
+    return ffmpeg
+
+
+def _speed(work: Path, report: Report, recordings: int, rounds: int) -> None:
+    ffmpeg = _ffmpeg_with_soxr()
     sources, prepared = _prepare(work, recordings)
     contenders = {
         "birdgrab chunk": _birdgrab_round(prepared, work, len(sources)),

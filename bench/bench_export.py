@@ -6,7 +6,8 @@ turns round by round, each as a child process:
   (the least any export must do: read every byte and write it durably, as birdgrab's shards are);
 - `birdgrab export --format parquet` and `--format webdataset`: wall time as a ratio of the copy,
   and peak memory (VmHWM);
-and then the Parquet export of N and of 2N chunks: peak memory should not grow with the dataset (one
+every round's output read back (the copy's bytes, the Parquet rows, the tars' WAV members) to hold
+every chunk, or the suite fails; and then the Parquet export of N and of 2N chunks: peak memory should not grow with the dataset (one
 batch of audio is held, not a shard or a split). `python -m bench export [--quick]`.
 """
 
@@ -16,11 +17,13 @@ import csv
 import json
 import shutil
 import sys
+import tarfile
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import soundfile as sf
 
 from bench.harness import REPO, Report, Run, run_process, verdict
@@ -83,6 +86,10 @@ shard.flush(); os.fsync(shard.fileno()); shard.close()
 SHARD_MB = 100
 
 
+def _wav_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*.wav"))
+
+
 def _copy(folder: Path, work: Path) -> Callable[[int], Run]:
     def copy(round_number: int) -> Run:
         target = work / "copy"
@@ -90,6 +97,9 @@ def _copy(folder: Path, work: Path) -> Callable[[int], Run]:
         argv = [sys.executable, "-c", _SHARDS, str(folder), str(target), str(SHARD_MB)]
         run = run_process(argv, {}, work).check("the shard copy")
         run.facts["bytes"] = sum(p.stat().st_size for p in target.iterdir())
+        run.facts["chunks"] = (
+            len(list(folder.rglob("*.wav"))) if run.facts["bytes"] == _wav_bytes(folder) else 0
+        )
         return run
 
     return copy
@@ -102,8 +112,20 @@ def _export_once(folder: Path, out: Path, fmt: str) -> Run:
         f"export {fmt}"
     )
     run.facts["bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    run.facts["chunks"] = _chunks_exported(out, fmt)
     shutil.rmtree(out)
     return run
+
+
+def _chunks_exported(out: Path, fmt: str) -> int:
+    """The chunks an export holds, read back from its shards (Parquet rows, WAV members of the tars)."""
+    if fmt == "parquet":
+        return sum(pq.ParquetFile(path).metadata.num_rows for path in out.rglob("*.parquet"))
+    total = 0
+    for path in out.rglob("*.tar"):
+        with tarfile.open(path) as tar:
+            total += sum(1 for member in tar if member.name.endswith(".wav"))
+    return total
 
 
 def _export(folder: Path, work: Path, fmt: str) -> Callable[[int], Run]:
@@ -132,6 +154,10 @@ def run(quick: bool = False) -> Report:
             },
             ROUNDS,
         )
+        for name, runs_of in runs.items():  # the same work: every chunk in every contender's output
+            if any(run.facts["chunks"] != chunks for run in runs_of):
+                found = [run.facts["chunks"] for run in runs_of]
+                raise RuntimeError(f"{name} holds {found} chunks per round, not the dataset's {chunks}")
         copy = runs["baseline: every chunk copied into fsynced shards"]
         rows = []
         for name, runs_of in runs.items():

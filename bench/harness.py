@@ -12,8 +12,7 @@
   `bench.publish` saves it under `bench/results/<date>/` and fills BENCHMARKS.md from it.
 
 A suite is a module `bench/bench_<name>.py` with `run(quick: bool = False) -> Report` (it may take
-`sizes` too): `bench/README.md` shows one. The older form, `run() -> list[str]`, still runs: its
-lines are saved and can be shown in BENCHMARKS.md as they are.
+`sizes` too): `bench/README.md` shows one.
 """
 
 from __future__ import annotations
@@ -134,6 +133,10 @@ class SandboxProcess:
 
     def reset_stats(self) -> None:
         self._control("POST", "reset-stats")
+
+    def archive(self) -> dict[str, Any]:
+        """The archive's planted truths and species (`Sandbox.describe`)."""
+        return self._control("GET", "archive")
 
 
 # Request counters of `/_sandbox/stats` (the rest count bytes, faults or kinds of request).
@@ -364,9 +367,6 @@ def run_birdgrab(
     return run_process([sys.executable, "-m", "birdgrab", command, *folders, *rest], env, REPO)
 
 
-# -- the xeno-canto paging benchmark -------------------------------------------------------------------
-
-
 # -- recordings served from a folder ------------------------------------------------------------------------
 _FILE_SERVER = """
 import functools, sys
@@ -469,12 +469,12 @@ class Table:
 
 
 def _commit() -> str:
-    """The commit measured, with `+` when the work tree has changes (what the numbers belong to)."""
+    """The commit measured, with `+` when its code has changes (results saved by earlier suites are not)."""
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
         )
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "birdgrab", "bench"], cwd=REPO,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "birdgrab", "bench", ":(exclude)bench/results"], cwd=REPO,
                                capture_output=True, text=True)  # fmt: skip
     except OSError:
         return "unknown"

@@ -12,8 +12,7 @@ BENCHMARKS.md is prose written by hand around generated blocks:
     (filled from the newest saved chunk results: their table "speed", with a caption line)
     <!-- /bench:chunk.speed -->
 
-`<!-- bench:SUITE -->` with no table name shows the suite's printed lines as they are (what an
-older suite, `run() -> list[str]`, can offer). `python -m bench render` refills every block. A
+`<!-- bench:SUITE -->` with no table name shows the suite's printed lines as they are. `python -m bench render` refills every block. A
 block whose suite has never been saved says so in the page (`make bench-scale-1m` is run apart
 from `make bench`); a block naming a table the saved run does not have is an error, never left
 stale.
