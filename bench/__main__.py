@@ -20,7 +20,19 @@ from bench.harness import Report
 from bench.publish import BENCHMARKS, MissingResult, regenerate, save
 
 # The order `make bench` runs them in; any other bench_<name>.py follows, alphabetically.
-ORDER = ["catalog", "fetch", "chunk", "windows", "dedupe", "refresh", "export", "scale", "verify"]
+ORDER = [
+    "catalog",
+    "fetch",
+    "chunk",
+    "windows",
+    "dedupe",
+    "refresh",
+    "export",
+    "split",
+    "scale",
+    "verify",
+    "cluster",
+]
 
 
 def suites() -> list[str]:

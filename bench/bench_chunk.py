@@ -93,7 +93,7 @@ def _write_recording(path: Path, seed: int) -> None:
     path.write_bytes(mp3_bytes(stereo.astype(np.float32), SOURCE_RATE))
 
 
-def _prepare(work: Path, recordings: int) -> tuple[list[Path], Path]:
+def prepare_cached_mp3s(work: Path, recordings: int) -> tuple[list[Path], Path]:
     """The mp3s, and a folder whose manifests and cache hold them as `birdgrab fetch` leaves them."""
     folder = work / "sources"
     folder.mkdir()
@@ -215,7 +215,7 @@ def _ffmpeg_with_soxr() -> str:
 
 def _speed(work: Path, report: Report, recordings: int, rounds: int) -> None:
     ffmpeg = _ffmpeg_with_soxr()
-    sources, prepared = _prepare(work, recordings)
+    sources, prepared = prepare_cached_mp3s(work, recordings)
     contenders = {
         "birdgrab chunk": _birdgrab_round(prepared, work, len(sources)),
         "ffmpeg, same work": _ffmpeg_same_work(sources, work, ffmpeg),

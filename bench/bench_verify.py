@@ -174,6 +174,7 @@ import json, resource, sys
 from birdgrab.dataset.options import ChunkOptions
 from birdgrab.dataset.cutting import cut_recording
 from birdgrab.dataset.windows import windowing_for
+from birdgrab.storage import LocalStorage
 from birdgrab.verify import model as birdnet
 from birdgrab.verify.windows import BirdNetVerifier, VerifyJob
 path, out, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -189,7 +190,7 @@ peaks = []
 for k in range(count):
     job = VerifyJob(species_index=None, threshold=0.3, min_confidence=None, cap=None)
     verifier = BirdNetVerifier(job, 32000, options.chunk_frames)
-    cut_recording(path, out, f"r{k}", windowing_for(options), sample_rate=32000,
+    cut_recording(path, LocalStorage(out), "", f"r{k}", windowing_for(options), sample_rate=32000,
                   chunk_frames=options.chunk_frames, verifier=verifier)
     peaks.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 print(json.dumps({"loads": loads, "after_first_mb": peaks[0], "after_last_mb": peaks[-1]}))

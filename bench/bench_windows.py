@@ -26,6 +26,7 @@ from birdgrab.dataset.cutting import ChunkInfo, cut_recording
 from birdgrab.dataset.options import ChunkOptions, WindowMode
 from birdgrab.dataset.windows import windowing_for
 from birdgrab.sandbox.synth import AudioSpec, planted_calls, render, voice_for
+from birdgrab.storage import LocalStorage
 
 SPECIES = [
     "Turdus philomelos",
@@ -63,7 +64,7 @@ def _held(call: tuple[float, float], chunk: ChunkInfo) -> bool:
 def _cut_all(files: list[tuple[Path, AudioSpec]], mode: WindowMode, out: Path) -> list[list[ChunkInfo]]:
     options = ChunkOptions(windows=mode)
     return [
-        cut_recording(src, out / src.stem, src.stem, windowing_for(options), sample_rate=options.sample_rate,
+        cut_recording(src, LocalStorage(out), src.stem, src.stem, windowing_for(options), sample_rate=options.sample_rate,
                       chunk_frames=options.chunk_frames).chunks
         for src, _ in files
     ]  # fmt: skip

@@ -241,7 +241,11 @@ def _descendants(pid: int) -> set[int]:
     found: set[int] = set()
     todo = [pid]
     while todo:
-        for children in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+        try:  # a process that exits while its threads are listed takes its /proc folder along
+            listed = list(Path(f"/proc/{todo.pop()}/task").glob("*/children"))
+        except OSError:
+            continue
+        for children in listed:
             try:
                 pids = {int(child) for child in children.read_text().split()}
             except (OSError, ValueError):

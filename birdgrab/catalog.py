@@ -100,7 +100,7 @@ def saved_options(folder: Path) -> CatalogOptions | None:
 class CatalogReport:
     added: int = 0
     updated: int = 0
-    per_source: dict[str, int] = field(default_factory=dict)
+    per_source: dict[str, int] = field(default_factory=dict)  # recordings listed this run (new or not)
     skipped: int = 0
     skipped_by_kind: dict[str, int] = field(default_factory=dict)  # placeholder, unidentified, ...
     species: int = 0
@@ -121,9 +121,11 @@ class CatalogReport:
 
     def summary(self) -> str:
         """The one line a catalog run ends with."""
+        listed = sum(self.per_source.values())
         return (
-            f"catalog: {self.added} new, {self.updated} updated recordings "
-            f"({', '.join(f'{k} {v}' for k, v in self.per_source.items()) or 'no source'}); "
+            f"catalog: {listed} recordings listed "
+            f"({', '.join(f'{k} {v}' for k, v in self.per_source.items()) or 'no source'}), "
+            f"{self.added} of them new, {self.updated} updated; "
             f"{self.species} species; {self.describe_skipped()}; "
             f"Wikipedia: {self.wiki_lookups} names in {self.wiki_requests} requests; bird checks: {self.bird_checks}"
         )
@@ -502,6 +504,8 @@ async def _catalog(
         wanted = {class_of.get(n, n) for n in species_list}
         unwanted = [(key, name) for key, name in run.listed_keys() if class_of.get(name) not in wanted]
         run.remove(key for key, _ in unwanted)
+        for key, _ in unwanted:  # listed, but not catalogued: counted as skipped, not as recordings
+            report.per_source[registry.of_key(key).name] -= 1
         skipped += [
             SkippedItem(key=key, name=name, reason=NOT_IN_SPECIES_FILE, kind="not in species file")
             for key, name in unwanted

@@ -14,87 +14,31 @@ FFmpeg looks for it (gapless: encoder delay and padding removed).
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import av
 import av.container
 import numpy as np
 import soxr
 
-from birdgrab.probe import AudioError, AudioFormat, AudioInfo, probe
+from birdgrab.containers import open_container
+from birdgrab.probe import DEMUXERS, AudioError, AudioFormat, AudioInfo, probe
 
 BLOCK_FRAMES = 1 << 16
 """Frames decoded per block: large enough that per-block Python work is noise, small enough to be cheap."""
 
-# FFmpeg's demuxer for each sniffed format: named, so FFmpeg never second-guesses the sniffer.
-_DEMUXERS: dict[AudioFormat, str] = {
-    "mp3": "mp3",
-    "mp2": "mp3",
-    "mp1": "mp3",
-    "aac": "aac",
-    "m4a": "mov",
-    "wav": "wav",
-    "flac": "flac",
-    "ogg": "ogg",
+# Decoded sample formats numpy turns into float32 with FFmpeg's own arithmetic (libswresample's
+# audioconvert: integers times 2^-(bits-1), unsigned 8-bit centred first, doubles rounded), so the
+# samples are bit for bit what a conversion through FFmpeg gives: (dtype, scale, offset).
+_TO_FLOAT: dict[str, tuple[type[np.generic], float, float]] = {
+    "flt": (np.float32, 1.0, 0.0),
+    "dbl": (np.float64, 1.0, 0.0),
+    "s16": (np.int16, 1.0 / (1 << 15), 0.0),
+    "s32": (np.int32, 1.0 / (1 << 31), 0.0),
+    "u8": (np.uint8, 1.0 / (1 << 7), -128.0),
 }
-
-
-class _ByteRange(io.RawIOBase):
-    """A read-only view of bytes [start, end) of a file, as a file of its own (what FFmpeg is given)."""
-
-    def __init__(self, path: Path, start: int, end: int):
-        super().__init__()
-        self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 (closed with the view)
-        self._start, self._size, self._position = start, end - start, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        wanted = min(len(buffer), self._size - self._position)
-        if wanted <= 0:
-            return 0
-        self._file.seek(self._start + self._position)
-        got = self._file.readinto(memoryview(buffer)[:wanted])
-        self._position += got or 0
-        return got or 0
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._size}[whence]
-        self._position = max(0, min(base + offset, self._size))
-        return self._position
-
-    def tell(self) -> int:
-        return self._position
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
-@contextlib.contextmanager
-def open_container(
-    path: Path | str, start: int = 0, end: int | None = None, audio_format: AudioFormat | None = None
-) -> Iterator[av.container.InputContainer]:
-    """Bytes [start, end) of `path` opened with FFmpeg's demuxer for `audio_format` (None: FFmpeg sniffs)."""
-    path = Path(path)
-    demuxer = _DEMUXERS[audio_format] if audio_format else None
-    if start == 0 and end is None:
-        with av.open(str(path), format=demuxer) as container:
-            yield container
-        return
-    size = path.stat().st_size if end is None else end
-    with _ByteRange(path, start, size) as view, av.open(view, format=demuxer) as container:
-        yield container
 
 
 def _frames(container: av.container.InputContainer) -> Iterator[av.AudioFrame]:
@@ -107,6 +51,119 @@ def _frames(container: av.container.InputContainer) -> Iterator[av.AudioFrame]:
             yield from packet.decode()
         except av.error.InvalidDataError:
             continue
+
+
+class _Blocks:
+    """Decoded frames in; packed float32 blocks of exactly `block_frames` out, the last one shorter.
+
+    Frames in the probed rate and channel layout (all of them, but in a concatenated file that
+    changes mid-stream) queue in their decoded format in FFmpeg's sample FIFO, and each block is
+    converted at once with numpy: a converter call per ~1,152-sample frame cost more than the
+    decoding itself. A frame in another rate or layout, or a format numpy does not convert, goes
+    through FFmpeg's converter to the probed rate and layout (as FFmpeg's command line does).
+    """
+
+    def __init__(self, info: AudioInfo, layout: av.AudioLayout, block_frames: int):
+        self._channels, self._rate, self._layout = info.channels, info.sample_rate, layout
+        self._block_frames = block_frames
+        self._same_layouts = {layout.name, f"{info.channels} channels"}  # an unordered layout is the default
+        self._fifo: av.AudioFifo | None = None  # the current run of frames in one format
+        self._fifo_layout = ""
+        self._converter: tuple[tuple[str, str, int], av.AudioResampler] | None = None
+        self._earlier: list[np.ndarray] = []  # converted samples of runs that ended, in order
+        self._earlier_frames = 0
+
+    def add(self, frame: av.AudioFrame) -> None:
+        if self._fifo is not None and frame.layout.name == self._fifo_layout:
+            frame.pts = None  # FFmpeg's gapless trimming leaves gaps in pts the FIFO would refuse
+            try:
+                self._fifo.write(frame)  # refuses a frame in another format or rate
+                return
+            except ValueError:
+                pass
+        self._end_run()
+        if (
+            frame.sample_rate == self._rate
+            and frame.layout.name in self._same_layouts
+            and frame.format.packed.name in _TO_FLOAT
+        ):
+            self._flush_converter()
+            self._fifo, self._fifo_layout = av.AudioFifo(), frame.layout.name
+            frame.pts = None
+            self._fifo.write(frame)
+        else:
+            self._through_converter(frame)
+
+    def next_block(self) -> np.ndarray | None:
+        """A whole block, if the frames added so far make one."""
+        needed = self._block_frames - self._earlier_frames
+        if needed <= 0:
+            return self._split_earlier()
+        if self._fifo is None or self._fifo.samples < needed:
+            return None
+        samples = self._as_float(self._fifo.read(needed))
+        if not self._earlier:
+            return samples
+        block = np.concatenate([*self._earlier, samples])
+        self._earlier, self._earlier_frames = [], 0
+        return block
+
+    def finish(self) -> Iterator[np.ndarray]:
+        """The last blocks, once every frame was added."""
+        self._end_run()
+        self._flush_converter()
+        while self._earlier_frames >= self._block_frames:
+            yield self._split_earlier()
+        if self._earlier:
+            yield np.concatenate(self._earlier)
+
+    def _split_earlier(self) -> np.ndarray:
+        samples = np.concatenate(self._earlier)
+        block, rest = samples[: self._block_frames], samples[self._block_frames :]
+        self._earlier, self._earlier_frames = ([rest] if len(rest) else []), len(rest)
+        return block
+
+    def _end_run(self) -> None:
+        """The FIFO's frames join the converted samples: the next frames are in another format."""
+        if self._fifo is not None and self._fifo.samples:
+            self._keep(self._as_float(self._fifo.read()))
+        self._fifo = None
+
+    def _as_float(self, frame: av.AudioFrame) -> np.ndarray:
+        """A frame read from the FIFO as (frames, channels) float32, converted as FFmpeg converts."""
+        audio_format = frame.format
+        dtype, scale, offset = _TO_FLOAT[audio_format.packed.name]
+        count = frame.samples
+        if audio_format.is_planar:
+            raw = np.stack([np.frombuffer(plane, dtype, count) for plane in frame.planes], axis=1)
+        else:
+            raw = np.frombuffer(frame.planes[0], dtype, count * self._channels).reshape(count, -1)
+        samples = raw.astype(np.float32, copy=not audio_format.is_planar)  # a copy, never the frame's memory
+        if offset:
+            samples += np.float32(offset)
+        if scale != 1.0:
+            samples *= np.float32(scale)
+        return samples
+
+    def _through_converter(self, frame: av.AudioFrame) -> None:
+        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if self._converter is not None and self._converter[0] != key:
+            self._flush_converter()
+        if self._converter is None:
+            resampler = av.AudioResampler(format="flt", layout=self._layout, rate=self._rate)
+            self._converter = (key, resampler)
+        for converted in self._converter[1].resample(frame):
+            self._keep(self._as_float(converted))
+
+    def _flush_converter(self) -> None:
+        if self._converter is not None:
+            for converted in self._converter[1].resample(None):
+                self._keep(self._as_float(converted))
+            self._converter = None
+
+    def _keep(self, samples: np.ndarray) -> None:
+        self._earlier.append(samples)
+        self._earlier_frames += len(samples)
 
 
 @dataclass
@@ -137,39 +194,32 @@ class AudioDecoder:
         """
         self.frames_decoded = 0
         info = self.info
-        layout = "mono" if info.channels == 1 else "stereo" if info.channels == 2 else None
         try:
-            with open_container(self.path, info.audio_start, info.audio_end, info.format) as container:
+            with open_container(
+                self.path, info.audio_start, info.audio_end, DEMUXERS[info.format]
+            ) as container:
                 if not container.streams.audio:
                     raise AudioError(f"not audio: {info.format} file without an audio track", self.path)
-                # Packed float at the probed rate and channel count: a mid-stream change (a concatenated
-                # mp3) is converted, so every block has the shape the caller was promised.
-                resampler = av.AudioResampler(
-                    format="flt", layout=layout or container.streams.audio[0].layout, rate=info.sample_rate
+                # The probed rate and channel count: a mid-stream change (a concatenated mp3) is
+                # converted, so every block has the shape the caller was promised.
+                layout = av.AudioLayout(
+                    {1: "mono", 2: "stereo"}.get(info.channels) or container.streams.audio[0].layout
                 )
-                fifo = av.AudioFifo()
+                blocks = _Blocks(info, layout, block_frames)
                 for frame in _frames(container):
-                    for converted in resampler.resample(frame):
-                        converted.pts = None  # FFmpeg's trimming leaves gaps in pts the FIFO would refuse
-                        fifo.write(converted)
-                    while (block := fifo.read(block_frames)) is not None:
-                        yield self._counted(block)
-                for converted in resampler.resample(None):
-                    converted.pts = None
-                    fifo.write(converted)
-                if (rest := fifo.read()) is not None:
-                    yield self._counted(rest)
+                    blocks.add(frame)
+                    while (block := blocks.next_block()) is not None:
+                        self.frames_decoded += len(block)
+                        yield block
+                for block in blocks.finish():
+                    self.frames_decoded += len(block)
+                    yield block
         except av.error.FFmpegError as exc:
             decoded_s = self.frames_decoded / info.sample_rate
             raise AudioError(
                 f"corrupt {info.format}: decoding failed after {decoded_s:.1f} s", self.path
             ) from exc
         self._check_length()
-
-    def _counted(self, frame: av.AudioFrame) -> np.ndarray:
-        block = frame.to_ndarray().reshape(-1, self.info.channels)
-        self.frames_decoded += len(block)
-        return block
 
     def _check_length(self) -> None:
         """A declared length (FLAC's total, a WAV's data size) not reached means the file was cut short."""

@@ -94,7 +94,20 @@ def setup_logging(
         handler.close()
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     root.setLevel(logging.DEBUG if log_file else level)
-    for noisy in ("httpx", "httpcore", "hpack", "asyncio"):
+    # Libraries that narrate their own steps at INFO ("Found credentials in environment variables.").
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "hpack",
+        "asyncio",
+        "botocore",
+        "aiobotocore",
+        "s3fs",
+        "fsspec",
+        "gcsfs",
+        "google",
+        "urllib3",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     console = ConsoleHandler()

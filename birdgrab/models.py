@@ -35,7 +35,12 @@ class Recording(Model):
     recordist: str | None = Field(None, description="a name, never a bare URI")
     recordist_id: str | None = Field(
         None,
-        description="the archive's reference for the recordist when it gave no name (an agent URI, a #tag)",
+        description="the archive's reference for the recordist when it gave no name (an agent URI, a #tag); "
+        "not the person's identity (metadata.csv's recordist_id, birdgrab.dataset.people)",
+    )
+    recordist_login: str | None = Field(
+        None,
+        description="the recordist's account on the archive (iNaturalist's login), shown with `recordist`",
     )
     country: str | None = None
     locality: str | None = None

@@ -34,6 +34,18 @@ from birdgrab.errors import BirdgrabError
 
 AudioFormat = Literal["mp3", "mp2", "mp1", "aac", "m4a", "wav", "flac", "ogg"]
 
+# FFmpeg's demuxer for each sniffed format: named, so FFmpeg never second-guesses the sniffer.
+DEMUXERS: dict[AudioFormat, str] = {
+    "mp3": "mp3",
+    "mp2": "mp3",
+    "mp1": "mp3",
+    "aac": "aac",
+    "m4a": "mov",
+    "wav": "wav",
+    "flac": "flac",
+    "ogg": "ogg",
+}
+
 _SYNC_SCAN_BYTES = 1 << 20  # how far past the tags frame sync looks for the first frame
 _CONFIRM_AT_START = 2  # consecutive frames that make a stream when they start right after the tags
 _CONFIRM_AFTER_JUNK = 4  # ... and when junk had to be skipped to find them (random bytes fake two)
@@ -372,10 +384,10 @@ def _flac_info(path: Path, data: mmap.mmap, start: int, end: int) -> AudioInfo:
 
 def _counted_samples(path: Path, start: int, end: int) -> int:
     """Samples in a stream, from its packets' durations: demuxing only, no decoding."""
-    from birdgrab.decoders import open_container  # PyAV loads only for the files that need it
+    from birdgrab.containers import open_container  # PyAV loads only for the files that need it
 
     try:
-        with open_container(path, start, end, "flac") as container:
+        with open_container(path, start, end, DEMUXERS["flac"]) as container:
             stream = container.streams.audio[0]
             return sum(packet.duration or 0 for packet in container.demux(stream))
     except Exception as exc:  # PyAV raises its own error types for every kind of bad data
@@ -400,10 +412,10 @@ def _container_info(
     path: Path, audio_format: AudioFormat, start: int = 0, end: int | None = None
 ) -> AudioInfo:
     """Rate, channels and the container's declared length (an estimate: AAC's padding is decoded too)."""
-    from birdgrab.decoders import open_container
+    from birdgrab.containers import open_container
 
     try:
-        with open_container(path, start, end, audio_format) as container:
+        with open_container(path, start, end, DEMUXERS[audio_format]) as container:
             if not container.streams.audio:
                 raise AudioError(f"not audio: {audio_format} file without an audio track")
             stream = container.streams.audio[0]

@@ -20,6 +20,7 @@ from birdgrab import manifests
 from birdgrab.catalog import CatalogOptions, run_catalog
 from birdgrab.catalog import saved_options as saved_catalog_options
 from birdgrab.dataset import ChunkOptions, run_chunk
+from birdgrab.dataset.report import log_moves
 from birdgrab.download.run import FetchOptions, run_downloads
 from birdgrab.executors import Workers
 from birdgrab.models import (
@@ -68,6 +69,7 @@ class RefreshReport:
     pruned: int = 0
     downloaded: int = 0
     chunks_written: int = 0
+    moved: str = ""  # recordings whose split changed with their group (ChunkReport.moved_summary)
     failures: list[str] = field(default_factory=list)
     rejected: int = 0  # files whose bytes are unusable: listed in stats, not failures
     since: date | None = None
@@ -99,10 +101,11 @@ class RefreshReport:
             f"{self.downloaded} files downloaded, {self.chunks_written} chunks written, "
             f"{len(self.failures)} failures, {self.duration_s:.1f} s"
             + (
-                f", {self.likely_mislabels} likely mislabelled (birdgrab stats)"
+                f"; {self.likely_mislabels} likely mislabelled (birdgrab stats)"
                 if self.likely_mislabels
                 else ""
             )
+            + (f"; {self.moved}" if self.moved else "")
         )
 
 
@@ -175,6 +178,8 @@ async def run_refresh(
     if options.chunk is not None and report.stopped is None:
         chunk_report = run_chunk(folder, cache, out, options.chunk, on_chunk_progress, workers)
         report.chunks_written = chunk_report.chunks_written
+        report.moved = chunk_report.moved_summary()
+        log_moves(chunk_report)
         report.failures += [f"{key}: {reason}" for key, reason in sorted(chunk_report.failed.items())]
         report.rejected += len(chunk_report.rejected)
         report.stopped = chunk_report.stopped

@@ -105,6 +105,10 @@ def chunk_table(report) -> Table:
         ("near-duplicates chunked once", report.near_duplicates),
         ("not downloaded (yet)", report.not_downloaded),
     ]
+    if report.moved:
+        rows.append(("changed split with their group", f"{len(report.moved)} ({report.moved_ways()})"))
+    if report.unseen:
+        rows.append(("--unseen-by", report.unseen))
     return _counts_table("chunk", rows, report.failed, report.rejected)
 
 
@@ -147,14 +151,13 @@ def print_stats(stats: Stats, out: Console) -> None:
                 f"  {item['key']} filed as {item['label']}: BirdNET hears {item['heard']}, "
                 f"{item['label']} at most {item['best']:.2f}  {item['page_url'] or ''}"
             )
-    if stats.unverifiable_classes:
-        out.print(f"unverifiable with BirdNET (no label for them): {', '.join(stats.unverifiable_classes)}")
     if stats.dataset is None:
         out.print("dataset: not built yet (birdgrab fetch, or birdgrab chunk)")
         return
     data = stats.dataset
+    people = f" by {data.people} recordists" if data.people is not None else ""
     table = Table(
-        title=f"dataset: {data.classes} classes, {data.recordings} recordings, {data.chunks} chunks ({data.hours} h)",
+        title=f"dataset: {data.classes} classes, {data.recordings} recordings{people}, {data.chunks} chunks ({data.hours} h)",
         title_justify="left",
     )
     table.add_column("class", style="italic")
@@ -163,13 +166,22 @@ def print_stats(stats: Stats, out: Console) -> None:
     for label, splits in data.chunks_by_class.items():
         table.add_row(label, *(str(splits.get(split, 0)) for split in ("train", "val", "test")))
     out.print(table)
+    if data.made_with is None:
+        out.print("how it was made: no dataset.json")
+        return
+    from birdgrab.dataset.provenance import account_lines
+
+    out.print("how it was made (dataset.json):")
+    for line in account_lines(data.made_with):
+        out.print(f"  {line}", markup=False, highlight=False)
 
 
 class TransferProgress:
     """Files and bytes done, speed and ETA: rich bars on a terminal, plain periodic lines elsewhere."""
 
-    def __init__(self, label: str, *, rich: bool):
+    def __init__(self, label: str, *, rich: bool, counts_bytes: bool = True):
         self.label = label
+        self.counts_bytes = counts_bytes  # chunking counts files only: no MB to show
         self.rich = rich and sys.stderr.isatty()
         self.total = 0
         self.files = 0
@@ -212,20 +224,21 @@ class TransferProgress:
         speed = self.bytes / 2**20 / (now - self._started or 1e-9)
         if self._progress is not None:
             # The bar counts files; bytes and speed go in the description.
-            description = f"{self.label} {self.bytes / 2**20:,.1f} MB {speed:,.1f} MB/s{waiting}"
+            size = f" {self.bytes / 2**20:,.1f} MB {speed:,.1f} MB/s" if self.counts_bytes else ""
+            description = f"{self.label}{size}{waiting}"
             self._progress.update(
                 self._task, advance=amount if event in ("file", "deferred") else 0, description=description
             )
             return
         if now - self._last_line >= PLAIN_PROGRESS_EVERY_S:
             self._last_line = now
+            size = f", {self.bytes / 2**20:.1f} MB, {speed:.1f} MB/s" if self.counts_bytes else ""
             log.info(
-                "%s: %d/%d files, %.1f MB, %.1f MB/s%s",
+                "%s: %d/%d files%s%s",
                 self.label,
                 self.files,
                 self.total,
-                self.bytes / 2**20,
-                speed,
+                size,
                 waiting,
                 extra={
                     "event": f"{self.label}.progress",

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -26,6 +27,7 @@ import pandas as pd
 import soundfile as sf
 
 from birdgrab import __version__
+from birdgrab.dataset.options import verification_sentence
 from birdgrab.export.dataset_files import DatasetFolder, read_dataset
 from birdgrab.licences import is_no_derivatives, is_non_commercial
 from birdgrab.storage import Storage, open_storage
@@ -48,11 +50,12 @@ class ReportSummary:
     hours: float
     thumbnails: int
     bytes: int
+    recordists: int  # people, not spellings
 
     def summary(self) -> str:
         """The one line a report run ends with."""
         return (
-            f"report: {self.classes} classes, {self.chunks} chunks, {self.hours:.2f} h, "
+            f"report: {self.classes} classes, {self.chunks} chunks, {self.hours:.2f} h, {self.recordists} recordists, "
             f"{self.thumbnails} spectrograms: {self.path} ({self.bytes / 2**20:.1f} MB)"
         )
 
@@ -203,7 +206,7 @@ def _recording_lengths(rows: pd.DataFrame, manifests_dir: Path | None) -> tuple[
     return span, "covered by chunks"
 
 
-def _verification(rows: pd.DataFrame, made: dict | None, manifests_dir: Path | None) -> list[str]:
+def _verification(rows: pd.DataFrame, made: dict[str, Any], manifests_dir: Path | None) -> list[str]:
     """With --verify: what BirdNET confirmed per class, and the recordings it confirms nowhere."""
     if "verify_status" not in rows.columns:
         return []
@@ -212,16 +215,10 @@ def _verification(rows: pd.DataFrame, made: dict | None, manifests_dir: Path | N
         index="label", columns="verify_status", values="file_name", aggfunc="count", fill_value=0
     )
     table = table.reindex(columns=statuses, fill_value=0)
-    threshold = (made or {}).get("confirmed_at")
+    said = verification_sentence(made)  # dataset.json's account, as the card and `stats` say it
     parts = [
         "<h2>Verification</h2>",
-        f"<p>{html.escape(str((made or {}).get('model', 'BirdNET')))} scored every chunk"
-        + (
-            f"; confirmed means a confidence of at least {threshold:g} for the chunk's class"
-            if threshold
-            else ""
-        )
-        + f". Scores made under {html.escape(str((made or {}).get('model_licence', 'CC BY-NC-SA 4.0')))}.</p>",
+        *([f"<p>{html.escape(said)}</p>"] if said else []),
         "<table><tr><th>class</th>" + "".join(f"<th>{s}</th>" for s in statuses) + "</tr>",
         *(
             f"<tr><td>{html.escape(str(label))}</td>"
@@ -253,6 +250,30 @@ def _verification(rows: pd.DataFrame, made: dict | None, manifests_dir: Path | N
     return parts
 
 
+def people_count(rows: pd.DataFrame) -> int:
+    """Recordists: people (recordist_id), or spellings for a dataset without that column."""
+    column = "recordist_id" if "recordist_id" in rows else "recordist"
+    return int(rows.loc[~rows[column].isin(["", "unknown"]), column].nunique())
+
+
+def _recordists(recordings: pd.DataFrame) -> tuple[pd.Series, str]:
+    """Recordings per person (named by their commonest spelling), and a line counting people: one
+    person spelled four ways is one recordist (`recordist_id`; a dataset without it counts spellings)."""
+    spellings = recordings["recordist"].replace("", "unknown")
+    if "recordist_id" not in recordings:
+        counts = spellings.value_counts()
+        return counts, f"{len(counts)} recordists (as spelled: this dataset has no recordist_id column)"
+    people = recordings["recordist_id"].replace("", "unknown")
+    named = spellings.groupby(people).agg(lambda names: names.value_counts().index[0])
+    counts = people.value_counts()
+    counts.index = [named[person] if person != "unknown" else "unknown" for person in counts.index]
+    distinct = spellings[people != "unknown"].nunique()
+    return (
+        counts,
+        f"{people_count(recordings)} recordists ({distinct} spellings of their names across the archives)",
+    )
+
+
 def _licence_colours(names: pd.Index) -> list[str]:
     return [
         "#c44e52" if is_no_derivatives(n) else "#dd8452" if is_non_commercial(n) else "#55a868" for n in names
@@ -278,6 +299,7 @@ def render_report(dataset: DatasetFolder, manifests_dir: Path | None) -> tuple[s
             for value, label in [
                 (len(dataset.class_names), "classes"),
                 (len(recordings), "recordings"),
+                (people_count(recordings), "recordists"),
                 (len(rows), "chunks"),
                 (f"{hours:.2f}", "hours"),
                 (f"{dataset.chunk_seconds:g} s", "per chunk"),
@@ -320,7 +342,7 @@ def render_report(dataset: DatasetFolder, manifests_dir: Path | None) -> tuple[s
             "archives",
         ),
     ]
-    recordists = recordings["recordist"].replace("", "unknown").value_counts()
+    recordists, people_note = _recordists(recordings)
     more = len(recordists) - TOP_RECORDISTS
     lengths, length_source = _recording_lengths(rows, manifests_dir)
     parts += [
@@ -333,12 +355,12 @@ def render_report(dataset: DatasetFolder, manifests_dir: Path | None) -> tuple[s
             ),
             "recordists",
         ),
-        f"<p>{len(recordists)} recordists{f', {more} more not shown' if more > 0 else ''}.</p>",
+        f"<p>{html.escape(people_note)}{f'; {more} more not shown' if more > 0 else ''}.</p>",
         "<h2>Recording lengths</h2>",
         _img(_length_chart(lengths, length_source), "recording lengths"),
         f"<p>{len(lengths)} recordings, lengths {length_source}: median {lengths.median():.0f} s, "
         f"longest {lengths.max():.0f} s.</p>",
-        *_verification(rows, dataset.made_with.get("verification"), manifests_dir),
+        *_verification(rows, dataset.made_with, manifests_dir),
         "<h2>Spectrograms</h2>",
         f"<p>Mel spectrograms (0 to {dataset.sample_rate // 2000} kHz, bottom to top) of the loudest chunk of up "
         f"to {THUMBNAILS_PER_CLASS} recordings per class.</p>",
@@ -390,5 +412,6 @@ def run_report(
         chunks=len(dataset.rows),
         hours=float(dataset.rows["duration_s"].sum()) / 3600,
         thumbnails=thumbnails,
+        recordists=people_count(dataset.rows),
         bytes=len(data),
     )

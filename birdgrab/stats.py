@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from birdgrab import manifests
+from birdgrab.dataset.people import UNKNOWN
+from birdgrab.dataset.writers import DATASET
 from birdgrab.download import DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.models import SPLITS, ChunkedRecording, ChunksManifest
@@ -33,6 +35,8 @@ class DatasetStats:
     chunks: int
     hours: float
     chunks_by_class: dict[str, dict[str, int]]  # label -> split -> chunks
+    people: int | None  # recordists (identities across spellings); None: a dataset without recordist_id
+    made_with: dict | None  # dataset.json: how it was made (None: none)
 
 
 @dataclass
@@ -48,22 +52,23 @@ class Stats:
     rows: list[SpeciesRow] = field(default_factory=list)
     dataset: DatasetStats | None = None
     # --verify: recordings BirdNET does not confirm as their species (birdgrab.verify.mislabels.Mislabel)
+    # (the classes it has no label for are in dataset.json's account: dataset.made_with)
     likely_mislabels: list[dict[str, object]] = field(default_factory=list)
-    unverifiable_classes: list[str] = field(
-        default_factory=list
-    )  # --verify: classes BirdNET has no label for
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def dataset_stats(out: Path | str | Storage) -> DatasetStats | None:
-    """Chunks per class and split, from the dataset's metadata.csv (None before the first chunk run);
-    `out` is a folder or a storage URL."""
+    """Chunks per class and split, from the dataset's metadata.csv (None before the first chunk run),
+    and its dataset.json; `out` is a folder or a storage URL."""
+    wanted = {"label", "split", "recording_key", "duration_s", "recordist_id"}
+    storage = open_storage(out)
     try:
         metadata = pd.read_csv(
-            io.BytesIO(open_storage(out).read_bytes("metadata.csv")),
-            usecols=["label", "split", "recording_key", "duration_s"],
+            io.BytesIO(storage.read_bytes("metadata.csv")),
+            usecols=lambda column: column in wanted,
+            keep_default_na=False,
         )
     except FileNotFoundError:
         return None
@@ -79,6 +84,12 @@ def dataset_stats(out: Path | str | Storage) -> DatasetStats | None:
         chunks=len(metadata),
         hours=round(float(metadata["duration_s"].sum()) / 3600, 2),
         chunks_by_class={label: {k: int(v) for k, v in row.items()} for label, row in table.iterrows()},
+        people=(
+            int(metadata.loc[metadata["recordist_id"] != UNKNOWN, "recordist_id"].nunique())
+            if "recordist_id" in metadata
+            else None
+        ),
+        made_with=_dataset_json(storage),
     )
 
 
@@ -92,6 +103,14 @@ def likely_mislabels(folder: Path, store: RecordingStore) -> list[dict[str, obje
 
     recordings = store.get_many(list(flagged))
     return [m.as_dict() for m in likely_mislabels(flagged, recordings)]
+
+
+def _dataset_json(out: Storage) -> dict | None:
+    try:
+        made = json.loads(out.read_bytes(DATASET).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return made if isinstance(made, dict) else None
 
 
 def collect(folder: Path, wiki_lang: str = "de", out: Path | str | None = None) -> Stats:
@@ -132,16 +151,4 @@ def collect(folder: Path, wiki_lang: str = "de", out: Path | str | None = None) 
             )
         )
     stats.dataset = dataset_stats(out) if out is not None else None
-    if out is not None:
-        stats.unverifiable_classes = _unverifiable(out)
     return stats
-
-
-def _unverifiable(out: Path | str) -> list[str]:
-    """The classes dataset.json says BirdNET could not verify (none without --verify)."""
-    try:
-        made = json.loads(open_storage(out).read_bytes("dataset.json").decode("utf-8"))
-    except (OSError, ValueError):
-        return []
-    verification = made.get("verification") if isinstance(made, dict) else None
-    return list(verification.get("unverifiable_classes") or []) if isinstance(verification, dict) else []

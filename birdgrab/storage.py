@@ -25,13 +25,13 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from birdgrab.errors import BirdgrabError, UsageError
-from birdgrab.files import atomic_write_bytes, atomic_writer, remove_stale_temps
+from birdgrab.files import StagedFiles, atomic_write_bytes, atomic_writer, remove_stale_temps
 from birdgrab.settings import redact, register_secret
 
 STORAGE_OPTIONS_VARIABLE = "BIRDGRAB_STORAGE_OPTIONS"
@@ -101,6 +101,18 @@ class Storage:
 
     def local_copy(self, name: str) -> contextlib.AbstractContextManager[Path]:
         """A path on this machine to read `name` from (the file itself on a disk, else a temporary download)."""
+        raise NotImplementedError
+
+    def writing_together(self) -> contextlib.AbstractContextManager[Callable[[str, bytes], None]]:
+        """A `write(name, data)` for files written whole that stand together: when the block ends
+        every one is in place, and when it raises none is (a disk: staged beside their places, then
+        fsynced at once and renamed together; an object store: one PUT a file as it is written,
+        those already up removed on an error).
+
+        >>> with dataset.writing_together() as write:  # doctest: +SKIP
+        ...     write("Parus_major/xc-1_0000.wav", first)
+        ...     write("Parus_major/xc-1_0001.wav", second)
+        """
         raise NotImplementedError
 
     def staging(self) -> contextlib.AbstractContextManager[Path]:
@@ -190,6 +202,18 @@ class LocalStorage(Storage):
         yield self.path(name)
 
     @contextlib.contextmanager
+    def writing_together(self) -> Iterator[Callable[[str, bytes], None]]:
+        with StagedFiles() as staged:
+
+            def write(name: str, data: bytes) -> None:
+                path = self.path(name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                staged.stage(path, data)
+
+            yield write
+            staged.commit()
+
+    @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
         self.root.mkdir(parents=True, exist_ok=True)
         yield self.root
@@ -254,11 +278,11 @@ class ObjectStorage(Storage):
 
     is_local = False
 
-    def __init__(self, url: str, options: Mapping[str, Any]):
+    def __init__(self, url: str, options: Mapping[str, Any], *, fresh: bool = False):
         self.url = url.rstrip("/")
         self.options = dict(options)
         self.protocol = urlsplit(url).scheme
-        self.fs, root = _filesystem(self.url, self.options)
+        self.fs, root = _filesystem(self.url, self.options, fresh=fresh)
         self.root = root.rstrip("/")
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -342,6 +366,21 @@ class ObjectStorage(Storage):
             yield local
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def writing_together(self) -> Iterator[Callable[[str, bytes], None]]:
+        written: list[str] = []
+
+        def write(name: str, data: bytes) -> None:
+            self.write_bytes(name, data)
+            written.append(name)
+
+        try:
+            yield write
+        except BaseException:
+            with contextlib.suppress(Exception):  # what did arrive must not stand as a half result
+                self.remove_many(written)
+            raise
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Path]:
@@ -512,17 +551,19 @@ def open_storage(location: str | os.PathLike[str] | Storage) -> Storage:
         )
     if not parts.netloc:
         raise UsageError(f"{url}: name a bucket, like {parts.scheme}://bucket/prefix")
-    return _reopen(url.rstrip("/"), json.dumps(storage_options(), sort_keys=True))
+    # A filesystem of its own, not one fsspec kept from before: it finds the credentials as they are now.
+    return ObjectStorage(url, storage_options(), fresh=True)
 
 
 @functools.lru_cache(maxsize=32)
 def _reopen(url: str, options_json: str) -> ObjectStorage:
-    """One `ObjectStorage` per URL and options in each process (workers unpickle by this)."""
+    """One `ObjectStorage` per URL and options in each worker process (workers unpickle by this)."""
     return ObjectStorage(url, json.loads(options_json))
 
 
-def _filesystem(url: str, options: Mapping[str, Any]) -> tuple[Any, str]:
-    """fsspec's filesystem and the path inside it for `url`; a `UsageError` for what cannot work."""
+def _filesystem(url: str, options: Mapping[str, Any], *, fresh: bool = False) -> tuple[Any, str]:
+    """fsspec's filesystem and the path inside it for `url`; a `UsageError` for what cannot work.
+    `fresh`: not an instance fsspec cached for the same options (it would hold old credentials)."""
     scheme = urlsplit(url).scheme.lower()
     extra = EXTRAS.get(scheme, "cluster")
     try:
@@ -537,7 +578,7 @@ def _filesystem(url: str, options: Mapping[str, Any]) -> tuple[Any, str]:
     for variable in _SECRET_VARIABLES:
         register_secret(os.environ.get(variable, ""))
     try:
-        fs, path = fsspec.core.url_to_fs(url, **options)
+        fs, path = fsspec.core.url_to_fs(url, **options, **({"skip_instance_cache": True} if fresh else {}))
     except ImportError:
         raise UsageError(
             f"{scheme}:// storage needs the {extra} extra: pip install 'birdgrab[{extra}]'"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import logging
 import os
 import subprocess
 import sys
@@ -120,7 +121,9 @@ def _handler(proxy: S3Proxy) -> type[BaseHTTPRequestHandler]:
                     "server",
                 ):
                     self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
+            # A HEAD's length is the object's, not that of the (empty) body that came with it.
+            length = answer.getheader("Content-Length", "0") if method == "HEAD" else str(len(data))
+            self.send_header("Content-Length", length)
             self.end_headers()
             if method != "HEAD":
                 self.wfile.write(data)
@@ -129,6 +132,16 @@ def _handler(proxy: S3Proxy) -> type[BaseHTTPRequestHandler]:
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 
     return Handler
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """The proxy's server: a connection a test kills mid-request (a SIGKILLed worker's upload) is the
+    point of the test, not an error to print into the output the test reads."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
 
 
 @dataclass
@@ -192,11 +205,12 @@ class ObjectStore:
 def object_store() -> Iterator[ObjectStore]:
     from moto.server import ThreadedMotoServer
 
+    # werkzeug logs every request moto answers to stderr, into the output the tests read.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     proxy = S3Proxy(moto.get_host_and_port())
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy))
-    server.daemon_threads = True
+    server = _QuietServer(("127.0.0.1", 0), _handler(proxy))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -249,6 +263,7 @@ def dask_cluster(root: Path, env: dict[str, str], workers: int = 2) -> Iterator[
     """A scheduler on a free loopback port and `workers` single-threaded worker processes, whose
     environment (the storage library's credentials) is `env`, as on a real cluster's nodes."""
     bin_dir = Path(sys.executable).parent
+    root.mkdir(parents=True, exist_ok=True)
     scheduler_file = root / "scheduler.json"
     scheduler_file.unlink(missing_ok=True)
     full_env = {**os.environ, **env}

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from birdgrab import audio
+from birdgrab import audio, files
 from birdgrab.audio import (
     SAME_RECORDING_SIMILARITY,
     AudioError,
@@ -20,7 +20,6 @@ from birdgrab.audio import (
     probe,
     similarity,
 )
-from birdgrab.dataset import cutting
 from birdgrab.dataset.cutting import chunk_recording
 from birdgrab.errors import BirdgrabError
 from birdgrab.probe import AudioInfo
@@ -286,22 +285,40 @@ def test_probe_rejects_what_the_downloader_must_not_cache(tmp_path):
 def test_a_failure_midway_leaves_no_chunk_and_no_temporary_file(tmp_path, monkeypatch):
     src = tmp_path / "rec.wav"
     write_audio(src, tone(45, 32000), 32000, "WAV")
-    real_write, calls = sf.write, []
+    real_stage, calls = files.StagedFiles.stage, []
 
-    def write_then_fail_on_third(file, data, *args, **kwargs):
-        calls.append(file)
-        if len(calls) == 3:
-            Path(file).write_bytes(b"RIFF half a file")
+    def stage_then_fail_on_third(self, path, data):
+        calls.append(path)
+        if len(calls) == 3:  # the disk fills while the third chunk is written: half of it is on disk
+            real_stage(self, path, data[: len(data) // 2])
             raise OSError(28, "No space left on device")
-        real_write(file, data, *args, **kwargs)
+        real_stage(self, path, data)
 
-    monkeypatch.setattr(cutting.sf, "write", write_then_fail_on_third)
+    monkeypatch.setattr(files.StagedFiles, "stage", stage_then_fail_on_third)
 
     with pytest.raises(OSError, match="No space"):
         chunk_recording(src, tmp_path / "out", "rec")
 
     assert len(calls) == 3
     assert _files(tmp_path / "out") == []
+
+
+def test_a_chunk_file_is_the_wav_soundfile_writes_for_the_same_samples(tmp_path):
+    """The WAV built in memory is byte for byte libsndfile's 16-bit PCM WAV (the format readers know)."""
+    src = tmp_path / "rec.wav"
+    samples = tone(25, 32000)
+    write_audio(src, samples, 32000, "WAV")
+
+    result = chunk_recording(src, tmp_path / "out", "rec")
+
+    assert [c.padded_s for c in result.chunks] == [0.0, 0.0, 5.0]
+    for chunk in result.chunks:
+        start = round(chunk.offset_s * 32000)
+        expected = np.zeros(320000, dtype=np.int16)
+        window = sf.read(src, dtype="int16", start=start, stop=start + 320000)[0]
+        expected[: len(window)] = window
+        sf.write(tmp_path / "reference.wav", expected, 32000, format="WAV", subtype="PCM_16")
+        assert (tmp_path / "out" / chunk.file_name).read_bytes() == (tmp_path / "reference.wav").read_bytes()
 
 
 # --------------------------------------------------------------------------- duplicates

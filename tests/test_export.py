@@ -129,7 +129,7 @@ def test_the_card_tells_the_hub_and_a_person_what_is_inside(small_dataset, parqu
     nd = metadata[metadata["licence"].map(no_derivatives)]
     assert f"{nd['recording_key'].nunique()} ND-licensed recordings ({len(nd)} clips) were left out" in text
     assert "**Non-commercial:**" in text
-    assert f"birdgrab {__version__}" in text and '"shard_mb": 1' in text
+    assert f"birdgrab {__version__}" in text and header["birdgrab"]["export"]["shard_mb"] == 1
     assert "xeno-canto" in text and "CREDITS.csv" in text
     credits = pd.read_csv(parquet_export / "CREDITS.csv", keep_default_na=False)
     assert set(credits["recording_key"]) == set(kept["recording_key"])

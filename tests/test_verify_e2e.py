@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from birdgrab.dataset.options import verification_sentence
 from birdgrab.sandbox import AudioFile
 from tests.package_audio import CLIPS
 
@@ -86,15 +87,20 @@ def test_a_recording_filed_under_the_wrong_species_is_caught(birdgrab, planted):
     assert planted["mislabel"] in fetched.output
 
     assert "unverifiable (BirdNET has no label for them, windows kept): Fixtura_realis" in fetched.output
+    made = json.loads((birdgrab.out / "dataset.json").read_text())
+    assert (made["verify"], made["min_confidence"], made["labels_from"]) == ("birdnet", None, "also")
+    facts = made["verification"]
+    assert facts["model"] == "BirdNET V2.4" and facts["model_licence"] == "CC BY-NC-SA 4.0"
+    assert facts["confirmed_at"] == 0.3 and facts["unverifiable_classes"] == ["Fixtura_realis"]
     stats = json.loads(birdgrab("stats", "--json").output)
-    assert stats["unverifiable_classes"] == ["Fixtura_realis"]
+    assert stats["dataset"]["made_with"] == made
     (listed,) = stats["likely_mislabels"]
     assert listed["key"] == planted["mislabel"] and listed["label"] == "Parus_major"
     assert listed["page_url"].startswith("http") and listed["heard"].startswith("Hydrobates pelagicus:")
-
-    made = json.loads((birdgrab.out / "dataset.json").read_text())["verification"]
-    assert made["model"] == "BirdNET V2.4" and made["model_licence"] == "CC BY-NC-SA 4.0"
-    assert made["confirmed_at"] == 0.3 and made["unverifiable_classes"] == ["Fixtura_realis"]
+    # stats says what --verify did in the words of dataset.json's account (the card too: test_verify_export)
+    said = verification_sentence(made)
+    assert "BirdNET V2.4" in said and "0.3 or more" in said and "(Fixtura_realis)" in said
+    assert " ".join(said.split()) in " ".join(birdgrab("stats").output.split())
 
     # The threshold: the mislabelled recording's windows are not written, and it is still listed.
     again = birdgrab("chunk", *CHUNK, "--verify", "birdnet", "--min-confidence", "0.3", "--jobs", "2")

@@ -4,6 +4,7 @@ and the README's linear probe on them, over real great tit and storm-petrel reco
 from __future__ import annotations
 
 import io
+import json
 import re
 import tarfile
 
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
+from birdgrab.dataset.options import verification_sentence
 from birdgrab.sandbox import Sandbox, SandboxConfig
 from birdgrab.verify import model as birdnet
 from tests.conftest import FAST_RETRIES, Birdgrab
@@ -83,8 +85,12 @@ def test_parquet_export_carries_each_chunks_embedding(verified):
         fresh = model.run(birdnet.frames_of(birdnet.to_model_rate(audio, rate))).embeddings.mean(axis=0)
         assert np.allclose(embeddings[row], fresh, rtol=2e-3, atol=2e-3)
     card = (verified.root / "export" / "README.md").read_text()
-    assert "## Verification" in card and "CC BY-NC-SA 4.0" in card and "`embedding`" in card
-    assert "BirdNET V2.4" in card and "`confirmed` at 0.3 or more" in card  # the model and its threshold
+    assert "## Embeddings" in card and "`embedding`" in card
+    # what --verify did is dataset.json's account, said in the card's "How it was made"
+    made = json.loads((verified.out / "dataset.json").read_text())
+    said = verification_sentence(made)
+    assert said is not None and f"- {said}" in card.split("## How it was made", 1)[1]
+    assert "BirdNET V2.4" in said and "`confirmed` at 0.3 or more" in said and "CC BY-NC-SA 4.0" in said
 
 
 def test_embeddings_without_the_store_are_computed_and_equal(verified, tmp_path):

@@ -14,6 +14,7 @@ from birdgrab.dataset.options import ChunkOptions
 from birdgrab.dataset.windows import clock_windows, windowing_for
 from birdgrab.decoders import mono_blocks, open_decoder
 from birdgrab.sandbox.synth import AudioSpec, planted_calls, render, voice_for
+from birdgrab.storage import LocalStorage
 
 RATE = 32000
 
@@ -38,10 +39,9 @@ def _recording(
 
 def _cut(tmp_path: Path, src: Path, **options) -> tuple[list, object]:
     chosen = ChunkOptions(**options)
-    out = tmp_path / "out" / src.stem
     result = cut_recording(
-        src, out, src.stem, windowing_for(chosen), sample_rate=RATE, chunk_frames=chosen.chunk_frames,
-        noise_dir=tmp_path / "out" / "noise",
+        src, LocalStorage(tmp_path / "out"), src.stem, src.stem, windowing_for(chosen), sample_rate=RATE,
+        chunk_frames=chosen.chunk_frames, noise_folder="noise",
     )  # fmt: skip
     return result.chunks, result
 

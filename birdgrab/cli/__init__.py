@@ -188,8 +188,9 @@ def _chunk_and_report(
     """Run the chunk step with progress and a summary; returns 1 if some recordings failed."""
     from birdgrab import render
     from birdgrab.dataset import run_chunk
+    from birdgrab.dataset.report import log_moves
 
-    with render.TransferProgress("chunk", rich=rich_output) as progress:
+    with render.TransferProgress("chunk", rich=rich_output, counts_bytes=False) as progress:
 
         def on_progress(event: str, amount: int) -> None:
             if event == "start":
@@ -200,6 +201,7 @@ def _chunk_and_report(
         report = run_chunk(manifests, cache, out, options, on_progress, workers)
     if rich_output:
         render.console().print(render.chunk_table(report))
+    log_moves(report)
     finish(
         "chunk",
         report.summary(),
@@ -310,8 +312,10 @@ def fetch(common: Common, chunking: ChunkArgs, fetching: FetchArgs) -> None:
 
 
 @app.command(
-    epilog="Example: birdgrab chunk --sample-rate 16000 --chunk-seconds 10 --split 80/10/10; "
-    "every window checked by BirdNET: birdgrab chunk --verify birdnet --min-confidence 0.3"
+    epilog="Example: birdgrab chunk --sample-rate 16000 --chunk-seconds 10 --split 80/10/10. "
+    "Every window checked by BirdNET: birdgrab chunk --verify birdnet --min-confidence 0.3. "
+    "Rebuild as a published dataset was made: birdgrab chunk --like dataset/dataset.json "
+    "(options given beside --like override what it records)."
 )
 @common_options
 @chunk_options

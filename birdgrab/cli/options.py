@@ -44,6 +44,12 @@ def option(
     )
 
 
+def option_flags(parameter: inspect.Parameter) -> tuple[str, ...]:
+    """The flags an `option` is given as ('--chunk-seconds'; typer keeps the first as the default)."""
+    info = get_args(parameter.annotation)[1]
+    return tuple(d for d in (info.default, *info.param_decls) if isinstance(d, str) and d.startswith("-"))
+
+
 _CONTEXT = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
 
 
@@ -54,6 +60,7 @@ def option_group(
     *,
     fields: dict[str, str] | None = None,
     overrides: bool = False,
+    tells_given: bool = False,
 ) -> Callable:
     """A decorator giving a command a group of options, built into one value (keyword `name`).
 
@@ -62,7 +69,8 @@ def option_group(
     parameter another group of the command already has is shared (refresh's --wiki-lang sets the
     catalog's and the filter's). With `overrides`, the value is a `birdgrab.overrides.Overrides` of what
     `build` made, naming the fields (`fields` maps a parameter to its field, default its own name)
-    whose options were given on the command line rather than left at their defaults.
+    whose options were given on the command line rather than left at their defaults. With
+    `tells_given`, `build` itself is told those parameters (keyword `given`).
     """
     field_of = fields or {}
     shown = [_as_override(p) for p in parameters] if overrides else parameters
@@ -73,19 +81,21 @@ def option_group(
         # Parameters the wrapped command (or a group nearer it) takes as well stay in its keywords.
         keep = {p.name for p in own}
         added = [p for p in shown if p.name not in keep]
-        if overrides and "ctx" not in keep:
+        if (overrides or tells_given) and "ctx" not in keep:
             added.append(_CONTEXT)
 
         @functools.wraps(command)
         def wrapper(**kwargs: Any) -> None:
             values = {p.name: kwargs[p.name] if p.name in keep else kwargs.pop(p.name) for p in parameters}
-            value = build(**values)
+            ctx = (
+                (kwargs["ctx"] if "ctx" in keep else kwargs.pop("ctx")) if overrides or tells_given else None
+            )
+            given_here = frozenset(p for p in values if ctx is not None and _given(ctx, p))
+            value = build(**values, given=given_here) if tells_given else build(**values)
             if overrides:
                 from birdgrab.overrides import Overrides
 
-                ctx = kwargs["ctx"] if "ctx" in keep else kwargs.pop("ctx")
-                given = {field_of.get(p, p) for p in values if _given(ctx, p)}
-                value = Overrides(value, frozenset(given))
+                value = Overrides(value, frozenset(field_of.get(p, p) for p in given_here))
             command(**{name: value}, **kwargs)
 
         wrapper.__signature__ = signature.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
@@ -358,8 +368,9 @@ SCHEDULER = option(
     "--scheduler",
     envvar="BIRDGRAB_SCHEDULER",
     show_envvar=False,
-    help="Cut on a Dask cluster: tcp://host:8786 (a running scheduler) or 'local' (a LocalCluster of "
-    "--jobs workers); extra [cluster]. [default: this machine's processes, or BIRDGRAB_SCHEDULER]",
+    help="Run the heavy work (cutting, export's shards) on a Dask cluster: tcp://host:8786 (a running "
+    "scheduler) or 'local' (a LocalCluster of --jobs workers); extra [cluster]. Example: --scheduler "
+    "tcp://10.0.0.5:8786 --out s3://my-birds/dataset. [default: this machine's processes, or BIRDGRAB_SCHEDULER]",
 )
 scheduler_option = option_group("scheduler", lambda scheduler: scheduler, [SCHEDULER])
 
@@ -401,20 +412,26 @@ class ChunkArgs:
     max_chunks_per_class: int | None
     noise_class: bool
     split_by: SplitByName
+    site_km: float
+    unseen_by: str | None
+    unseen_by_drop: bool
     verify: VerifierName | None
     min_confidence: float | None
     labels_from: LabelsFromName
+    like: Path | None
     scheduler: str | None  # where the cutting runs (executors.Workers); not how it is cut
+    given: frozenset[str] = frozenset()  # the parameters the command line set
 
     def workers(self, jobs: int) -> tuple[str | None, int]:
         """Where the cutting runs, for `cli.run`: (--scheduler, processes: at most one a core)."""
         return self.scheduler, max(1, min(jobs, os.cpu_count() or 1))
 
     def options(self, jobs: int) -> ChunkOptions:
-        """Validated chunk options (a UsageError, exit 2, for nonsense); at most one process a core."""
+        """Validated chunk options (a UsageError, exit 2, for nonsense); at most one process a core.
+        With --like, the choices a dataset.json records, under the options given beside it."""
         from birdgrab.dataset import ChunkOptions, parse_split
 
-        return ChunkOptions(
+        options = ChunkOptions(
             sample_rate=self.sample_rate,
             chunk_s=self.chunk_seconds,
             min_chunk_s=self.min_chunk_seconds,
@@ -428,107 +445,151 @@ class ChunkArgs:
             max_chunks_per_class=self.max_chunks_per_class,
             noise_class=self.noise_class,
             split_by=self.split_by.value,
+            site_km=self.site_km,
+            unseen_by=self.unseen_by,
+            unseen_by_drop=self.unseen_by_drop,
             verify=self.verify.value if self.verify else None,
             min_confidence=self.min_confidence,
             labels_from=self.labels_from.value,
-        ).validated()
+        )
+        if self.like is not None:
+            from birdgrab.dataset.like import options_like
+
+            given_flags = {flag for name in self.given for flag in _CHUNK_FLAGS.get(name, ())}
+            options = options_like(self.like, options, given_flags)
+        return options.validated()
 
 
-chunk_options = option_group(
-    "chunking",
-    ChunkArgs,
-    [
-        option("chunk_seconds", float, 10.0, "--chunk-seconds", help="Length of every WAV chunk."),
-        option(
-            "min_chunk_seconds",
-            float,
-            3.0,
-            "--min-chunk-seconds",
-            help="A last piece at least this long is zero-padded; shorter is dropped.",
-        ),
-        option("sample_rate", int, 32000, "--sample-rate", help="Sample rate of the chunks, Hz."),
-        option(
-            "gate_db",
-            float,
-            25.0,
-            "--gate-db",
-            help="Drop chunks this many dB below the recording's loudest.",
-        ),
-        option("no_gate", bool, False, "--no-gate", help="Keep silent chunks too."),
-        option(
-            "split", str, "80/10/10", "--split", help="train/val/test percentages, assigned per recording."
-        ),
-        option(
-            "min_free_mb",
-            float,
-            200,
-            "--min-free-mb",
-            min=0,
-            help="Stop cleanly (exit 1) when free disk space falls below this.",
-        ),
-        option(
-            "windows",
-            WindowsName,
-            WindowsName.fixed,
-            "--windows",
-            help="fixed: on the clock, kept by the silence gate; events: placed on detected calls.",
-        ),
-        option(
-            "hop_seconds",
-            float | None,
-            None,
-            "--hop-seconds",
-            help="Fixed windows start this far apart (overlap when shorter).",
-        ),
-        option(
-            "max_chunks_per_recording",
-            int | None,
-            None,
-            "--max-chunks-per-recording",
-            help="Keep a recording's N most active windows.",
-        ),
-        option(
-            "max_chunks_per_class",
-            int | None,
-            None,
-            "--max-chunks-per-class",
-            help="At most N chunks a class, spread over its recordings.",
-        ),
-        option("noise_class", bool, False, "--noise-class", help="Add a class 'noise' of call-free windows."),
-        option(
-            "split_by",
-            SplitByName,
-            SplitByName.recording,
-            "--split-by",
-            help="Keep each recording, recordist or site in one split.",
-        ),
-        option(
-            "verify",
-            VerifierName | None,
-            None,
-            "--verify",
-            help="Score every window with BirdNET V2.4 (offline; pip install 'birdgrab[birdnet]'; "
-            "model licence CC BY-NC-SA 4.0): metadata gains verify_confidence, verify_top, verify_status.",
-        ),
-        option(
-            "min_confidence",
-            float | None,
-            None,
-            "--min-confidence",
-            help="With --verify: do not write windows whose BirdNET confidence for their class is below X "
-            "(e.g. 0.3; also the threshold of 'confirmed', 0.3 without it).",
-        ),
-        option(
-            "labels_from",
-            LabelsFromName,
-            LabelsFromName.also,
-            "--labels-from",
-            help="background/labels columns: also (what the uploader listed) or birdnet (the dataset's "
-            "species BirdNET hears in each window; needs --verify).",
-        ),
-        SCHEDULER,
-    ],
-)
+_CHUNK = [
+    option("chunk_seconds", float, 10.0, "--chunk-seconds", help="Length of every WAV chunk."),
+    option(
+        "min_chunk_seconds",
+        float,
+        3.0,
+        "--min-chunk-seconds",
+        help="A last piece at least this long is zero-padded; shorter is dropped.",
+    ),
+    option("sample_rate", int, 32000, "--sample-rate", help="Sample rate of the chunks, Hz."),
+    option(
+        "gate_db",
+        float,
+        25.0,
+        "--gate-db",
+        help="Drop chunks this many dB below the recording's loudest.",
+    ),
+    option("no_gate", bool, False, "--no-gate", help="Keep silent chunks too."),
+    option(
+        "split",
+        str,
+        "80/10/10",
+        "--split",
+        help="train/val/test percentages, per class (of recordings, people or sites: --split-by).",
+    ),
+    option(
+        "min_free_mb",
+        float,
+        200,
+        "--min-free-mb",
+        min=0,
+        help="Stop cleanly (exit 1) when free disk space falls below this.",
+    ),
+    option(
+        "windows",
+        WindowsName,
+        WindowsName.fixed,
+        "--windows",
+        help="fixed: on the clock, kept by the silence gate; events: placed on detected calls.",
+    ),
+    option(
+        "hop_seconds",
+        float | None,
+        None,
+        "--hop-seconds",
+        help="Fixed windows start this far apart (overlap when shorter).",
+    ),
+    option(
+        "max_chunks_per_recording",
+        int | None,
+        None,
+        "--max-chunks-per-recording",
+        help="Keep a recording's N most active windows.",
+    ),
+    option(
+        "max_chunks_per_class",
+        int | None,
+        None,
+        "--max-chunks-per-class",
+        help="At most N chunks a class, spread over its recordings.",
+    ),
+    option("noise_class", bool, False, "--noise-class", help="Add a class 'noise' of call-free windows."),
+    option(
+        "split_by",
+        SplitByName,
+        SplitByName.recording,
+        "--split-by",
+        help="Keep each recording, recordist (one person across spellings and archives) or site in one split.",
+    ),
+    option(
+        "site_km",
+        float,
+        1.0,
+        "--site-km",
+        help="With --split-by site: recordings this close (km), linked in chains, are one site.",
+    ),
+    option(
+        "unseen_by",
+        str | None,
+        None,
+        "--unseen-by",
+        metavar="MODEL",
+        help="Keep recordings MODEL may have trained on out of validation and test (in train), e.g. "
+        "birdnet-2.4 or perch-2.0 (the cut-offs and their sources: birdgrab/dataset/unseen.py).",
+    ),
+    option(
+        "unseen_by_drop",
+        bool,
+        False,
+        "--unseen-by-drop",
+        help="With --unseen-by: leave those recordings out of the dataset instead.",
+    ),
+    option(
+        "verify",
+        VerifierName | None,
+        None,
+        "--verify",
+        help="Score every window with BirdNET V2.4 (offline; pip install 'birdgrab[birdnet]'; "
+        "model licence CC BY-NC-SA 4.0): metadata gains verify_confidence, verify_top, verify_status.",
+    ),
+    option(
+        "min_confidence",
+        float | None,
+        None,
+        "--min-confidence",
+        help="With --verify: do not write windows whose BirdNET confidence for their class is below X "
+        "(e.g. 0.3; also the threshold of 'confirmed', 0.3 without it).",
+    ),
+    option(
+        "labels_from",
+        LabelsFromName,
+        LabelsFromName.also,
+        "--labels-from",
+        help="background/labels columns: also (what the uploader listed) or birdnet (the dataset's "
+        "species BirdNET hears in each window; needs --verify).",
+    ),
+    option(
+        "like",
+        Path | None,
+        None,
+        "--like",
+        metavar="DATASET_JSON",
+        help="Make the choices a dataset.json records (e.g. dataset/dataset.json, or its folder); "
+        "options given beside it override them.",
+    ),
+    SCHEDULER,
+]
+# Each chunk parameter's flags: --like lets a flag given on the command line win over the file.
+_CHUNK_FLAGS = {p.name: option_flags(p) for p in _CHUNK}
+chunk_options = option_group("chunking", ChunkArgs, _CHUNK, tells_given=True)
 
 
 @dataclass(frozen=True)

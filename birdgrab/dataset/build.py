@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from birdgrab import manifests
-from birdgrab.dataset import credits, writers
+from birdgrab.dataset import credits, provenance, writers
 from birdgrab.dataset.class_ids import load_class_ids, save_class_ids
 from birdgrab.dataset.fingerprints import score_pairs
 from birdgrab.dataset.options import ChunkOptions
@@ -25,10 +25,11 @@ from birdgrab.dataset.plan import (
 )
 from birdgrab.dataset.report import ChunkReport
 from birdgrab.dataset.runner import ChunkRunner, ChunksLedger, remove_chunks
+from birdgrab.dataset.unseen import training_data_of
 from birdgrab.download import Cache, DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.executors import Workers
-from birdgrab.models import ChunkedRecording, Species
+from birdgrab.models import ChunkedRecording, Selection, Species
 from birdgrab.selection import load_selection
 from birdgrab.storage import Storage, open_storage
 from birdgrab.store import RecordingStore
@@ -64,12 +65,10 @@ def run_chunk(
     ledger = ChunksLedger(folder)
     with store:  # what the dataset is made of (the selection and what is in it), not the catalogue
         recordings = store.get_many([*selection.selected_keys(), *ledger.entries])
+        made_from = _made_from(store, selection)
     loaded = ledger.loaded
     kept_splits = dict(loaded.splits) if loaded else {}
-    if loaded and (
-        tuple(loaded.parameters.get("split") or ()) != options.split
-        or loaded.parameters.get("split_by", "recording") != options.split_by
-    ):
+    if loaded and _split_rule(loaded.parameters) != _split_rule(_ledger_parameters(options)):
         kept_splits = {}  # a new split rule asked for: reassign every recording, deterministically
     scores = dict(loaded.near_duplicate_checks) if loaded else {}
     report = ChunkReport()
@@ -89,6 +88,11 @@ def run_chunk(
     duplicates = near_duplicates([p for ps in pairs.values() for p in ps], scores)
     plan = plan_build(found.usable, duplicates, selection, recordings, ledger.entries, kept_splits, options)
     report.near_duplicates = len(plan.duplicates)
+    report.moved = {k: v for k, v in plan.moved.items() if k in plan.wanted}
+    if options.unseen_by is not None:
+        where = "left out" if options.unseen_by_drop else "in train only"
+        title = training_data_of(options.unseen_by).title
+        report.unseen = f"{len(plan.seen)} selected recordings {title} may have trained on: {where}"
 
     verification = _verification(folder, options, species.species if species else {}, plan)
     _apply_departures(plan, found.usable, ledger, out, report)
@@ -113,13 +117,13 @@ def run_chunk(
     class_ids = assign_class_ids(load_class_ids(folder, out), labels)
     save_class_ids(folder, class_ids)
     content = writers.DatasetContent(
-        entries, recordings, species.species if species else {}, plan.splits, class_ids
+        entries, recordings, species.species if species else {}, plan.splits, class_ids, plan.people
     )
     if verification is not None:
         content = verification.finish(plan.leaving, ledger.entries, content, report)
-    _write_outputs(out, options, content, report, verification)
+    _write_outputs(out, options, content, report, _account(options, plan, made_from, verification))
     ledger.compact(
-        {"split": list(options.split), "split_by": options.split_by, "options": options.signature()},
+        _ledger_parameters(options),
         splits=dict(sorted(plan.splits.items())),
         near_duplicate_checks=dict(sorted(scores.items())),
     )
@@ -207,23 +211,73 @@ def _apply_departures(
         )
 
 
-def _how(options: ChunkOptions, verification: Verification | None = None) -> dict[str, Any]:
-    """dataset.json's account of how the chunks were made."""
-    how = {
-        "sample_rate": options.sample_rate,
-        "chunk_seconds": options.chunk_s,
-        "min_chunk_seconds": options.min_chunk_s,
-        "windows": "fixed",
-        "gate_db": options.gate_db,
-        "split": {
-            "by": "recording",
-            "train": options.split[0],
-            "val": options.split[1],
-            "test": options.split[2],
-        },
+def _ledger_parameters(options: ChunkOptions) -> dict[str, Any]:
+    """What the chunk ledger notes about the run: the split rule (to keep splits while it holds) and
+    what the files depend on."""
+    rule = provenance.account(options)["split"]
+    return {
+        "split": list(options.split),
+        "split_by": options.split_by,
+        "split_rule": rule,
+        "options": options.signature(),
     }
+
+
+def _split_rule(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The split rule a ledger's parameters name, comparable across versions (a ledger of an earlier
+    version has only split and split_by; what it lacks had its default then)."""
+    split = list(parameters.get("split") or ())
+    rule = {
+        **dict(zip(("train", "val", "test"), split, strict=False)),
+        "by": parameters.get("split_by", "recording"),
+        "unseen_by": None,
+        "unseen_by_drop": False,
+        **(parameters.get("split_rule") or {}),
+    }
+    if rule["by"] != "site":
+        rule.pop("site_km", None)  # the distance matters only to sites
+    else:
+        rule.setdefault("site_km", 1.0)
+    return rule
+
+
+def _made_from(store: RecordingStore, selection: Selection) -> dict[str, Any]:
+    """What the chunks were made from: the catalogue (archives, queries, when) and the filter's options."""
+    catalogue = store.parameters
+    species_file = catalogue.get("species_file")
+    if isinstance(
+        species_file, dict
+    ):  # its name and digest: where it lay on this machine is no one's business
+        species_file = {
+            "name": Path(str(species_file.get("path"))).name,
+            "sha256": species_file.get("sha256"),
+        }
+    return {
+        "catalogue": {
+            "generated_at": store.generated_at,
+            "archives": catalogue.get("queries") or {},
+            "species_file": species_file,
+            "wiki_lang": catalogue.get("wiki_lang"),
+        },
+        "filter": selection.parameters,
+    }
+
+
+def _account(
+    options: ChunkOptions, plan: Plan, made_from: dict[str, Any], verification: Verification | None
+) -> dict[str, Any]:
+    """dataset.json: every choice (declared by ChunkOptions' fields), the --unseen-by cut-off used,
+    the model --verify ran (which, its threshold and licence: the choice's sentence reads them), and
+    what the dataset was made from."""
+    how = provenance.account(options)
+    if options.unseen_by is not None:
+        how["unseen_by"] = {
+            **training_data_of(options.unseen_by).account(),
+            ("recordings_left_out" if options.unseen_by_drop else "recordings_kept_in_train"): len(plan.seen),
+        }
     if verification is not None:
         how["verification"] = verification.account()
+    how["made_from"] = made_from
     return how
 
 
@@ -232,7 +286,7 @@ def _write_outputs(
     options: ChunkOptions,
     content: writers.DatasetContent,
     report: ChunkReport,
-    verification: Verification | None = None,
+    how: dict[str, Any],
 ) -> None:
     for label in content.class_ids.keys() & content.labels():
         out.make_folder(label)  # every class keeps a folder: Keras ids == ours
@@ -243,7 +297,7 @@ def _write_outputs(
                 out,
                 writers.METADATA,
                 writers.csv_bytes(
-                    writers.METADATA_COLUMNS + (writers.VERIFY_COLUMNS if verification else []),
+                    writers.METADATA_COLUMNS + (writers.VERIFY_COLUMNS if options.verify else []),
                     writers.metadata_rows(content, options.sample_rate),
                 ),
             ),
@@ -251,14 +305,15 @@ def _write_outputs(
             writers.write_if_changed(
                 out,
                 credits.CREDITS,
-                writers.csv_bytes(credits.CREDITS_COLUMNS, credits.credit_rows(entries, recordings)),
+                writers.csv_bytes(
+                    credits.CREDITS_COLUMNS, credits.credit_rows(entries, recordings, content.people)
+                ),
             ),
             writers.write_if_changed(
                 out, credits.ATTRIBUTION, credits.attribution_markdown(entries, recordings).encode("utf-8")
             ),
         ]
     )
-    how = _how(options, verification)
     try:
         previous = json.loads(out.read_bytes(writers.DATASET).decode("utf-8"))
     except (OSError, ValueError):

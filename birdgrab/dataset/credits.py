@@ -12,11 +12,14 @@ CREDITS = "CREDITS.csv"
 ATTRIBUTION = "ATTRIBUTION.md"
 CREDITS_COLUMNS = [
     "recording_key", "source", "scientific_name", "recordist", "licence", "licence_url", "page_url",
-    "attribution", "chunks",
+    "attribution", "chunks", "recordist_id",
 ]  # fmt: skip
 
 
-def credit_rows(entries: Mapping[str, ChunkedRecording], recordings: Mapping[str, Recording]) -> list[dict]:
+def credit_rows(
+    entries: Mapping[str, ChunkedRecording], recordings: Mapping[str, Recording], people: Mapping[str, str]
+) -> list[dict]:
+    """A row per recording: `recordist` as its archive spells it, `recordist_id` the person (people.py)."""
     rows = []
     for key, entry in sorted(entries.items()):
         r = recordings[key]
@@ -31,6 +34,7 @@ def credit_rows(entries: Mapping[str, ChunkedRecording], recordings: Mapping[str
                 "page_url": r.page_url or "",
                 "attribution": r.attribution or "",  # the credit line the archive asks for, if it gives one
                 "chunks": len(entry.chunks),
+                "recordist_id": people.get(key, "unknown"),
             }
         )
     return rows

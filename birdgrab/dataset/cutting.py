@@ -1,19 +1,24 @@
 """Cutting one recording into chunks: decode, spool, choose windows, write WAVs atomically.
 
 One streaming pass decodes the file (mixed to mono, resampled with soxr HQ by the audio module)
-into a spool of 16-bit samples in an unnamed temporary file beside the output, feeding the
+into a spool of 16-bit samples in an unnamed temporary file (beside the dataset on a disk), feeding the
 windowing as it goes; the windowing then chooses windows with random access to the spool, and
 only those are written. Memory stays bounded whatever the recording's length: the spool is on
 disk and is read window by window (with `pread`, not a memory map, whose pages would count as
 resident). Chunks appear atomically and only when the whole recording decoded: on any error no
 chunk of this run and no temporary file remains.
+
+Writing a chunk is two steps: `wav_bytes` makes the whole file in memory (a pure function of the
+spooled samples), and the dataset's storage writes it whole with the recording's other chunks
+(`Storage.writing_together`: on a disk a temporary file each, fsynced at once and renamed
+together; in a bucket one PUT each).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
+import struct
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -21,11 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import soundfile as sf
 
-from birdgrab.dataset.windows import Choice, DecodedAudio, FixedWindows, Window, Windowing, rms_dbfs
+from birdgrab.dataset.windows import Choice, DecodedAudio, FixedWindows, Windowing, rms_dbfs
 from birdgrab.decoders import mono_blocks, open_decoder
-from birdgrab.files import TEMP_SUFFIX, commit_temp, safe_child
+from birdgrab.storage import LocalStorage, Storage
 
 if TYPE_CHECKING:  # the verifier's types; BirdNET itself is loaded only by a verifier that scores
     from birdgrab.models import ChunkVerdict
@@ -40,6 +44,24 @@ def _to_pcm16(samples: np.ndarray) -> np.ndarray:
     scaled = samples * np.float32(_PCM16_SCALE)
     np.clip(scaled, -_PCM16_SCALE, _PCM16_SCALE - 1, out=scaled)
     return np.rint(scaled, out=scaled).astype(np.int16)
+
+
+def _from_pcm16(pcm: np.ndarray) -> np.ndarray:
+    return pcm.astype(np.float32) / np.float32(_PCM16_SCALE)
+
+
+def wav_bytes(pcm: np.ndarray, sample_rate: int, frames: int | None = None) -> bytes:
+    """A whole mono 16-bit PCM WAV file holding `pcm` (int16) zero-padded to `frames`: the
+    canonical 44-byte header, the same bytes soundfile writes for `subtype="PCM_16"`."""
+    frames = len(pcm) if frames is None else frames
+    data_size = 2 * frames
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF", 36 + data_size, b"WAVE",
+        b"fmt ", 16, 1, 1, sample_rate, 2 * sample_rate, 2, 16,
+        b"data", data_size,
+    )  # fmt: skip
+    return b"".join((header, pcm.astype("<i2", copy=False).tobytes(), bytes(data_size - 2 * len(pcm))))
 
 
 @dataclass(frozen=True)
@@ -88,7 +110,7 @@ class WindowVerifier(Protocol):
 class PcmSpool:
     """A recording's samples as 16-bit PCM in an unnamed temporary file: appended, then read anywhere."""
 
-    def __init__(self, folder: Path, sample_rate: int):
+    def __init__(self, folder: Path | None, sample_rate: int):
         self.sample_rate = sample_rate
         self.frames = 0
         self._file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 - closed by close()
@@ -100,12 +122,15 @@ class PcmSpool:
         self._unflushed = True
 
     def read(self, start: int, count: int) -> np.ndarray:
+        return _from_pcm16(self.read_pcm16(start, count))
+
+    def read_pcm16(self, start: int, count: int) -> np.ndarray:
+        """`count` samples from `start` (fewer at the end) as spooled: int16."""
         if self._unflushed:  # pread reads the file, not the writer's buffer
             self._file.flush()
             self._unflushed = False
         count = max(0, min(count, self.frames - start))
-        data = os.pread(self._file.fileno(), 2 * count, 2 * start)
-        return np.frombuffer(data, dtype=np.int16).astype(np.float32) / np.float32(_PCM16_SCALE)
+        return np.frombuffer(os.pread(self._file.fileno(), 2 * count, 2 * start), dtype=np.int16)
 
     def close(self) -> None:
         self._file.close()
@@ -113,24 +138,29 @@ class PcmSpool:
 
 def cut_recording(
     src: Path | str,
-    out_dir: Path | str,
+    dataset: Storage,
+    folder: str,
     stem: str,
     windowing: Windowing,
     *,
     sample_rate: int,
     chunk_frames: int,
-    noise_dir: Path | str | None = None,
+    noise_folder: str | None = None,
     verifier: WindowVerifier | None = None,
 ) -> ChunkResult:
-    """Decode `src` and write the windows `windowing` chooses as `{stem}_{index:04d}.wav` in `out_dir`
-    (noise windows in `noise_dir`); a `verifier` checks them first and may leave some out.
+    """Decode `src` and write the windows `windowing` chooses as `{folder}/{stem}_{index:04d}.wav`
+    in `dataset` (noise windows in `noise_folder`; "" is the dataset's top folder); a `verifier`
+    checks them first and may leave some out.
 
     Raises `AudioError` for a file that is not audio or fails to decode, `OSError` when writing fails.
     """
     decoder = open_decoder(src)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    spool = PcmSpool(out_dir, sample_rate)
+    if folder:
+        dataset.make_folder(folder)
+    local = dataset.local_path()
+    if local is not None:
+        local.mkdir(parents=True, exist_ok=True)
+    spool = PcmSpool(local, sample_rate)
     try:
         for samples in mono_blocks(decoder, sample_rate):
             spool.append(samples)
@@ -139,10 +169,8 @@ def cut_recording(
         checked = verifier.check(spool, choice) if verifier is not None else None
         if checked is not None:
             choice = checked.choice
-        folders = {False: out_dir, True: Path(noise_dir) if noise_dir is not None else out_dir}
-        if any(w.noise for w in choice.windows):
-            folders[True].mkdir(parents=True, exist_ok=True)
-        chunks = _write(spool, choice, folders, stem, chunk_frames)
+        folders = {False: folder, True: folder if noise_folder is None else noise_folder}
+        chunks = _write(spool, choice, dataset, folders, stem, chunk_frames)
     finally:
         spool.close()
     if checked is not None:
@@ -158,51 +186,30 @@ def cut_recording(
 
 
 def _write(
-    spool: PcmSpool, choice: Choice, folders: dict[bool, Path], stem: str, chunk_frames: int
+    spool: PcmSpool, choice: Choice, dataset: Storage, folders: dict[bool, str], stem: str, chunk_frames: int
 ) -> list[ChunkInfo]:
-    """Write every chosen window to a temporary file, then rename them all into place."""
-    written: list[tuple[ChunkInfo, Path]] = []
-    try:
-        for window in choice.windows:
-            written.append(_write_window(spool, window, folders[window.noise], stem, chunk_frames))
-        for info, temp in written:
-            commit_temp(temp, safe_child(folders[info.noise], info.file_name))
-    except BaseException:
-        for _, temp in written:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-        raise
-    return [info for info, _ in written]
-
-
-def _write_window(
-    spool: PcmSpool, window: Window, out_dir: Path, stem: str, chunk_frames: int
-) -> tuple[ChunkInfo, Path]:
-    samples = spool.read(window.start, window.frames)
-    padded = np.zeros(chunk_frames, dtype=np.float32)
-    padded[: len(samples)] = samples
-    name = f"{stem}_{window.index:04d}.wav"
-    fd, temp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=TEMP_SUFFIX, dir=out_dir)
-    os.close(fd)
-    temp = Path(temp_name)
-    try:
-        sf.write(temp, _to_pcm16(padded), spool.sample_rate, format="WAV", subtype="PCM_16")
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp.unlink()
-        raise
+    """Write every chosen window; they stand together once all are written (or none does)."""
+    chunks = []
     rate = spool.sample_rate
-    info = ChunkInfo(
-        index=window.index,
-        file_name=name,
-        offset_s=window.start / rate,
-        duration_s=chunk_frames / rate,
-        padded_s=(chunk_frames - len(samples)) / rate,
-        rms_dbfs=rms_dbfs(samples),
-        activity_s=window.activity_s,
-        noise=window.noise,
-    )
-    return info, temp
+    with dataset.writing_together() as write:
+        for window in choice.windows:
+            pcm = spool.read_pcm16(window.start, window.frames)
+            name = f"{stem}_{window.index:04d}.wav"
+            folder = folders[window.noise]
+            write(f"{folder}/{name}" if folder else name, wav_bytes(pcm, rate, chunk_frames))
+            chunks.append(
+                ChunkInfo(
+                    index=window.index,
+                    file_name=name,
+                    offset_s=window.start / rate,
+                    duration_s=chunk_frames / rate,
+                    padded_s=(chunk_frames - len(pcm)) / rate,
+                    rms_dbfs=rms_dbfs(_from_pcm16(pcm)),
+                    activity_s=window.activity_s,
+                    noise=window.noise,
+                )
+            )
+    return chunks
 
 
 def chunk_recording(
@@ -231,4 +238,6 @@ def chunk_recording(
     windowing = FixedWindows(
         chunk_frames, math.ceil(min_chunk_s * sample_rate), gate_db, floor_dbfs, rate=sample_rate
     )
-    return cut_recording(src, out_dir, stem, windowing, sample_rate=sample_rate, chunk_frames=chunk_frames)
+    return cut_recording(
+        src, LocalStorage(out_dir), "", stem, windowing, sample_rate=sample_rate, chunk_frames=chunk_frames
+    )

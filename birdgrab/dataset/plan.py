@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 from birdgrab.audio import SAME_RECORDING_SIMILARITY
 from birdgrab.dataset.options import ChunkOptions
-from birdgrab.dataset.splits import assign_group_splits, assign_splits, split_group
+from birdgrab.dataset.people import recordist_ids
+from birdgrab.dataset.splits import assign_group_splits, assign_splits, split_groups
+from birdgrab.dataset.unseen import training_data_of
 from birdgrab.licences import licence_code
 from birdgrab.models import (
     QUALITIES,
@@ -194,6 +196,12 @@ class Plan:
     leaving: list[str]  # ledger keys no longer wanted: their chunks go
     stale: list[str]  # wanted keys the ledger says must be cut (again)
     splits: dict[str, Split]
+    people: dict[str, str] = field(default_factory=dict)  # key -> recordist identity (people.py)
+    # recordings whose group was joined to another with a different split (key -> (was, now))
+    moved: dict[str, tuple[Split, Split]] = field(default_factory=dict)
+    seen: set[str] = field(
+        default_factory=set
+    )  # selected recordings the --unseen-by model may have trained on
 
 
 def plan_build(
@@ -208,27 +216,47 @@ def plan_build(
     """Decide what to keep, drop and cut, and deal splits.
 
     Splits are dealt over the whole selection, downloaded yet or not: which files happen to be in
-    the cache (a failed download, a duplicate found later) must not move anyone's split.
+    the cache (a failed download, a duplicate found later) must not move anyone's split. Recordings
+    the `--unseen-by` model may have trained on are pinned to train, or with `--unseen-by-drop` left
+    out of the dataset.
     """
-    wanted = {k: u for k, u in sorted(usable.items()) if k not in duplicates}
     selected: dict[str, list[str]] = {}
     for name, chosen in selection.species.items():
         label = valid_label(name)
         if label is not None:
             selected.setdefault(label, []).extend(chosen.recordings)
     in_selection = {key for keys in selected.values() for key in keys}
+    known = [recordings[k] for k in sorted(in_selection) if k in recordings]
+    seen: set[str] = set()
+    if options.unseen_by is not None:
+        trained_on = training_data_of(options.unseen_by).seen()
+        seen = {r.key for r in known if trained_on(r)}
+    dropped = seen if options.unseen_by_drop else set()
+    if dropped:
+        selected = {label: [k for k in keys if k not in dropped] for label, keys in selected.items()}
+        in_selection -= dropped
+        known = [r for r in known if r.key not in dropped]
+    pinned: dict[str, Split] = {k: "train" for k in seen - dropped}
     kept = {k: v for k, v in kept_splits.items() if k in in_selection}
+    people = recordist_ids(known)
+    moved: dict[str, tuple[Split, Split]] = {}
     if options.split_by == "recording":
-        splits = assign_splits(selected, kept, options.split)
+        splits = assign_splits(selected, {**kept, **pinned}, options.split)
     else:
-        groups = {k: split_group(recordings[k], options.split_by) for k in in_selection if k in recordings}
-        splits = assign_group_splits(selected, groups, kept, options.split)
+        dealt = assign_group_splits(
+            selected, split_groups(known, options, people), kept, options.split, pinned
+        )
+        splits, moved = dealt.splits, dealt.moved
+    wanted = {k: u for k, u in sorted(usable.items()) if k not in duplicates and k not in dropped}
     return Plan(
         wanted=wanted,
         duplicates=dict(duplicates),
         leaving=sorted(set(built) - set(wanted)),
         stale=[k for k, item in wanted.items() if not is_current(item, built.get(k), options)],
         splits=splits,
+        people=people,
+        moved=moved,
+        seen=seen,
     )
 
 

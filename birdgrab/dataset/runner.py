@@ -40,8 +40,8 @@ if TYPE_CHECKING:  # --verify only: nothing of BirdNET is imported without it
 
 Progress = Callable[[str, int], None]
 
-# A batch holds about this much audio (seconds): at least enough that Dask's few milliseconds a task
-# do not count, at most enough that every worker gets several batches of a small run.
+# A batch holds this much audio (seconds) or between: at least enough that Dask's few milliseconds a
+# task do not count, at most what keeps a lost worker's redo and the wait for progress small.
 MIN_BATCH_AUDIO_S = 60.0
 MAX_BATCH_AUDIO_S = 900.0
 MAX_BATCH_ITEMS = 64
@@ -66,15 +66,23 @@ def remove_chunks(out: Storage, entry: ChunkedRecording | None, keep: Iterable[s
 
 
 def batches(todo: list[Usable], slots: int) -> list[list[Usable]]:
-    """`todo` in batches of about the same length of audio, enough of them to keep `slots` workers busy."""
+    """`todo` in batches that shrink as the work runs out (guided self-scheduling).
+
+    Each batch holds about the audio still to cut over twice the `slots`, kept between the bounds:
+    the first ones big enough that a task's own cost does not count, the last ones a recording or
+    two, so the workers finish together instead of one cutting a whole batch while the others wait.
+    """
     durations = [u.duration_s or UNKNOWN_DURATION_S for u in todo]
-    target = min(max(sum(durations) / (4 * max(1, slots)), MIN_BATCH_AUDIO_S), MAX_BATCH_AUDIO_S)
+    remaining = sum(durations)
     result: list[list[Usable]] = []
     current: list[Usable] = []
-    audio = 0.0
+    audio = target = 0.0
     for item, duration in zip(todo, durations, strict=True):
+        if not current:
+            target = min(max(remaining / (2 * max(1, slots)), MIN_BATCH_AUDIO_S), MAX_BATCH_AUDIO_S)
         current.append(item)
         audio += duration
+        remaining -= duration
         if audio >= target or len(current) >= MAX_BATCH_ITEMS:
             result.append(current)
             current, audio = [], 0.0
@@ -175,7 +183,16 @@ class ChunkRunner:
             queue.appendleft(batch)
             return
         reason = "its worker died cutting it (out of memory, or killed) each time it was tried"
+        self._remove_leftovers(item)
         self._settle(item, ChunkFailure(reason, bad_source=False), now)
+
+    def _remove_leftovers(self, item: Usable) -> None:
+        """A worker that died cutting `item` may have written some of its chunk files first (an upload
+        whose body had arrived completes without its sender): none of them may stay as half a recording."""
+        stem = f"{file_stem(item.recording)}_"
+        for folder in (item.label, NOISE_LABEL):
+            found = [name for name in self.out.sizes(folder) if name.startswith(stem)]
+            self.out.remove_many(f"{folder}/{name}" for name in found)
 
     def _disk_low(self) -> bool:
         """Stop (cleanly, exit 1) before the disk fills: the report says why."""
@@ -228,7 +245,7 @@ class ChunkRunner:
         if self.verification is not None:
             self.verification.settle(key, result.verification)
         remove_chunks(self.out, previous, keep=[row.file_name for row in rows])
-        self.report.built += 1
+        self.report.cut(key)
         self.report.chunks_written += len(rows)
         self.report.dropped.update(result.dropped)
         self.ledger.record(

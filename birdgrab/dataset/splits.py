@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
-from birdgrab.dataset.options import SplitBy
+from birdgrab.dataset.options import ChunkOptions
+from birdgrab.dataset.people import UNKNOWN
+from birdgrab.dataset.sites import places_of, site_groups
 from birdgrab.models import SPLITS, Recording, Split
+
+
+@dataclass
+class GroupSplits:
+    """Each recording's split, and the recordings that had another one before (key -> (was, now))."""
+
+    splits: dict[str, Split] = field(default_factory=dict)
+    moved: dict[str, tuple[Split, Split]] = field(default_factory=dict)
 
 
 def assign_splits(
@@ -36,48 +48,56 @@ def assign_splits(
     return result
 
 
-def split_group(recording: Recording, split_by: SplitBy) -> str:
-    """The group a recording shares its split with: itself, its recordist, or its site (coordinates
-    rounded to 0.01°, about 1 km; else locality and country). Without a recordist or site it is alone."""
-    if split_by == "recordist" and recording.recordist and recording.recordist.strip():
-        return "recordist:" + " ".join(recording.recordist.lower().split())
-    if split_by == "site":
-        if recording.latitude is not None and recording.longitude is not None:
-            return f"site:{recording.latitude:.2f},{recording.longitude:.2f}"
-        if recording.locality and recording.locality.strip():
-            return "site:" + " ".join(f"{recording.locality} {recording.country or ''}".lower().split())
-    return "recording:" + recording.key
+def split_groups(
+    recordings: Iterable[Recording], options: ChunkOptions, people: Mapping[str, str]
+) -> dict[str, str]:
+    """Recording key -> the group it shares its split with: its person (`people`: recordist
+    identities), or its site (`birdgrab.dataset.sites`). A recording without a recordist or a place is
+    alone (not in the result)."""
+    if options.split_by == "recordist":
+        return {key: f"person:{person}" for key, person in people.items() if person != UNKNOWN}
+    if options.split_by == "site":
+        return site_groups(places_of(list(recordings)), options.site_km)
+    return {}
 
 
 def assign_group_splits(
     by_label: dict[str, list[str]],
-    groups: dict[str, str],
-    existing: dict[str, Split],
+    groups: Mapping[str, str],
+    existing: Mapping[str, Split],
     weights: tuple[int, int, int],
-) -> dict[str, Split]:
+    pinned: Mapping[str, Split] | None = None,
+) -> GroupSplits:
     """Deal splits by group (no group in two splits), stratified per class as far as groups allow.
 
-    A group that has a split keeps it, and its new recordings join it. New groups are taken in an
-    order fixed by a hash of their name; each goes to the split whose classes are furthest below
-    their shares, summed over the group's recordings.
+    A group with a `pinned` member (a recording a model named by --unseen-by may have trained on:
+    train) takes that split. A group that has a split keeps it, and its new recordings join it; when
+    a newcomer links groups that had different splits, they take the split most of their recordings
+    had (the larger group's), and the others move (`moved`). New groups are taken in an order fixed
+    by a hash of their name; each goes to the split whose classes are furthest below their shares,
+    summed over the group's recordings.
     """
+    pinned = pinned or {}
     label_of = {key: label for label, keys in by_label.items() for key in keys}
     members: dict[str, list[str]] = {}
     for key in sorted(label_of):
         members.setdefault(groups.get(key, "recording:" + key), []).append(key)
     totals = Counter(label_of.values())
     counts: dict[str, Counter] = {label: Counter() for label in by_label}
-    result: dict[str, Split] = {}
+    result = GroupSplits()
     fresh = []
     for group, keys in members.items():
+        forced = {pinned[k] for k in keys if k in pinned}
         kept = Counter(existing[k] for k in keys if k in existing)
-        if not kept:
+        if not forced and not kept:
             fresh.append(group)
             continue
-        split = max(SPLITS, key=lambda s: (kept[s], -SPLITS.index(s)))
+        split = min(forced) if forced else max(SPLITS, key=lambda s: (kept[s], -SPLITS.index(s)))
         for key in keys:
-            result[key] = split
+            result.splits[key] = split
             counts[label_of[key]][split] += 1
+            if key in existing and existing[key] != split:
+                result.moved[key] = (existing[key], split)
     for group in sorted(fresh, key=lambda g: hashlib.sha256(g.encode()).hexdigest()):
         keys = members[group]
 
@@ -90,6 +110,6 @@ def assign_group_splits(
 
         split = max(SPLITS, key=need)
         for key in keys:
-            result[key] = split
+            result.splits[key] = split
             counts[label_of[key]][split] += 1
     return result

@@ -21,7 +21,6 @@ from birdgrab.audio import AudioError
 from birdgrab.dataset.cutting import ChunkResult, cut_recording
 from birdgrab.dataset.options import NOISE_LABEL, ChunkOptions
 from birdgrab.dataset.windows import windowing_for
-from birdgrab.files import safe_child
 from birdgrab.storage import Storage
 
 if TYPE_CHECKING:  # --verify only: nothing of BirdNET is imported without it
@@ -71,15 +70,16 @@ def _cut_one(options: ChunkOptions, batch: ChunkBatch, item: ChunkItem) -> Outco
         if item.verify.cap is not None:  # the verifier ranks the windows by confidence and caps them
             options = replace(options, max_chunks_per_recording=None)
     try:
-        with batch.cache.local_copy(item.source) as source, batch.dataset.staging() as root:
+        with batch.cache.local_copy(item.source) as source:
             return cut_recording(
                 source,
-                safe_child(root, item.label),
+                batch.dataset,
+                item.label,
                 item.stem,
                 windowing_for(options),
                 sample_rate=options.sample_rate,
                 chunk_frames=options.chunk_frames,
-                noise_dir=safe_child(root, NOISE_LABEL),
+                noise_folder=NOISE_LABEL,
                 verifier=verifier,
             )
     except AudioError as exc:

@@ -15,7 +15,7 @@ import json
 import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from birdgrab import __version__
@@ -34,7 +34,7 @@ METADATA_COLUMNS = [
     "file_name", "label", "class_id", "split", "recording_key", "source", "source_id", "chunk_index",
     "offset_s", "duration_s", "padded_s", "licence", "recordist", "page_url", "background", "labels",
     "scientific_name", "german_name", "english_name", "quality", "recorded_date", "recorded_year",
-    "country", "sample_rate", "rms_dbfs",
+    "country", "sample_rate", "rms_dbfs", "recordist_id",
 ]  # fmt: skip
 VERIFY_COLUMNS = ["verify_confidence", "verify_top", "verify_status"]  # with --verify
 NOT_VERIFIED = "not verified"
@@ -67,6 +67,7 @@ class DatasetContent:
     species: Mapping[str, Species]
     splits: Mapping[str, Split]
     class_ids: Mapping[str, int]
+    people: Mapping[str, str] = field(default_factory=dict)  # key -> recordist identity (people.py)
     # --labels-from birdnet: file name -> the other species BirdNET hears in the chunk (class labels
     # or scientific names); None: the background is xeno-canto's `also`, per recording
     heard: Mapping[str, list[str]] | None = None
@@ -170,6 +171,7 @@ def metadata_rows(content: DatasetContent, sample_rate: int) -> list[dict[str, A
                     "country": _text(recording.country),
                     "sample_rate": sample_rate,
                     "rms_dbfs": chunk.rms_dbfs,
+                    "recordist_id": content.people.get(key, UNKNOWN),
                     **_verify_cells(chunk),
                 }
             )
@@ -235,7 +237,7 @@ def _taxon_ids(species: Species | None) -> dict[str, str | None]:
 
 
 def dataset_json(how: Mapping[str, Any], made_at: str) -> bytes:
-    """How the dataset was made (CONTRACT.md): the chunk options, the split rule, the version."""
+    """How the dataset was made (CONTRACT.md): its account (`build._account`), the version, the time."""
     return (
         json.dumps({**how, "birdgrab_version": __version__, "made_at": made_at}, indent=2, ensure_ascii=False)
         + "\n"

@@ -29,7 +29,7 @@ from birdgrab.dataset.credits import CREDITS
 from birdgrab.errors import UsageError
 from birdgrab.executors import Workers
 from birdgrab.export.card import dataset_card
-from birdgrab.export.dataset_files import CLASSES, DatasetFolder, read_dataset
+from birdgrab.export.dataset_files import CLASSES, DATASET_INFO, DatasetFolder, read_dataset
 from birdgrab.export.parquet import write_parquet
 from birdgrab.export.webdataset import write_webdataset
 from birdgrab.files import atomic_folder
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # --embeddings only: nothing of BirdNET is imported without i
 
 WRITERS = {"parquet": write_parquet, "webdataset": write_webdataset}
 # What an export folder holds; a folder with anything else is not replaced.
-EXPORT_ENTRIES = {"README.md", "data", CREDITS, CLASSES}
+EXPORT_ENTRIES = {"README.md", "data", CREDITS, CLASSES, DATASET_INFO}
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ class ExportReport:
     rows: dict[str, int] = field(default_factory=dict)  # split -> exported chunks
     shards: int = 0
     bytes: int = 0
-    classes: int = 0
+    classes: int = 0  # in classes.json (ids are stable: a class may have no clip here)
+    classes_with_clips: int = 0
     nd_recordings_left_out: int = 0
     nd_chunks_left_out: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # chunk file -> reason
@@ -78,7 +79,7 @@ class ExportReport:
         splits = ", ".join(f"{split} {n}" for split, n in self.rows.items()) or "none"
         return (
             f"export: {sum(self.rows.values())} chunks ({splits}) in {self.shards} {self.format} shards, "
-            f"{self.bytes / 2**20:.1f} MB, {self.classes} classes, in {self.out}; "
+            f"{self.bytes / 2**20:.1f} MB, {self.describe_classes()}, in {self.out}; "
             f"{self.nd_recordings_left_out} ND-licensed recordings ({self.nd_chunks_left_out} chunks) left out; "
             f"{len(self.failed)} failed"
             + (
@@ -87,6 +88,12 @@ class ExportReport:
                 else ""
             )
         )
+
+    def describe_classes(self) -> str:
+        """'16 classes', or '15 of 16 classes with clips' when some class has none in the export."""
+        if self.classes_with_clips == self.classes:
+            return f"{self.classes} classes"
+        return f"{self.classes_with_clips} of {self.classes} classes with clips"
 
     def facts(self) -> dict[str, object]:
         """The numbers for the JSON log."""
@@ -197,11 +204,17 @@ def _write_export(
     card = dataset_card(dataset, written, options.format, asdict(options), left_out).encode("utf-8")
     credits = _credits(dataset.root, exported)
     classes = (json.dumps(dataset.classes, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    for name, data in ((CREDITS, credits), (CLASSES, classes), ("README.md", card)):
+    # how it was made, for `birdgrab chunk --like export/dataset.json` (a dataset older than it has none)
+    made_with = (json.dumps(dataset.made_with, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    files = [(CREDITS, credits), (CLASSES, classes)] + (
+        [(DATASET_INFO, made_with)] if dataset.made_with else []
+    )
+    for name, data in (*files, ("README.md", card)):
         target.write_bytes(name, data)
+    report.classes_with_clips = int(exported["label"].nunique())
     report.rows = {split: len(rows) for split, rows in written.rows.items()}
     report.shards = sum(len(files) for files in written.files.values())
-    report.bytes = sum(written.bytes.values()) + len(card) + len(credits) + len(classes)
+    report.bytes = sum(written.bytes.values()) + len(card) + sum(len(data) for _, data in files)
     report.failed = dict(written.failed)
     if embeddings is not None:
         report.embeddings = written.embedded or (0, 0)

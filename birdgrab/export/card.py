@@ -7,7 +7,6 @@ which licences, whom to credit and how it was made.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +15,8 @@ import pandas as pd
 import yaml
 
 from birdgrab import __version__
+from birdgrab.dataset.options import NOISE_LABEL
+from birdgrab.dataset.provenance import account_lines
 from birdgrab.export.dataset_files import DatasetFolder
 from birdgrab.export.parquet import hf_features
 from birdgrab.export.shards import Written
@@ -106,6 +107,8 @@ def dataset_card(
     """The README.md of an export: YAML header, then the text."""
     rows = pd.concat(list(written.rows.values())) if written.rows else dataset.rows.iloc[:0]
     meta = _header(dataset, written, rows, fmt)
+    # How it was made, as data: the same account the text below renders (dataset.json, and the export's options)
+    meta["birdgrab"] = {"export": options, "dataset": dataset.made_with or None}
     recordings = rows.drop_duplicates("recording_key")
     lines = [
         "---",
@@ -115,9 +118,10 @@ def dataset_card(
         f"# {meta['pretty_name']}",
         "",
         f"{len(rows)} clips of {dataset.chunk_seconds:g} s (mono, 16-bit WAV, {dataset.sample_rate} Hz) from "
-        f"{len(recordings)} recordings, {_hours(rows):.2f} hours, in {len(dataset.class_names)} classes: "
-        "bird species, one label per clip, for audio classification. Splits are assigned per recording "
-        "(no recording has clips in two splits) and stratified per class.",
+        f"{len(recordings)} recordings{_by_people(recordings)}, {_hours(rows):.2f} hours, in "
+        f"{_classes_held(dataset, rows)} ({_what_classes(dataset)}), for audio classification: `label` is "
+        "one class per clip, `labels` adds the dataset's other species its `background` column lists. "
+        f"{_split_sentence(dataset.made_with)}",
         "",
         "## Splits",
         "",
@@ -166,67 +170,78 @@ def dataset_card(
         )
         + ".",
         "",
-        *_verification(dataset, options),
+        *_embeddings(options),
         "## How it was made",
         "",
-        f"Built with birdgrab {__version__}: catalogued, filtered, downloaded, verified, deduplicated and "
-        "cut into fixed-length clips (the last piece of a recording zero-padded, `padded_s` says how much; "
-        "near-silent pieces dropped). Exported on "
-        f"{datetime.now(UTC).strftime('%Y-%m-%d')} with these options:",
+        f"Built with birdgrab {dataset.made_with.get('birdgrab_version') or __version__}: catalogued, filtered, "
+        "downloaded, verified, deduplicated and cut into clips. Exported on "
+        f"{datetime.now(UTC).strftime('%Y-%m-%d')} with birdgrab {__version__} ({_export_words(options)}).",
         "",
-        "```json",
-        json.dumps(
-            {
-                "export": options,
-                # dataset.json; a dataset chunked before it existed still tells its sample rate and length
-                "dataset": dataset.made_with
-                or {"sample_rate": dataset.sample_rate, "chunk_seconds": dataset.chunk_seconds},
-            },
-            indent=2,
-            ensure_ascii=False,
-        ),
-        "```",
+        *(f"- {line}" for line in _account_lines(dataset)),
         "",
     ]
     return "\n".join(lines)
 
 
-def _verification(dataset: DatasetFolder, options: dict[str, Any]) -> list[str]:
-    """What BirdNET did to the clips (--verify) and the export (--embeddings), and under what licence."""
-    made = dataset.made_with.get("verification")
-    lines = []
-    if made:
-        threshold = made.get("confirmed_at")
-        kept = made.get("min_confidence")
-        lines += [
-            f"Every clip was verified with {made.get('model', 'BirdNET V2.4')} (`{made.get('model_version', '')}`): "
-            "its confidence for the clip's class is the maximum over the 3 s frames covering the clip "
-            f"(`verify_confidence`), a clip is `confirmed` at {threshold:g} or more "
-            + (f"(clips below {kept:g} were not kept)" if kept is not None else "(`doubtful` below)")
-            + ", `unverifiable` where BirdNET has no label for the class"
-            + (
-                f" ({', '.join(made.get('unverifiable_classes') or [])})"
-                if made.get("unverifiable_classes")
-                else ""
-            )
-            + "; `verify_top` is the label BirdNET hears best.",
-        ]
-    if options.get("embeddings"):
-        lines.append(
-            "`embedding` holds BirdNET V2.4's 1024-value embedding of each clip (the mean over its 3 s frames, "
-            "float16 precision), for linear probes and similarity search."
-        )
-    if not lines:
+def _embeddings(options: dict[str, Any]) -> list[str]:
+    """What `--embeddings birdnet` added to the export, and under what licence. (What `--verify` did
+    to the clips is part of dataset.json's account: "How it was made" says it.)"""
+    if not options.get("embeddings"):
         return []
+    from birdgrab.verify.model import MODEL_LICENCE, MODEL_NAME
+
     return [
-        "## Verification",
+        "## Embeddings",
         "",
-        *lines,
-        "",
-        f"BirdNET's model is licensed {made.get('model_licence') if made else 'CC BY-NC-SA 4.0'} "
-        "(non-commercial, share-alike): the scores and embeddings it made are shared under those terms.",
+        f"`embedding` holds {MODEL_NAME}'s 1024-value embedding of each clip (the mean over its 3 s frames, "
+        "float16 precision), for linear probes and similarity search. They are the model's work, licensed "
+        f"{MODEL_LICENCE} (non-commercial, share-alike): they are shared under those terms.",
         "",
     ]
+
+
+def _account_lines(dataset: DatasetFolder) -> list[str]:
+    """dataset.json's account (the YAML header's `birdgrab.dataset`), as sentences."""
+    if not dataset.made_with:  # a dataset chunked before dataset.json existed
+        return [
+            f"This dataset has no dataset.json: only its sample rate ({dataset.sample_rate} Hz) and clip "
+            f"length ({dataset.chunk_seconds:g} s) are known."
+        ]
+    return account_lines(dataset.made_with)
+
+
+def _by_people(recordings: pd.DataFrame) -> str:
+    """' by 23 recordists' (people, not spellings), when metadata.csv has recordist_id."""
+    if "recordist_id" not in recordings:
+        return ""
+    people = recordings.loc[recordings["recordist_id"] != "unknown", "recordist_id"].nunique()
+    return f" by {people} recordists"
+
+
+def _classes_held(dataset: DatasetFolder, rows: pd.DataFrame) -> str:
+    """'16 classes', or '15 of its 16 classes' when some class has no clip here (its id is kept)."""
+    held, known = rows["label"].nunique(), len(dataset.class_names)
+    return f"{known} classes" if held == known else f"{held} of its {known} classes"
+
+
+def _what_classes(dataset: DatasetFolder) -> str:
+    if any(info.get("noise") for info in dataset.classes.values()):
+        return f"bird species, and `{NOISE_LABEL}` for call-free windows"
+    return "bird species"
+
+
+def _split_sentence(made: dict[str, Any]) -> str:
+    """How splits were dealt, as dataset.json says (an older one: per recording, all it knew)."""
+    by = (made.get("split") or {}).get("by", "recording")
+    return {
+        "recording": "Splits are dealt per recording (no recording has clips in two splits), stratified per class.",
+        "recordist": "Splits are dealt per recordist (no person has recordings in two splits), stratified per class.",
+        "site": "Splits are dealt per site (no site has recordings in two splits), stratified per class.",
+    }.get(by, f"Splits are dealt per {by}.")
+
+
+def _export_words(options: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {value}" for name, value in options.items() if value not in (None, False))
 
 
 def _loading(fmt: str, written: Written) -> list[str]:

@@ -32,7 +32,8 @@ from birdgrab.sandbox.holdings import (
 )
 from birdgrab.sandbox.synth import SAMPLE_RATES, AudioFile, AudioFormat, AudioSpec, voice_for
 
-FIRST_XC_ID = 400_000
+# Ids on both sides of 694204, the last xeno-canto id BirdNET V2.4 trained on (--unseen-by birdnet-2.4).
+FIRST_XC_ID = 600_000
 # Bulk (generated) records: ids far above every stored one, uploaded long before any `grow`.
 BULK_FIRST_ID = 50_000_000
 BULK_PER_SPECIES = 100
@@ -177,9 +178,16 @@ _HOUR_LONG_AUDIO = {"format": "wav", "sample_rate": 16000, "channels": 1, "durat
 _EXACT_DUPLICATE = "Turdus philomelos"  # its first Europeana item serves the bytes of its first xc recording
 _NEAR_DUPLICATE = "Turdus merula"  # its first Europeana item is its first xc recording re-encoded
 
+# People as each archive spells them (docs/archives.md): xeno-canto "Given Surname"; the Tierstimmenarchiv
+# "Surname, Initials" (and its agent records the full name); iNaturalist a login, often with a name.
+# Karl-Heinz Frommolt is on all three, spelled four ways; Andreas and Anna Schulze are two people whom
+# the Tierstimmenarchiv's "Schulze, A." could each be.
+ONE_PERSON = ("Frommolt, K.-H.", "Frommolt, Karl-Heinz", "Karl-Heinz Frommolt", "Karl Heinz Frommolt")
+NAMESAKES = ("Andreas Schulze", "Anna Schulze")
+AMBIGUOUS_INITIALS = "Schulze, A."
 _RECORDISTS = (
     "Jonas Becker", "Marta Nowak", "Lena Hoffmann", "Pierre Dubois", "Anke Müller",
-    "Tomás Ruiz", "Sven Lindqvist", "Jaap de Vries", "Klaus Weber", "Ingrid Schäfer",
+    "Tomás Ruiz", "Sven Lindqvist", "Jaap de Vries", "Karl-Heinz Frommolt", "Andreas Schulze",
 )  # fmt: skip
 _LOCALITIES: dict[str, tuple[tuple[str, float, float], ...]] = {
     "Germany": (
@@ -714,10 +722,10 @@ INAT_TAXA = {"Aves": 3, "Amphibia": 20978}  # iconic taxon -> its id
 _INAT_LICENCES = ("cc-by-nc", "cc-by", "cc0", "cc-by-nc-sa", "cc-by-sa")
 _INAT_LAST_EDIT = datetime(2024, 12, 31, tzinfo=UTC)  # the demo's observations were last edited before this
 _INAT_USERS = (
-    ("jane_doe", "Jane Doe"),
+    ("kh_frommolt", "Karl Heinz Frommolt"),
     ("vogelfreund", None),
     ("birder42", ""),
-    ("m.schulz", "Mareike Schulz"),
+    ("anna_s", "Anna Schulze"),
 )
 
 

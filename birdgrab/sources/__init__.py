@@ -74,6 +74,15 @@ class CatalogBatch:
         elif item.key.endswith(":?"):
             self._skipped_arrived += 1
 
+    def tally(self) -> tuple[int, int]:
+        """(recordings, skipped items) so far: a listing's own numbers are the differences."""
+        return self.count, len(self.skipped)
+
+    def listed_since(self, before: tuple[int, int], noun: str = "recording") -> str:
+        """What a listing added since `before` (`tally()`): '13 recordings, 3 skipped'."""
+        recordings, skipped = self.count - before[0], len(self.skipped) - before[1]
+        return f"{counted(recordings, noun)}, {skipped} skipped"
+
     def check_complete(self, source: str, query: str, expected: int | None, arrived: int) -> None:
         """Record the listing as incomplete (with a warning) when fewer unique records arrived than
         the archive counted; `expected` None means the archive gave no count to compare with."""
@@ -90,6 +99,11 @@ class CatalogBatch:
             query,
             extra={"event": "catalog.listing.incomplete", **listing.model_dump()},
         )
+
+
+def counted(number: int, noun: str) -> str:
+    """'1 page', '2 pages'."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def count_field(value: object) -> int | None:

@@ -20,7 +20,7 @@ from birdgrab.licences import licence_name
 from birdgrab.models import Recording, SkippedItem
 from birdgrab.names import NameError_, parse_title
 from birdgrab.settings import ServicePolicy, Settings
-from birdgrab.sources import CatalogBatch, absolute_url, clean_text, count_field, recording_key
+from birdgrab.sources import CatalogBatch, absolute_url, clean_text, count_field, counted, recording_key
 from birdgrab.sources.archive import Archive, ArchiveClient, ListingRequest, QueryOption, RequestTally
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ class Europeana(ArchiveClient):
         cursor: str | None = "*"
         pages = 0
         expected: int | None = None
-        arrived_before = batch.arrived
+        arrived_before, before = batch.arrived, batch.tally()
         while cursor:
             params: list[tuple[str, str | int]] = [
                 ("wskey", self._key),
@@ -237,12 +237,15 @@ class Europeana(ArchiveClient):
                 batch.add(recording)
             cursor = clean_text(body.get("nextCursor"))
         batch.check_complete(SOURCE, query, expected, batch.arrived - arrived_before)
+        # Items whose title reads as a binomial are counted as recordings here; those whose genus is no
+        # taxon leave when the genera are checked (the catalog's summary counts them as "not a taxon").
         log.info(
-            "Europeana: %d items for %r (%d pages, %d skipped)",
-            batch.count,
+            "Europeana: %s for %r (%s, %s): %s",
+            counted(batch.arrived - arrived_before, "item"),
             query,
-            pages,
-            len(batch.skipped),
+            counted(pages, "page"),
+            f"{expected} counted by Europeana" if expected is not None else "no count given",
+            batch.listed_since(before, "recording"),
             extra={"event": "catalog.europeana.query", "query": query, "pages": pages},
         )
         return batch

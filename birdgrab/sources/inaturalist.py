@@ -6,7 +6,8 @@ saying so except in the answer's own `per_page`, which is what a short page is m
 Quirks handled (docs/archives.md): a sound's licence is its own (`license_code` null means all
 rights reserved: catalogued, never downloaded); SoundCloud sounds have no file (skipped with the
 reason); subspecies belong to their species, genus-level and hybrid taxa are no species; the
-recordist is the user's name, else the login; `geojson` puts longitude first.
+recordist is the user's name, else the login (kept as `recordist_login` either way, which ties the two
+together for recordist identity); `geojson` puts longitude first.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from birdgrab.errors import ServiceError, UsageError
 from birdgrab.models import Recording, SkippedItem
 from birdgrab.names import NameError_, parse_scientific_name
 from birdgrab.settings import MediaBudget, ServicePolicy, Settings
-from birdgrab.sources import CatalogBatch, absolute_url, clean_text, count_field, recording_key, to_float
+from birdgrab.sources import (
+    CatalogBatch,
+    absolute_url,
+    clean_text,
+    count_field,
+    counted,
+    recording_key,
+    to_float,
+)
 from birdgrab.sources.archive import Archive, ArchiveClient, ListingRequest, QueryOption, RequestTally
 
 log = logging.getLogger(__name__)
@@ -128,6 +137,7 @@ def parse_observation(
         "group": _GROUPS.get(iconic, iconic.lower()) if iconic else None,
         "english_name": clean_text(taxon.get("preferred_common_name")),
         "recordist": recordist,
+        "recordist_login": clean_text(user.get("login")),
         "locality": clean_text(observation.get("place_guess")),
         "latitude": latitude,
         "longitude": longitude,
@@ -210,6 +220,7 @@ class INaturalist(ArchiveClient):
             params.append(("updated_since", since.isoformat()))
         last_id, pages, total = 0, 0, None
         observations: set[int] = set()
+        before = batch.tally()
         while True:
             body = await self.client.get_json(
                 self._api,
@@ -235,12 +246,18 @@ class INaturalist(ArchiveClient):
             last_id = max(ids)
         batch.check_complete(SOURCE, query, total, len(observations))
         log.info(
-            "iNaturalist: %d sounds for %s (%d pages, %s observations counted)",
-            len(batch.recordings),
+            "iNaturalist: %s of %s for %s (%s)",
+            batch.listed_since(before, "sound"),
+            counted(len(observations), "observation"),
             query,
-            pages,
-            total,
-            extra={"event": "catalog.inaturalist.query", "query": query, "pages": pages},
+            counted(pages, "page"),
+            extra={
+                "event": "catalog.inaturalist.query",
+                "query": query,
+                "pages": pages,
+                "observations": len(observations),
+                "observations_counted": total,
+            },
         )
         return batch
 

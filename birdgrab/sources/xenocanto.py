@@ -22,7 +22,15 @@ from birdgrab.licences import licence_name
 from birdgrab.models import QUALITIES, Recording, SkippedItem
 from birdgrab.names import NameError_, parse_scientific_name
 from birdgrab.settings import ServicePolicy, Settings
-from birdgrab.sources import CatalogBatch, absolute_url, clean_text, count_field, recording_key, to_float
+from birdgrab.sources import (
+    CatalogBatch,
+    absolute_url,
+    clean_text,
+    count_field,
+    counted,
+    recording_key,
+    to_float,
+)
 from birdgrab.sources.archive import (
     Archive,
     ArchiveClient,
@@ -293,7 +301,7 @@ class XenoCanto(ArchiveClient):
         full_query = f"{query} since:{since.isoformat()}" if since else query
         first = await self._page(full_query, 1)
         parsed = self._parse_page(first, seen_at, query)
-        arrived_before = batch.arrived
+        arrived_before, before = batch.arrived, batch.tally()
         self._collect(parsed, batch)
         pages = page_count(first) if parsed.size else 1
 
@@ -306,9 +314,10 @@ class XenoCanto(ArchiveClient):
             SOURCE, query, count_field(first.get("numRecordings")), batch.arrived - arrived_before
         )
         log.info(
-            "xeno-canto: %d recordings for %s",
-            batch.count,
+            "xeno-canto: %s for %s (%s)",
+            batch.listed_since(before),
             full_query,
+            counted(pages, "page"),
             extra={"event": "catalog.xc.query", "query": full_query, "pages": pages},
         )
         return batch

@@ -125,16 +125,15 @@ class Verification:
         return content
 
     def account(self) -> dict[str, Any]:
-        """dataset.json's `verification`: which model, which threshold, under what licence, what joined."""
+        """dataset.json's `verification`: the run's facts about the model (which one, the threshold
+        that confirmed, its licence, which classes joined its labels and how). The choices themselves
+        (`verify`, `min_confidence`, `labels_from`) are ChunkOptions' and sit beside it;
+        `birdgrab.dataset.options.verification_sentence` says both in words for the card and stats."""
         return {
             "model": birdnet.MODEL_NAME,
             "model_version": self.version,
             "model_licence": birdnet.MODEL_LICENCE,
-            "scores_licence": f"{birdnet.MODEL_LICENCE}: the scores and the verify_* columns are made with "
-            "BirdNET, whose licence is non-commercial and share-alike",
             "confirmed_at": self.options.confirm_threshold,
-            "min_confidence": self.options.min_confidence,
-            "labels_from": self.options.labels_from,
             "window_score": "maximum over the 3 s frames covering the window, 48 kHz, sensitivity 1.0",
             "unverifiable_classes": list(self.join.unjoined),
             "joined_by": dict(sorted(self.join.how.items())),
