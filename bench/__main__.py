@@ -31,6 +31,7 @@ ORDER = [
     "export",
     "split",
     "scale",
+    "verify",
     "cluster",
 ]
 

@@ -261,6 +261,17 @@ Split = Literal["train", "val", "test"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
 
 
+class ChunkVerdict(Model):
+    """A chunk as `--verify birdnet` scored it (metadata.csv's verify_* columns)."""
+
+    confidence: float | None = Field(
+        description="for the chunk's own class; None: noise or unverifiable class"
+    )
+    top: str = Field(description="'Scientific name:0.91', the best of BirdNET's labels, or 'none'")
+    status: Literal["confirmed", "doubtful", "unverifiable"]
+    content: str = Field(description="the chunk's content key: its scores are stored under it")
+
+
 class ChunkRow(Model):
     file_name: str = Field(
         description="relative to the dataset folder, e.g. 'Turdus_philomelos/xc-1_0000.wav'"
@@ -273,6 +284,20 @@ class ChunkRow(Model):
     activity_s: float | None = Field(None, description="seconds of detected calls inside; None: not detected")
     noise: bool = Field(False, description="a call-free window of the noise class")
     capped: bool = Field(False, description="left out (file removed) by --max-chunks-per-class")
+    verify: ChunkVerdict | None = Field(None, description="what BirdNET heard (--verify); None: not verified")
+
+
+class RecordingVerdict(Model):
+    """A recording's windows as `--verify birdnet` scored them, all candidates counted (also those not written)."""
+
+    windows: int = Field(description="candidate windows scored")
+    best: float | None = Field(description="the best own-class confidence; None: unverifiable, or no window")
+    confirmed: bool | None = Field(
+        description="a window reaches the threshold; False: a likely mislabel upstream"
+    )
+    top: str = Field(
+        description="'Scientific name:0.91': what BirdNET hears best in the recording, or 'none'"
+    )
 
 
 class ChunkedRecording(Model):
@@ -288,6 +313,7 @@ class ChunkedRecording(Model):
     duplicate_of: str | None = None
     similarity: float | None = None
     reason: str | None = None
+    verify: RecordingVerdict | None = None
     updated_at: datetime
 
 

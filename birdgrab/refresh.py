@@ -76,6 +76,7 @@ class RefreshReport:
     requests: int = 0
     duration_s: float = 0.0
     stopped: str | None = None
+    likely_mislabels: int = 0  # --verify: recordings BirdNET confirms none of (listed by chunk and stats)
 
     def facts(self) -> dict[str, Any]:
         """The numbers of the run (kept in refresh.json, and in the JSON log)."""
@@ -90,6 +91,7 @@ class RefreshReport:
             "pruned": self.pruned,
             "since": self.since.isoformat() if self.since else None,
             "duration_s": round(self.duration_s, 1),
+            "likely_mislabels": self.likely_mislabels,
         }
 
     def summary(self) -> str:
@@ -98,6 +100,11 @@ class RefreshReport:
             f"refresh: {self.new_recordings} new recordings, {self.species_added} species added, "
             f"{self.downloaded} files downloaded, {self.chunks_written} chunks written, "
             f"{len(self.failures)} failures, {self.duration_s:.1f} s"
+            + (
+                f"; {self.likely_mislabels} likely mislabelled (birdgrab stats)"
+                if self.likely_mislabels
+                else ""
+            )
             + (f"; {self.moved}" if self.moved else "")
         )
 
@@ -176,6 +183,7 @@ async def run_refresh(
         report.failures += [f"{key}: {reason}" for key, reason in sorted(chunk_report.failed.items())]
         report.rejected += len(chunk_report.rejected)
         report.stopped = chunk_report.stopped
+        report.likely_mislabels = len(chunk_report.verified.mislabels) if chunk_report.verified else 0
 
     report.duration_s = time.monotonic() - started
     catalog_complete = not catalog_report.failures

@@ -142,6 +142,15 @@ def print_stats(stats: Stats, out: Console) -> None:
         out.print(f"rejected as unusable ({len(stats.rejected)}; fetched again only once changed upstream):")
         for key, reason in sorted(stats.rejected.items()):
             out.print(f"  {key}: {reason}", markup=False, highlight=False)
+    if stats.likely_mislabels:
+        out.print(
+            f"likely mislabelled upstream ({len(stats.likely_mislabels)}; BirdNET confirms none of their windows):"
+        )
+        for item in stats.likely_mislabels:
+            out.print(
+                f"  {item['key']} filed as {item['label']}: BirdNET hears {item['heard']}, "
+                f"{item['label']} at most {item['best']:.2f}  {item['page_url'] or ''}"
+            )
     if stats.dataset is None:
         out.print("dataset: not built yet (birdgrab fetch, or birdgrab chunk)")
         return

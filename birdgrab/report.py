@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -26,6 +27,7 @@ import pandas as pd
 import soundfile as sf
 
 from birdgrab import __version__
+from birdgrab.dataset.options import verification_sentence
 from birdgrab.export.dataset_files import DatasetFolder, read_dataset
 from birdgrab.licences import is_no_derivatives, is_non_commercial
 from birdgrab.storage import Storage, open_storage
@@ -204,6 +206,50 @@ def _recording_lengths(rows: pd.DataFrame, manifests_dir: Path | None) -> tuple[
     return span, "covered by chunks"
 
 
+def _verification(rows: pd.DataFrame, made: dict[str, Any], manifests_dir: Path | None) -> list[str]:
+    """With --verify: what BirdNET confirmed per class, and the recordings it confirms nowhere."""
+    if "verify_status" not in rows.columns:
+        return []
+    statuses = ["confirmed", "doubtful", "unverifiable", "not verified"]
+    table = rows.pivot_table(
+        index="label", columns="verify_status", values="file_name", aggfunc="count", fill_value=0
+    )
+    table = table.reindex(columns=statuses, fill_value=0)
+    said = verification_sentence(made)  # dataset.json's account, as the card and `stats` say it
+    parts = [
+        "<h2>Verification</h2>",
+        *([f"<p>{html.escape(said)}</p>"] if said else []),
+        "<table><tr><th>class</th>" + "".join(f"<th>{s}</th>" for s in statuses) + "</tr>",
+        *(
+            f"<tr><td>{html.escape(str(label))}</td>"
+            + "".join(f"<td>{int(row[s])}</td>" for s in statuses)
+            + "</tr>"
+            for label, row in table.iterrows()
+        ),
+        "</table>",
+    ]
+    if manifests_dir is not None and Path(manifests_dir).is_dir():
+        store = RecordingStore.open(manifests_dir)
+        if store is not None:
+            from birdgrab.stats import likely_mislabels
+
+            with store:
+                mislabels = likely_mislabels(Path(manifests_dir), store)
+            parts.append(f"<h3>Likely mislabelled upstream ({len(mislabels)})</h3>")
+            parts.append(
+                "<p>BirdNET confirms none of these recordings' windows as the species they are filed under: "
+                "worth telling the archive.</p><ul>"
+                + "".join(
+                    f"<li>{html.escape(m['key'])} filed as {html.escape(m['label'])}: BirdNET hears "
+                    f"{html.escape(m['heard'])} · <a href='{html.escape(m['page_url'] or '')}'>"
+                    f"{html.escape(m['page_url'] or 'no page')}</a></li>"
+                    for m in mislabels
+                )
+                + "</ul>"
+            )
+    return parts
+
+
 def people_count(rows: pd.DataFrame) -> int:
     """Recordists: people (recordist_id), or spellings for a dataset without that column."""
     column = "recordist_id" if "recordist_id" in rows else "recordist"
@@ -314,6 +360,7 @@ def render_report(dataset: DatasetFolder, manifests_dir: Path | None) -> tuple[s
         _img(_length_chart(lengths, length_source), "recording lengths"),
         f"<p>{len(lengths)} recordings, lengths {length_source}: median {lengths.median():.0f} s, "
         f"longest {lengths.max():.0f} s.</p>",
+        *_verification(rows, dataset.made_with, manifests_dir),
         "<h2>Spectrograms</h2>",
         f"<p>Mel spectrograms (0 to {dataset.sample_rate // 2000} kHz, bottom to top) of the loudest chunk of up "
         f"to {THUMBNAILS_PER_CLASS} recordings per class.</p>",

@@ -14,7 +14,7 @@ from birdgrab.dataset.people import UNKNOWN
 from birdgrab.dataset.writers import DATASET
 from birdgrab.download import DownloadLedger
 from birdgrab.errors import UsageError
-from birdgrab.models import SPLITS
+from birdgrab.models import SPLITS, ChunkedRecording, ChunksManifest
 from birdgrab.storage import Storage, open_storage
 from birdgrab.store import RecordingStore
 
@@ -51,6 +51,9 @@ class Stats:
     rejected: dict[str, str] = field(default_factory=dict)  # key -> why its downloaded bytes are unusable
     rows: list[SpeciesRow] = field(default_factory=list)
     dataset: DatasetStats | None = None
+    # --verify: recordings BirdNET does not confirm as their species (birdgrab.verify.mislabels.Mislabel)
+    # (the classes it has no label for are in dataset.json's account: dataset.made_with)
+    likely_mislabels: list[dict[str, object]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -90,6 +93,18 @@ def dataset_stats(out: Path | str | Storage) -> DatasetStats | None:
     )
 
 
+def likely_mislabels(folder: Path, store: RecordingStore) -> list[dict[str, object]]:
+    """The chunk ledger's recordings verification did not confirm, with their page URLs."""
+    entries = manifests.Ledger(folder, manifests.CHUNKS, ChunksManifest, ChunkedRecording).entries
+    flagged = {k: e for k, e in entries.items() if e.verify is not None and e.verify.confirmed is False}
+    if not flagged:
+        return []
+    from birdgrab.verify.mislabels import likely_mislabels
+
+    recordings = store.get_many(list(flagged))
+    return [m.as_dict() for m in likely_mislabels(flagged, recordings)]
+
+
 def _dataset_json(out: Storage) -> dict | None:
     try:
         made = json.loads(out.read_bytes(DATASET).decode("utf-8"))
@@ -112,6 +127,7 @@ def collect(folder: Path, wiki_lang: str = "de", out: Path | str | None = None) 
         stats.skipped = store.skipped_count()
         stats.skipped_by_kind = store.skipped_by_kind()
         stats.incomplete_listings = [f"{i.source}: {i.query}" for i in store.incomplete_listings()]
+        stats.likely_mislabels = likely_mislabels(folder, store)
     downloads = DownloadLedger(folder).entries
     stats.rejected = {key: e.reason or "" for key, e in downloads.items() if e.status == "rejected"}
     for s in species.species.values():

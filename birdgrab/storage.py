@@ -25,6 +25,7 @@ import re
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -278,11 +279,11 @@ class ObjectStorage(Storage):
 
     is_local = False
 
-    def __init__(self, url: str, options: Mapping[str, Any], *, fresh: bool = False):
+    def __init__(self, url: str, options: Mapping[str, Any]):
         self.url = url.rstrip("/")
         self.options = dict(options)
         self.protocol = urlsplit(url).scheme
-        self.fs, root = _filesystem(self.url, self.options, fresh=fresh)
+        self.fs, root = _filesystem(self.url, self.options)
         self.root = root.rstrip("/")
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -551,8 +552,7 @@ def open_storage(location: str | os.PathLike[str] | Storage) -> Storage:
         )
     if not parts.netloc:
         raise UsageError(f"{url}: name a bucket, like {parts.scheme}://bucket/prefix")
-    # A filesystem of its own, not one fsspec kept from before: it finds the credentials as they are now.
-    return ObjectStorage(url, storage_options(), fresh=True)
+    return ObjectStorage(url, storage_options())
 
 
 @functools.lru_cache(maxsize=32)
@@ -561,9 +561,18 @@ def _reopen(url: str, options_json: str) -> ObjectStorage:
     return ObjectStorage(url, json.loads(options_json))
 
 
-def _filesystem(url: str, options: Mapping[str, Any], *, fresh: bool = False) -> tuple[Any, str]:
-    """fsspec's filesystem and the path inside it for `url`; a `UsageError` for what cannot work.
-    `fresh`: not an instance fsspec cached for the same options (it would hold old credentials)."""
+# One filesystem per scheme, options and credential environment, kept for the life of the process.
+# fsspec's own instance cache ignores the environment (changed AWS_* variables would reuse the old
+# credentials), and a filesystem dropped mid-run has s3fs's finalizer close its session on whatever
+# event loop the collecting thread runs, which asyncio reports as a traceback ("attached to a
+# different loop").
+_FILESYSTEMS: dict[tuple[str, str, tuple[tuple[str, str], ...]], Any] = {}
+_FILESYSTEMS_LOCK = threading.Lock()
+_CREDENTIAL_PREFIXES = ("AWS_", "BOTO_", "GOOGLE_", "GCSFS_", "CLOUDSDK_")
+
+
+def _filesystem(url: str, options: Mapping[str, Any]) -> tuple[Any, str]:
+    """fsspec's filesystem and the path inside it for `url`; a `UsageError` for what cannot work."""
     scheme = urlsplit(url).scheme.lower()
     extra = EXTRAS.get(scheme, "cluster")
     try:
@@ -577,15 +586,22 @@ def _filesystem(url: str, options: Mapping[str, Any], *, fresh: bool = False) ->
         raise UsageError(f"{url}: unknown storage scheme {scheme!r} (use a path, file://, s3:// or gs://)")
     for variable in _SECRET_VARIABLES:
         register_secret(os.environ.get(variable, ""))
-    try:
-        fs, path = fsspec.core.url_to_fs(url, **options, **({"skip_instance_cache": True} if fresh else {}))
-    except ImportError:
-        raise UsageError(
-            f"{scheme}:// storage needs the {extra} extra: pip install 'birdgrab[{extra}]'"
-        ) from None
-    except (TypeError, ValueError) as exc:
-        raise UsageError(redact(f"{url}: bad storage options ({_describe(exc)})")) from None
-    return fs, path
+    credentials = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_CREDENTIAL_PREFIXES)))
+    key = (scheme, json.dumps(options, sort_keys=True, default=str), credentials)
+    with _FILESYSTEMS_LOCK:
+        fs = _FILESYSTEMS.get(key)
+        if fs is not None:
+            return fs, fs._strip_protocol(url)
+        try:
+            fs, path = fsspec.core.url_to_fs(url, **options, skip_instance_cache=True)
+        except ImportError:
+            raise UsageError(
+                f"{scheme}:// storage needs the {extra} extra: pip install 'birdgrab[{extra}]'"
+            ) from None
+        except (TypeError, ValueError) as exc:
+            raise UsageError(redact(f"{url}: bad storage options ({_describe(exc)})")) from None
+        _FILESYSTEMS[key] = fs
+        return fs, path
 
 
 def check_storages(*locations: str | os.PathLike[str] | Storage | None) -> list[Storage]:

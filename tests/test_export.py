@@ -175,7 +175,7 @@ def test_a_failed_export_leaves_the_previous_one_whole(small_dataset, tmp_path, 
     run_export(small_dataset, out, ExportOptions(shard_mb=1))
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
-    def broken(dataset, target, folder, shard_bytes, workers):
+    def broken(dataset, target, folder, shard_bytes, workers, embeddings=None):
         target.write_bytes(f"{folder}/train-00000-of-00001.parquet", b"half")
         raise OSError(28, "No space left on device")
 

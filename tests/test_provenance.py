@@ -19,7 +19,8 @@ from birdgrab.errors import UsageError
 CHOSEN = ChunkOptions(
     sample_rate=16000, chunk_s=5.0, min_chunk_s=2.0, gate_db=None, split=(70, 15, 15), windows="events",
     max_chunks_per_recording=7, max_chunks_per_class=300, noise_class=True, split_by="site",
-    site_km=2.5, unseen_by="birdnet-2.4", unseen_by_drop=True,
+    site_km=2.5, unseen_by="birdnet-2.4", unseen_by_drop=True, verify="birdnet", min_confidence=0.5,
+    labels_from="birdnet",
 ).validated()  # fmt: skip
 HOPPED = dataclasses.replace(CHOSEN, windows="fixed", hop_s=2.5).validated()
 
@@ -52,6 +53,10 @@ def test_an_account_reads_back_into_the_same_options_and_command_line(tmp_path, 
     words = command_line(made)
     assert words[words.index("--split") + 1] == "70/15/15" and "--no-gate" in words
     assert "--unseen-by-drop" in words and words[words.index("--site-km") + 1] == "2.5"
+    assert (
+        words[words.index("--verify") + 1] == "birdnet"
+        and words[words.index("--min-confidence") + 1] == "0.5"
+    )
 
 
 def test_options_given_beside_like_win_and_the_rest_come_from_the_file(tmp_path):
@@ -106,5 +111,6 @@ def test_the_account_in_sentences_names_each_choice():
     text = " ".join(describe(account(CHOSEN)))
     for words in ("16000 Hz", "exactly 5 s", "placed on the calls", "At most 7 windows", "At most 300 clips",
                   "class `noise`", "70 % of the recordings", "within 2.5 km", "--unseen-by birdnet-2.4",
-                  "left out of the dataset"):  # fmt: skip
+                  "left out of the dataset", "`confirmed` at 0.5 or more", "less than 0.5 for its own class",
+                  "BirdNET hears in each clip at 0.5"):  # fmt: skip
         assert words in text, words

@@ -10,10 +10,10 @@ import pandas as pd
 from tests.snippets import python_blocks, run_snippet, snippets
 
 # Each name is run by a test: the ones that need only pandas below, the others in
-# tests/consumers/test_loaders.py.
+# tests/consumers/test_loaders.py, and the linear probe on BirdNET embeddings in tests/test_verify_export.py.
 TESTED = {
     "keras", "hf-export", "hf-audiofolder", "torch", "label-map", "ebird-map", "metadata-pandas", "recordings-sqlite",
-    "metadata-labels",
+    "metadata-labels", "linear-probe",
 }  # fmt: skip
 
 

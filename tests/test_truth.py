@@ -195,8 +195,9 @@ def test_the_defaults_are_described_as_defaults(world, tmp_path):
         "split": {"train": 80, "val": 10, "test": 10, "by": "recording", "site_km": 1.0, "unseen_by": None,
                   "unseen_by_drop": False},
         "windows": "fixed", "hop_seconds": None, "max_chunks_per_recording": None,
-        "max_chunks_per_class": None, "noise_class": False,
+        "max_chunks_per_class": None, "noise_class": False, "verify": None, "min_confidence": None,
+        "labels_from": "also",
     }  # fmt: skip
     text = copy("stats").output
     assert "cut on the clock every 10 s" in text and "25 dB quieter" in text and "per recording" in text
-    assert "placed on the calls" not in text and "class `noise`" not in text
+    assert "placed on the calls" not in text and "class `noise`" not in text and "BirdNET" not in text

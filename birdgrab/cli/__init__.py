@@ -209,6 +209,16 @@ def _chunk_and_report(
         sorted(report.failed.items()),
         sorted(report.rejected.items()),
     )
+    if report.verified and report.verified.unverifiable:
+        log.info(
+            "unverifiable (BirdNET has no label for them, windows kept): %s",
+            ", ".join(report.verified.unverifiable),
+            extra={"event": "chunk.unverifiable", "classes": report.verified.unverifiable},
+        )
+    for mislabel in report.verified.mislabels if report.verified else ():
+        log.info(
+            "likely mislabel: %s", mislabel.line(), extra={"event": "chunk.mislabel", "key": mislabel.key}
+        )
     if report.stopped:
         log.error("%s", report.stopped, extra={"event": "chunk.stopped"})
     return 1 if report.failed or report.stopped else 0
@@ -303,6 +313,7 @@ def fetch(common: Common, chunking: ChunkArgs, fetching: FetchArgs) -> None:
 
 @app.command(
     epilog="Example: birdgrab chunk --sample-rate 16000 --chunk-seconds 10 --split 80/10/10. "
+    "Every window checked by BirdNET: birdgrab chunk --verify birdnet --min-confidence 0.3. "
     "Rebuild as a published dataset was made: birdgrab chunk --like dataset/dataset.json "
     "(options given beside --like override what it records)."
 )
@@ -439,8 +450,13 @@ class ExportFormat(StrEnum):
     webdataset = "webdataset"
 
 
+class EmbeddingsName(StrEnum):
+    birdnet = "birdnet"
+
+
 @app.command(
-    epilog="Example: birdgrab export --format parquet --out export  (then: datasets.load_dataset('export'))"
+    epilog="Example: birdgrab export --format parquet --out export  (then: datasets.load_dataset('export')); "
+    "with BirdNET's embeddings: birdgrab export --embeddings birdnet"
 )
 @common_options_writing(
     "Export folder or storage URL (replaced whole; an earlier export or a new folder).", "export"
@@ -464,12 +480,21 @@ def export(
             "--allow-nd", help="Include ND-licensed recordings (chunks are adaptations: left out by default)."
         ),
     ] = False,
+    embeddings: Annotated[
+        EmbeddingsName | None,
+        typer.Option(
+            "--embeddings",
+            help="Add BirdNET V2.4's 1024-value embedding of every chunk (Parquet column `embedding`; a .npy "
+            "per WebDataset shard). Offline, pip install 'birdgrab[birdnet]'; reuses what --verify stored.",
+        ),
+    ] = None,
 ) -> None:
     """Write the dataset as shards others load directly: Parquet in the Hugging Face hub layout, or WebDataset."""
     from birdgrab.export import ExportOptions, run_export
 
     def work(workers: Workers | None) -> int:
-        report = run_export(dataset, common.out, ExportOptions(format_.value, shard_mb, allow_nd), workers)
+        options = ExportOptions(format_.value, shard_mb, allow_nd, embeddings.value if embeddings else None)
+        report = run_export(dataset, common.out, options, workers, common.manifests)
         finish("export", report.summary(), report.facts(), sorted(report.failed.items()))
         return 1 if report.failed else 0
 

@@ -386,6 +386,15 @@ class SplitByName(StrEnum):
     site = "site"
 
 
+class VerifierName(StrEnum):
+    birdnet = "birdnet"
+
+
+class LabelsFromName(StrEnum):
+    also = "also"
+    birdnet = "birdnet"
+
+
 @dataclass(frozen=True)
 class ChunkArgs:
     """Options of the chunk step, shared by `fetch`, `chunk` and `refresh` (CONTRACT.md)."""
@@ -406,6 +415,9 @@ class ChunkArgs:
     site_km: float
     unseen_by: str | None
     unseen_by_drop: bool
+    verify: VerifierName | None
+    min_confidence: float | None
+    labels_from: LabelsFromName
     like: Path | None
     scheduler: str | None  # where the cutting runs (executors.Workers); not how it is cut
     given: frozenset[str] = frozenset()  # the parameters the command line set
@@ -436,6 +448,9 @@ class ChunkArgs:
             site_km=self.site_km,
             unseen_by=self.unseen_by,
             unseen_by_drop=self.unseen_by_drop,
+            verify=self.verify.value if self.verify else None,
+            min_confidence=self.min_confidence,
+            labels_from=self.labels_from.value,
         )
         if self.like is not None:
             from birdgrab.dataset.like import options_like
@@ -536,6 +551,30 @@ _CHUNK = [
         False,
         "--unseen-by-drop",
         help="With --unseen-by: leave those recordings out of the dataset instead.",
+    ),
+    option(
+        "verify",
+        VerifierName | None,
+        None,
+        "--verify",
+        help="Score every window with BirdNET V2.4 (offline; pip install 'birdgrab[birdnet]'; "
+        "model licence CC BY-NC-SA 4.0): metadata gains verify_confidence, verify_top, verify_status.",
+    ),
+    option(
+        "min_confidence",
+        float | None,
+        None,
+        "--min-confidence",
+        help="With --verify: do not write windows whose BirdNET confidence for their class is below X "
+        "(e.g. 0.3; also the threshold of 'confirmed', 0.3 without it).",
+    ),
+    option(
+        "labels_from",
+        LabelsFromName,
+        LabelsFromName.also,
+        "--labels-from",
+        help="background/labels columns: also (what the uploader listed) or birdnet (the dataset's "
+        "species BirdNET hears in each window; needs --verify).",
     ),
     option(
         "like",

@@ -6,7 +6,7 @@ import contextlib
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from birdgrab import manifests
 from birdgrab.dataset import credits, provenance, writers
@@ -29,10 +29,13 @@ from birdgrab.dataset.unseen import training_data_of
 from birdgrab.download import Cache, DownloadLedger
 from birdgrab.errors import UsageError
 from birdgrab.executors import Workers
-from birdgrab.models import ChunkedRecording, Selection
+from birdgrab.models import ChunkedRecording, Selection, Species
 from birdgrab.selection import load_selection
 from birdgrab.storage import Storage, open_storage
 from birdgrab.store import RecordingStore
+
+if TYPE_CHECKING:  # --verify only
+    from birdgrab.verify.run import Verification
 
 
 def run_chunk(
@@ -91,6 +94,7 @@ def run_chunk(
         title = training_data_of(options.unseen_by).title
         report.unseen = f"{len(plan.seen)} selected recordings {title} may have trained on: {where}"
 
+    verification = _verification(folder, options, species.species if species else {}, plan)
     _apply_departures(plan, found.usable, ledger, out, report)
     # A recording the ledger calls current is cut again if one of its files went missing, or if the
     # class cap now wants a window it had left out.
@@ -101,7 +105,7 @@ def run_chunk(
     with contextlib.ExitStack() as stack:
         if workers is None:
             workers = stack.enter_context(Workers(jobs=options.jobs, preload=["birdgrab.dataset.cutting"]))
-        runner = ChunkRunner(out, cache, options, ledger, downloads, report, workers)
+        runner = ChunkRunner(out, cache, options, ledger, downloads, report, workers, verification)
         runner.run([plan.wanted[k] for k in sorted(todo)], on_progress)
         for _ in range(2):  # cutting changes what the cap wants, at most once more
             again = _capped_but_wanted(ledger, plan, options)
@@ -112,15 +116,12 @@ def run_chunk(
     labels = {writers.row_label(e, row) for e in entries.values() for row in e.chunks}
     class_ids = assign_class_ids(load_class_ids(folder, out), labels)
     save_class_ids(folder, class_ids)
-    _write_outputs(
-        out,
-        options,
-        writers.DatasetContent(
-            entries, recordings, species.species if species else {}, plan.splits, class_ids, plan.people
-        ),
-        report,
-        _account(options, plan, made_from),
+    content = writers.DatasetContent(
+        entries, recordings, species.species if species else {}, plan.splits, class_ids, plan.people
     )
+    if verification is not None:
+        content = verification.finish(plan.leaving, ledger.entries, content, report)
+    _write_outputs(out, options, content, report, _account(options, plan, made_from, verification))
     ledger.compact(
         _ledger_parameters(options),
         splits=dict(sorted(plan.splits.items())),
@@ -129,6 +130,18 @@ def run_chunk(
     report.recordings = len(entries)
     report.chunks_total = sum(len(e.chunks) for e in entries.values())
     return report
+
+
+def _verification(
+    folder: Path, options: ChunkOptions, species: Mapping[str, Species], plan: Plan
+) -> Verification | None:
+    """--verify's parent side, or None. A missing extra is a UsageError (exit 2) here, before any work."""
+    if options.verify is None:
+        return None
+    from birdgrab.verify.run import Verification
+
+    labels = {item.label for item in plan.wanted.values()}
+    return Verification(folder, options, writers.species_by_label(species), labels)
 
 
 def _incomplete(entry: ChunkedRecording, present: Mapping[str, int]) -> bool:
@@ -250,15 +263,20 @@ def _made_from(store: RecordingStore, selection: Selection) -> dict[str, Any]:
     }
 
 
-def _account(options: ChunkOptions, plan: Plan, made_from: dict[str, Any]) -> dict[str, Any]:
+def _account(
+    options: ChunkOptions, plan: Plan, made_from: dict[str, Any], verification: Verification | None
+) -> dict[str, Any]:
     """dataset.json: every choice (declared by ChunkOptions' fields), the --unseen-by cut-off used,
-    and what the dataset was made from."""
+    the model --verify ran (which, its threshold and licence: the choice's sentence reads them), and
+    what the dataset was made from."""
     how = provenance.account(options)
     if options.unseen_by is not None:
         how["unseen_by"] = {
             **training_data_of(options.unseen_by).account(),
             ("recordings_left_out" if options.unseen_by_drop else "recordings_kept_in_train"): len(plan.seen),
         }
+    if verification is not None:
+        how["verification"] = verification.account()
     how["made_from"] = made_from
     return how
 
@@ -290,7 +308,8 @@ def _write_outputs(
                 out,
                 writers.METADATA,
                 writers.csv_bytes(
-                    writers.METADATA_COLUMNS, writers.metadata_rows(content, options.sample_rate)
+                    writers.METADATA_COLUMNS + (writers.VERIFY_COLUMNS if options.verify else []),
+                    writers.metadata_rows(content, options.sample_rate),
                 ),
             ),
             writers.write_if_changed(out, writers.CLASSES, writers.classes_json(content)),

@@ -21,14 +21,19 @@ import os
 import struct
 import tempfile
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from birdgrab.dataset.windows import Choice, FixedWindows, Windowing, rms_dbfs
+from birdgrab.dataset.windows import Choice, DecodedAudio, FixedWindows, Windowing, rms_dbfs
 from birdgrab.decoders import mono_blocks, open_decoder
 from birdgrab.storage import LocalStorage, Storage
+
+if TYPE_CHECKING:  # the verifier's types; BirdNET itself is loaded only by a verifier that scores
+    from birdgrab.models import ChunkVerdict
+    from birdgrab.verify.windows import Checked, RecordingCheck
 
 # libsndfile reads int16 sample k as k / 32768, so this scale gives 16-bit sources back exactly.
 _PCM16_SCALE = 32768.0
@@ -71,6 +76,7 @@ class ChunkInfo:
     rms_dbfs: float  # level of the recorded part (padding excluded); digital silence reads -120
     activity_s: float | None = None  # seconds of detected calls inside (None: not detected)
     noise: bool = False  # written to the noise folder: a window without calls
+    verdict: ChunkVerdict | None = None  # what the verifier said (None: not verified)
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,7 @@ class ChunkResult:
     decoded_s: float  # length of the decoded audio, at its native sample rate
     source_sample_rate: int
     source_channels: int
+    verification: RecordingCheck | None = None  # the verifier's account of the recording
 
     @property
     def dropped_silent(self) -> int:
@@ -90,6 +97,14 @@ class ChunkResult:
     @property
     def dropped_short(self) -> int:
         return self.dropped["short"]
+
+
+class WindowVerifier(Protocol):
+    """Checks the chosen windows before they are written (`--verify`: `birdgrab.verify.windows`)."""
+
+    def check(self, audio: DecodedAudio, choice: Choice) -> Checked:
+        """The windows to write (a subset of `choice`'s), a verdict for each, and the recording's account."""
+        ...
 
 
 class PcmSpool:
@@ -131,9 +146,11 @@ def cut_recording(
     sample_rate: int,
     chunk_frames: int,
     noise_folder: str | None = None,
+    verifier: WindowVerifier | None = None,
 ) -> ChunkResult:
     """Decode `src` and write the windows `windowing` chooses as `{folder}/{stem}_{index:04d}.wav`
-    in `dataset` (noise windows in `noise_folder`; "" is the dataset's top folder).
+    in `dataset` (noise windows in `noise_folder`; "" is the dataset's top folder); a `verifier`
+    checks them first and may leave some out.
 
     Raises `AudioError` for a file that is not audio or fails to decode, `OSError` when writing fails.
     """
@@ -149,16 +166,22 @@ def cut_recording(
             spool.append(samples)
             windowing.feed(samples)
         choice = windowing.choose(spool)
+        checked = verifier.check(spool, choice) if verifier is not None else None
+        if checked is not None:
+            choice = checked.choice
         folders = {False: folder, True: folder if noise_folder is None else noise_folder}
         chunks = _write(spool, choice, dataset, folders, stem, chunk_frames)
     finally:
         spool.close()
+    if checked is not None:
+        chunks = [replace(c, verdict=checked.verdicts.get((c.noise, c.index))) for c in chunks]
     return ChunkResult(
         chunks=chunks,
         dropped=choice.dropped,
         decoded_s=decoder.frames_decoded / decoder.sample_rate,
         source_sample_rate=decoder.sample_rate,
         source_channels=decoder.channels,
+        verification=checked.recording if checked is not None else None,
     )
 
 

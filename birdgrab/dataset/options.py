@@ -19,7 +19,14 @@ from birdgrab.errors import UsageError
 
 WindowMode = Literal["fixed", "events"]
 SplitBy = Literal["recording", "recordist", "site"]
+Verifier = Literal["birdnet"]
+LabelsFrom = Literal["also", "birdnet"]
 NOISE_LABEL = "noise"
+# A window is `confirmed` when BirdNET's confidence for its class reaches --min-confidence, or this
+# without it. On the labelled real clips of the tests (great tit, storm-petrel, yellowthroat) 31 of
+# 32 frames reach 0.3 (the other, a faint great tit, 0.23) while the best wrong species stays under
+# 0.05 in all but one (a rail at 0.40 in a storm-petrel frame): 0.3 keeps the songs and few confusions.
+DEFAULT_CONFIRM_THRESHOLD = 0.3
 
 
 # -- how each choice reads in a sentence (the card and `stats` print these) ------------------------------
@@ -130,6 +137,60 @@ def _says_unseen_by(model: str | None, made: Mapping[str, Any]) -> str | None:
     )
 
 
+def _confirmed_at(made: Mapping[str, Any]) -> float:
+    """The confidence that confirmed a window: as the run recorded it, else as its choices imply."""
+    threshold = (made.get("verification") or {}).get("confirmed_at")
+    if isinstance(threshold, int | float):
+        return threshold
+    kept = made.get("min_confidence")
+    return kept if isinstance(kept, int | float) else DEFAULT_CONFIRM_THRESHOLD
+
+
+def verification_sentence(made: Mapping[str, Any]) -> str | None:
+    """What --verify did, from dataset.json: the choice (`verify`) and the run's facts about the model
+    (`verification`: which one, its threshold, licence, the classes it has no label for). The card,
+    `stats` and the report say it in these words."""
+    if made.get("verify") is None:
+        return None
+    facts = made.get("verification") or {}
+    threshold = _confirmed_at(made)
+    version = f" (`{facts['model_version']}`)" if facts.get("model_version") else ""
+    unjoined = facts.get("unverifiable_classes") or []
+    return (
+        f"{facts.get('model') or made['verify']}{version} verified every window before it was written "
+        f"(`--verify {made['verify']}`): `verify_confidence` is its confidence for the clip's class, the "
+        f"maximum over the 3 s frames covering the clip; a clip is `confirmed` at {threshold:g} or more, "
+        "`doubtful` below, `unverifiable` where BirdNET has no label for the class"
+        + (f" ({', '.join(unjoined)})" if unjoined else "")
+        + "; `verify_top` is the label it hears best, and capped windows are the most confident."
+        + (
+            f" The scores are the model's work, licensed {facts['model_licence']}: the `verify_*` columns "
+            "are shared under those terms."
+            if facts.get("model_licence")
+            else ""
+        )
+    )
+
+
+def _says_verify(verify: str | None, made: Mapping[str, Any]) -> str | None:
+    return verification_sentence(made)
+
+
+def _says_min_confidence(kept: float | None, made: Mapping[str, Any]) -> str | None:
+    if kept is None:
+        return None
+    return f"A window BirdNET gives less than {kept:g} for its own class is not written (`--min-confidence`)."
+
+
+def _says_labels_from(source: str, made: Mapping[str, Any]) -> str | None:
+    if source != "birdnet":
+        return None  # the recordist's `also` list: what background always meant
+    return (
+        f"`background` and `labels` list the other species BirdNET hears in each clip at {_confirmed_at(made):g} or "
+        "more (`--labels-from birdnet`), not the recordist's list."
+    )
+
+
 def _split_json(split: tuple[int, int, int]) -> dict[str, int]:
     return dict(zip(("train", "val", "test"), split, strict=True))
 
@@ -211,6 +272,18 @@ class ChunkOptions:
     unseen_by_drop: bool = field(
         default=False, metadata=choice("--unseen-by-drop", "rows", "split.unseen_by_drop")
     )
+    # score every window with BirdNET (extra [birdnet]); the model's facts: dataset.json's `verification`
+    verify: Verifier | None = field(
+        default=None, metadata=choice("--verify", "bytes", "verify", _says_verify)
+    )
+    # windows BirdNET gives less than this for their own class are not written
+    min_confidence: float | None = field(
+        default=None, metadata=choice("--min-confidence", "bytes", "min_confidence", _says_min_confidence)
+    )
+    # background / labels: xeno-canto's `also`, or what BirdNET hears
+    labels_from: LabelsFrom = field(
+        default="also", metadata=choice("--labels-from", "rows", "labels_from", _says_labels_from)
+    )
 
     def validated(self) -> ChunkOptions:
         """This, or a `UsageError` (exit 2) naming the first option out of range."""
@@ -259,7 +332,21 @@ class ChunkOptions:
             training_data_of(self.unseen_by)  # a UsageError naming the models known
         if self.unseen_by_drop and self.unseen_by is None:
             raise UsageError("--unseen-by-drop needs --unseen-by MODEL")
+        if self.verify not in (None, "birdnet"):
+            raise UsageError(f"--verify must be birdnet, got {self.verify!r}")
+        if self.labels_from not in ("also", "birdnet"):
+            raise UsageError(f"--labels-from must be also or birdnet, got {self.labels_from!r}")
+        if self.min_confidence is not None and not 0.01 <= self.min_confidence <= 0.99:
+            raise UsageError(f"--min-confidence must be between 0.01 and 0.99, got {self.min_confidence:g}")
+        if self.verify is None and (self.min_confidence is not None or self.labels_from == "birdnet"):
+            given = "--min-confidence" if self.min_confidence is not None else "--labels-from birdnet"
+            raise UsageError(f"{given} needs --verify birdnet (pip install 'birdgrab[birdnet]')")
         return self
+
+    @property
+    def confirm_threshold(self) -> float:
+        """The confidence at which BirdNET confirms a window's class (and hears a background species)."""
+        return self.min_confidence if self.min_confidence is not None else DEFAULT_CONFIRM_THRESHOLD
 
     @property
     def hop_frames(self) -> int:
@@ -289,6 +376,10 @@ class ChunkOptions:
             signature += f";per_recording={self.max_chunks_per_recording}"
         if self.noise_class:
             signature += ";noise"
+        if self.verify is not None:  # verification decides which windows are written, and their ranking
+            signature += f";verify={self.verify}"
+        if self.min_confidence is not None:
+            signature += f";min_confidence={self.min_confidence:g}"
         return signature
 
 

@@ -22,6 +22,7 @@ from birdgrab.licences import licence_code
 from birdgrab.models import (
     QUALITIES,
     ChunkedRecording,
+    ChunkRow,
     DownloadEntry,
     Recording,
     Selection,
@@ -259,10 +260,16 @@ def plan_build(
     )
 
 
+def _confidence(row: ChunkRow) -> float:
+    """BirdNET's confidence for the chunk's class (0 where it was not verified, or cannot be)."""
+    return row.verify.confidence if row.verify is not None and row.verify.confidence is not None else 0.0
+
+
 def class_cap(entries: Mapping[str, ChunkedRecording], cap: int | None) -> set[str]:
     """The chunk files each class keeps under `--max-chunks-per-class`: spread over its recordings.
 
-    Each recording's windows are ranked, most active first; the class takes every recording's best
+    Each recording's windows are ranked, the most confident first where `--verify` scored them
+    for their class, then the most active; the class takes every recording's best
     window, then every second best, and so on, recordings in an order fixed by a hash of their key,
     until `cap`. A refresh that adds recordings only takes the lowest ranks away from the others, so
     the choice is stable. Noise windows are not counted: the noise class is capped per recording.
@@ -274,7 +281,7 @@ def class_cap(entries: Mapping[str, ChunkedRecording], cap: int | None) -> set[s
     for key, entry in entries.items():
         rows = sorted(
             (row for row in entry.chunks if not row.noise),
-            key=lambda r: (-(r.activity_s or 0.0), -r.rms_dbfs, r.chunk_index),
+            key=lambda r: (-_confidence(r), -(r.activity_s or 0.0), -r.rms_dbfs, r.chunk_index),
         )
         order = hashlib.sha256(key.encode()).hexdigest()
         ranked[entry.label or ""] += [(rank, order, row.file_name) for rank, row in enumerate(rows)]

@@ -15,7 +15,25 @@ DROP_REASONS = {
     "short": "shorter than --min-chunk-seconds",  # a last piece, or a whole short recording
     "capped": "over --max-chunks-per-recording",
     "class_cap": "over --max-chunks-per-class",
+    "unconfirmed": "not confirmed by BirdNET (--min-confidence)",
 }
+
+
+@dataclass
+class VerifyReport:
+    """What --verify did in a chunk run."""
+
+    model: str
+    scored: int = 0  # windows the model scored
+    known: int = 0  # windows whose stored scores were used
+    unverifiable: list[str] = field(default_factory=list)  # classes BirdNET has no label for
+    mislabels: list = field(default_factory=list)  # birdgrab.verify.run.Mislabel, every one in the dataset
+
+    def summary(self) -> str:
+        return (
+            f"{self.model} checked {self.scored + self.known} windows ({self.known} known), "
+            f"{len(self.unverifiable)} classes unverifiable, {len(self.mislabels)} recordings likely mislabelled"
+        )
 
 
 @dataclass
@@ -33,6 +51,7 @@ class ChunkReport:
     failed: dict[str, str] = field(default_factory=dict)
     rejected: dict[str, str] = field(default_factory=dict)  # cached files found unusable: not failures
     stopped: str | None = None
+    verified: VerifyReport | None = None  # with --verify
     # recordings whose split changed because a newcomer joined their group to a larger one
     moved: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (was, now)
     unseen: str = ""  # '31 recordings BirdNET V2.4 ... may have trained on: in train only' (--unseen-by)
@@ -79,6 +98,7 @@ class ChunkReport:
             f"{self.near_duplicates} near-duplicates; {len(self.rejected)} rejected, {len(self.failed)} failed"
             + (f"; {moved}" if moved else "")
             + (f"; {self.unseen}" if self.unseen else "")
+            + (f"; {self.verified.summary()}" if self.verified else "")
         )
 
     def _none_kept(self) -> str:
@@ -95,6 +115,14 @@ class ChunkReport:
             "dropped": dict(self.dropped),
             "failed": len(self.failed),
             "moved": len(self.moved),
+            **(
+                {
+                    "verified": self.verified.scored + self.verified.known,
+                    "mislabels": len(self.verified.mislabels),
+                }
+                if self.verified
+                else {}
+            ),
         }
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from birdgrab import manifests
 from birdgrab.dataset.cutting import ChunkResult
@@ -32,6 +33,10 @@ from birdgrab.executors import Workers
 from birdgrab.hold_points import hold_point
 from birdgrab.models import ChunkedRecording, ChunkRow, ChunksManifest
 from birdgrab.storage import Storage
+
+if TYPE_CHECKING:  # --verify only: nothing of BirdNET is imported without it
+    from birdgrab.verify.run import Verification
+    from birdgrab.verify.windows import VerifyJob
 
 Progress = Callable[[str, int], None]
 
@@ -98,10 +103,11 @@ class ChunkRunner:
         downloads: DownloadLedger,
         report: ChunkReport,
         workers: Workers,
+        verification: Verification | None = None,
     ):
         self.out, self.cache, self.options = out, cache, options
         self.ledger, self.downloads, self.report = ledger, downloads, report
-        self.workers = workers
+        self.workers, self.verification = workers, verification
         self._evicted = False
 
     def run(self, todo: list[Usable], on_progress: Progress | None = None) -> None:
@@ -148,8 +154,14 @@ class ChunkRunner:
         return ChunkBatch(
             self.cache.storage,
             self.out,
-            tuple(ChunkItem(u.recording.key, u.source, u.label, file_stem(u.recording)) for u in items),
+            tuple(
+                ChunkItem(u.recording.key, u.source, u.label, file_stem(u.recording), self._verify_job(u))
+                for u in items
+            ),
         )
+
+    def _verify_job(self, item: Usable) -> VerifyJob | None:
+        return self.verification.job(item.recording.key, item.label) if self.verification else None
 
     def _unfinished(
         self, batch: list[Usable], exc: Exception, queue: deque, losses: Counter[str], now: datetime
@@ -226,9 +238,12 @@ class ChunkRunner:
                 rms_dbfs=round(chunk.rms_dbfs, 2),
                 activity_s=chunk.activity_s,
                 noise=chunk.noise,
+                verify=chunk.verdict,
             )
             for chunk in result.chunks
         ]
+        if self.verification is not None:
+            self.verification.settle(key, result.verification)
         remove_chunks(self.out, previous, keep=[row.file_name for row in rows])
         self.report.cut(key)
         self.report.chunks_written += len(rows)
@@ -244,6 +259,7 @@ class ChunkRunner:
                 dropped_silent=result.dropped_silent,
                 dropped_short=result.dropped_short,
                 decoded_s=round(result.decoded_s, 3),
+                verify=result.verification.verdict if result.verification is not None else None,
                 updated_at=now,
             )
         )

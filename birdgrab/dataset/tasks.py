@@ -7,19 +7,24 @@ a bucket), cuts it, writes its chunk files to the dataset (in place on a disk, o
 bucket, and only once the whole recording decoded), and returns one small row per recording. A
 recording that fails says why in its row and the batch goes on; nothing large travels back.
 
-Whatever a worker process loads once for all its batches (a model, say) can be kept per process
-here: the same function runs in the process pool and on Dask workers.
+Whatever a worker process loads once for all its batches is kept per process: `--verify`'s
+BirdNET model (`birdgrab.verify.model.load`) is loaded on the first window a worker scores and
+serves every later batch, in the process pool and on Dask workers alike.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from birdgrab.audio import AudioError
 from birdgrab.dataset.cutting import ChunkResult, cut_recording
 from birdgrab.dataset.options import NOISE_LABEL, ChunkOptions
 from birdgrab.dataset.windows import windowing_for
 from birdgrab.storage import Storage
+
+if TYPE_CHECKING:  # --verify only: nothing of BirdNET is imported without it
+    from birdgrab.verify.windows import VerifyJob
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,7 @@ class ChunkItem:
     source: str  # the cache file's name, relative to the cache
     label: str
     stem: str
+    verify: VerifyJob | None = None  # --verify: how to check its windows (its class's BirdNET label...)
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,13 @@ def cut_batch(options: ChunkOptions, batch: ChunkBatch) -> list[tuple[str, Outco
 
 
 def _cut_one(options: ChunkOptions, batch: ChunkBatch, item: ChunkItem) -> Outcome:
+    verifier = None
+    if item.verify is not None:
+        from birdgrab.verify.windows import BirdNetVerifier
+
+        verifier = BirdNetVerifier(item.verify, options.sample_rate, options.chunk_frames)
+        if item.verify.cap is not None:  # the verifier ranks the windows by confidence and caps them
+            options = replace(options, max_chunks_per_recording=None)
     try:
         with batch.cache.local_copy(item.source) as source:
             return cut_recording(
@@ -67,6 +80,7 @@ def _cut_one(options: ChunkOptions, batch: ChunkBatch, item: ChunkItem) -> Outco
                 sample_rate=options.sample_rate,
                 chunk_frames=options.chunk_frames,
                 noise_folder=NOISE_LABEL,
+                verifier=verifier,
             )
     except AudioError as exc:
         return ChunkFailure(exc.reason, bad_source=True)

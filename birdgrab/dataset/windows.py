@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -89,6 +90,17 @@ def clock_windows(total: int, chunk: int, hop: int, min_frames: int) -> tuple[li
     return [*windows, Window(len(windows), rest_start, rest)], 0
 
 
+def keep_best(choice: Choice, cap: int, rank: Callable[[Window], tuple]) -> None:
+    """Cap `choice`'s windows to the `cap` that `rank` puts first (kept in index order); the rest are
+    counted as "capped". Noise windows are not counted: the noise class has its own limit."""
+    calls = [w for w in choice.windows if not w.noise]
+    if len(calls) <= cap:
+        return
+    kept = set(sorted(calls, key=rank)[:cap])
+    choice.dropped["capped"] += len(calls) - len(kept)
+    choice.windows = [w for w in choice.windows if w.noise or w in kept]
+
+
 def call_seconds(events: list[Event], start_s: float, end_s: float) -> float:
     """Seconds of `events` inside [start_s, end_s)."""
     return sum(max(0.0, min(e.end_s, end_s) - max(e.start_s, start_s)) for e in events)
@@ -145,11 +157,8 @@ class _Selecting:
 
     def finish(self, choice: Choice, events: list[Event], total: int) -> Choice:
         """Cap the chosen windows (the most active kept) and add the noise windows."""
-        if self.cap is not None and len(choice.windows) > self.cap:
-            ranked = sorted(choice.windows, key=lambda w: (-(w.activity_s or 0.0), w.index))
-            kept = sorted(ranked[: self.cap], key=lambda w: w.index)
-            choice.dropped["capped"] += len(choice.windows) - len(kept)
-            choice.windows = kept
+        if self.cap is not None:
+            keep_best(choice, self.cap, lambda w: (-(w.activity_s or 0.0), w.index))
         if self.noise_class:
             choice.windows += self.noise_windows(events, total, {w.start for w in choice.windows})
         return choice

@@ -36,6 +36,8 @@ METADATA_COLUMNS = [
     "scientific_name", "german_name", "english_name", "quality", "recorded_date", "recorded_year",
     "country", "sample_rate", "rms_dbfs", "recordist_id",
 ]  # fmt: skip
+VERIFY_COLUMNS = ["verify_confidence", "verify_top", "verify_status"]  # with --verify
+NOT_VERIFIED = "not verified"
 
 
 def csv_bytes(columns: list[str], rows: list[dict]) -> bytes:
@@ -66,18 +68,16 @@ class DatasetContent:
     splits: Mapping[str, Split]
     class_ids: Mapping[str, int]
     people: Mapping[str, str] = field(default_factory=dict)  # key -> recordist identity (people.py)
+    # --labels-from birdnet: file name -> the other species BirdNET hears in the chunk (class labels
+    # or scientific names); None: the background is xeno-canto's `also`, per recording
+    heard: Mapping[str, list[str]] | None = None
 
     def labels(self) -> set[str]:
         """The classes that have chunks (the noise class among them, when it has some)."""
         return {row_label(e, r) for e in self.entries.values() for r in e.chunks}
 
     def species_by_label(self) -> dict[str, Species]:
-        result = {}
-        for s in self.species.values():
-            label = valid_label(s.scientific_name)
-            if label is not None:
-                result[label] = s
-        return result
+        return species_by_label(self.species)
 
     def name_to_label(self) -> dict[str, str]:
         """Every scientific name and synonym of a species -> its class label (the synonym merge)."""
@@ -86,6 +86,16 @@ class DatasetContent:
             for name in [s.scientific_name, *s.synonyms]:
                 names[name] = label
         return names
+
+
+def species_by_label(species: Mapping[str, Species]) -> dict[str, Species]:
+    """Class label -> its species (species.json's entries whose name can be a class)."""
+    result = {}
+    for s in species.values():
+        label = valid_label(s.scientific_name)
+        if label is not None:
+            result[label] = s
+    return result
 
 
 def row_label(entry: ChunkedRecording, row: ChunkRow) -> str:
@@ -129,10 +139,11 @@ def metadata_rows(content: DatasetContent, sample_rate: int) -> list[dict[str, A
         label = entry.label or ""
         info = species_by_label.get(label)
         article = info.article("de") if info else None
-        background = background_names(recording, name_to_label, label)
-        in_dataset = [name for name in background if name in content.class_ids]
+        also = background_names(recording, name_to_label, label)
         for chunk in entry.chunks:
             own = row_label(entry, chunk)
+            background = also if content.heard is None else content.heard.get(chunk.file_name, [])
+            in_dataset = [name for name in background if name in content.class_ids and name != own]
             rows.append(
                 {
                     "file_name": chunk.file_name,
@@ -161,10 +172,20 @@ def metadata_rows(content: DatasetContent, sample_rate: int) -> list[dict[str, A
                     "sample_rate": sample_rate,
                     "rms_dbfs": chunk.rms_dbfs,
                     "recordist_id": content.people.get(key, UNKNOWN),
+                    **_verify_cells(chunk),
                 }
             )
     rows.sort(key=lambda row: row["file_name"])
     return rows
+
+
+def _verify_cells(chunk: ChunkRow) -> dict[str, Any]:
+    """metadata.csv's verify_* cells: the confidence is empty for the noise class and unverifiable classes."""
+    verdict = chunk.verify
+    if verdict is None:
+        return {"verify_confidence": "", "verify_top": NO_BACKGROUND, "verify_status": NOT_VERIFIED}
+    confidence = "" if verdict.confidence is None else round(verdict.confidence, 4)
+    return {"verify_confidence": confidence, "verify_top": verdict.top, "verify_status": verdict.status}
 
 
 def classes_json(content: DatasetContent) -> bytes:

@@ -21,6 +21,7 @@ import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -34,6 +35,9 @@ from birdgrab.export.webdataset import write_webdataset
 from birdgrab.files import atomic_folder
 from birdgrab.storage import LocalStorage, Storage, open_storage
 
+if TYPE_CHECKING:  # --embeddings only: nothing of BirdNET is imported without it
+    from birdgrab.verify.embeddings import EmbeddingSource
+
 WRITERS = {"parquet": write_parquet, "webdataset": write_webdataset}
 # What an export folder holds; a folder with anything else is not replaced.
 EXPORT_ENTRIES = {"README.md", "data", CREDITS, CLASSES, DATASET_INFO}
@@ -44,12 +48,15 @@ class ExportOptions:
     format: str = "parquet"
     shard_mb: float = 500.0
     allow_nd: bool = False
+    embeddings: str | None = None  # "birdnet": BirdNET's embedding of every chunk (extra [birdnet])
 
     def validated(self) -> ExportOptions:
         if self.format not in WRITERS:
             raise UsageError(f"--format {self.format!r}: choose one of {', '.join(WRITERS)}")
         if not self.shard_mb > 0:
             raise UsageError(f"--shard-mb must be above 0, got {self.shard_mb}")
+        if self.embeddings not in (None, "birdnet"):
+            raise UsageError(f"--embeddings must be birdnet, got {self.embeddings!r}")
         return self
 
 
@@ -65,6 +72,7 @@ class ExportReport:
     nd_recordings_left_out: int = 0
     nd_chunks_left_out: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # chunk file -> reason
+    embeddings: tuple[int, int] | None = None  # --embeddings: (found stored, computed now)
 
     def summary(self) -> str:
         """The one line an export ends with."""
@@ -74,6 +82,11 @@ class ExportReport:
             f"{self.bytes / 2**20:.1f} MB, {self.describe_classes()}, in {self.out}; "
             f"{self.nd_recordings_left_out} ND-licensed recordings ({self.nd_chunks_left_out} chunks) left out; "
             f"{len(self.failed)} failed"
+            + (
+                f"; BirdNET embeddings: {self.embeddings[0]} stored by --verify, {self.embeddings[1]} computed"
+                if self.embeddings
+                else ""
+            )
         )
 
     def describe_classes(self) -> str:
@@ -132,13 +145,20 @@ def run_export(
     out: Path | str | Storage,
     options: ExportOptions,
     workers: Workers | None = None,
+    manifests: Path | None = None,
 ) -> ExportReport:
     """Write the export of `dataset_root` to `out` (folders or storage URLs), replacing an earlier
     export there in one step; the shards are written on `workers` (default: this machine's processes).
+    `manifests` holds the embeddings `--verify` made, if any (`--embeddings` computes the others).
 
     >>> run_export("s3://birds/dataset", "s3://birds/export", ExportOptions("parquet"))  # doctest: +SKIP
     """
     options = options.validated()
+    embeddings = None
+    if options.embeddings is not None:  # a missing extra: exit 2 before anything is written
+        from birdgrab.verify.embeddings import EmbeddingSource
+
+        embeddings = EmbeddingSource.of(manifests)
     target = open_storage(out)
     dataset = read_dataset(dataset_root)
     _check_replaceable(target, dataset.root)
@@ -156,11 +176,13 @@ def run_export(
         local = target.local_path()
         if local is not None:
             staged = LocalStorage(stack.enter_context(atomic_folder(local)))
-            _write_export(dataset, staged, "data", options, left_out, workers, report)
+            _write_export(dataset, staged, "data", options, left_out, workers, report, embeddings)
         else:
             generation = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
             earlier = [name for name in target.sizes("data")]
-            _write_export(dataset, target, f"data/{generation}", options, left_out, workers, report)
+            _write_export(
+                dataset, target, f"data/{generation}", options, left_out, workers, report, embeddings
+            )
             target.remove_many(f"data/{name}" for name in earlier)  # the card names the new ones now
     return report
 
@@ -173,9 +195,11 @@ def _write_export(
     left_out: pd.DataFrame,
     workers: Workers,
     report: ExportReport,
+    embeddings: EmbeddingSource | None = None,
 ) -> None:
     """The shards (on the workers), then the credits and classes, and the card last: it names the shards."""
-    written = WRITERS[options.format](dataset, target, folder, int(options.shard_mb * 2**20), workers)
+    shard_bytes = int(options.shard_mb * 2**20)
+    written = WRITERS[options.format](dataset, target, folder, shard_bytes, workers, embeddings)
     exported = pd.concat(list(written.rows.values())) if written.rows else dataset.rows.iloc[:0]
     card = dataset_card(dataset, written, options.format, asdict(options), left_out).encode("utf-8")
     credits = _credits(dataset.root, exported)
@@ -192,3 +216,5 @@ def _write_export(
     report.shards = sum(len(files) for files in written.files.values())
     report.bytes = sum(written.bytes.values()) + len(card) + sum(len(data) for _, data in files)
     report.failed = dict(written.failed)
+    if embeddings is not None:
+        report.embeddings = written.embedded or (0, 0)

@@ -170,6 +170,7 @@ def dataset_card(
         )
         + ".",
         "",
+        *_embeddings(options),
         "## How it was made",
         "",
         f"Built with birdgrab {dataset.made_with.get('birdgrab_version') or __version__}: catalogued, filtered, "
@@ -180,6 +181,23 @@ def dataset_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def _embeddings(options: dict[str, Any]) -> list[str]:
+    """What `--embeddings birdnet` added to the export, and under what licence. (What `--verify` did
+    to the clips is part of dataset.json's account: "How it was made" says it.)"""
+    if not options.get("embeddings"):
+        return []
+    from birdgrab.verify.model import MODEL_LICENCE, MODEL_NAME
+
+    return [
+        "## Embeddings",
+        "",
+        f"`embedding` holds {MODEL_NAME}'s 1024-value embedding of each clip (the mean over its 3 s frames, "
+        "float16 precision), for linear probes and similarity search. They are the model's work, licensed "
+        f"{MODEL_LICENCE} (non-commercial, share-alike): they are shared under those terms.",
+        "",
+    ]
 
 
 def _account_lines(dataset: DatasetFolder) -> list[str]:

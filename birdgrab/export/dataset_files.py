@@ -23,6 +23,7 @@ from birdgrab.storage import Storage, open_storage
 
 INTEGER_COLUMNS = ("class_id", "chunk_index", "sample_rate", "recorded_year")  # an unknown year is 0
 FLOAT_COLUMNS = ("offset_s", "duration_s", "padded_s", "rms_dbfs")
+OPTIONAL_FLOAT_COLUMNS = ["verify_confidence"]  # --verify: empty for the noise class and unverifiable classes
 REQUIRED_COLUMNS = ("file_name", "label", "class_id", "split", "recording_key", "duration_s", "licence")
 
 # Our split names -> the Hugging Face convention.
@@ -83,6 +84,9 @@ def read_metadata(root: Storage) -> pd.DataFrame:
         for column in FLOAT_COLUMNS:
             if column in frame:
                 frame[column] = frame[column].astype("float64")
+        for column in OPTIONAL_FLOAT_COLUMNS:  # empty where there is no value: NaN
+            if column in frame:
+                frame[column] = frame[column].mask(frame[column] == "").astype("float64")
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{path}: a number column holds text ({exc})") from None
     text = [c for c in frame.columns if frame[c].dtype == object or str(frame[c].dtype).startswith("str")]

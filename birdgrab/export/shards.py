@@ -5,21 +5,28 @@ Shard sizes come from the WAV files' sizes (a stat each on a disk, one listing o
 before anything is written, so every shard knows its `-of-MMMMM` name up front. Each shard is one
 task (`write_shard`) on the command's `executors.Workers`: it reads its chunks from the dataset
 (a batch at a time: memory holds one batch of audio, not a shard), writes the shard file, and puts
-it in the export whole; only the shard's rows and size come back.
+it in the export whole; only the shard's rows and size come back. With `--embeddings`, the writer
+also gets an `Embed` (opened on the worker from the task's `EmbeddingSource`): BirdNET's model is
+loaded once per worker process, whichever shards it writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from birdgrab.executors import Workers
 from birdgrab.export.dataset_files import HF_SPLITS, DatasetFolder
 from birdgrab.storage import Storage
+
+if TYPE_CHECKING:  # --embeddings only: nothing of BirdNET is imported without it
+    from birdgrab.verify.embeddings import EmbeddingSource
 
 BATCH_ROWS = 100  # audio rows per read (and per Parquet row group: what the HF hub streams well)
 
@@ -45,6 +52,7 @@ class Written:
     rows: dict[str, pd.DataFrame] = field(default_factory=dict)  # split -> exported rows
     failed: dict[str, str] = field(default_factory=dict)  # file_name -> reason
     bytes: dict[str, int] = field(default_factory=dict)  # split -> bytes of its shards
+    embedded: tuple[int, int] | None = None  # --embeddings: (found stored by --verify, computed now)
 
     def add(self, split: str, path: str, size: int) -> None:
         self.files.setdefault(split, []).append(path)
@@ -79,8 +87,11 @@ def _size(sizes: Mapping[str, int], file_name: str) -> int:
 
 
 Batches = Iterator[tuple[pd.DataFrame, list[bytes]]]
-# Writes one shard file at a path from its batches; `context` is what the format needs (a schema).
-ShardWriter = Callable[[Any, Batches, Any], None]
+Embed = Callable[[list[bytes]], np.ndarray]  # WAV files' bytes -> their (n, 1024) embeddings
+EMBEDDING = "embedding"  # the export's column (Parquet) and shard file suffix (WebDataset)
+# Writes one shard file at a path from its batches; `context` is what the format needs (a schema),
+# `embed` (or None) gives the chunks' embeddings.
+ShardWriter = Callable[[Any, Batches, Any, Embed | None], None]
 
 
 def read_audio(root: Storage, rows: pd.DataFrame, failed: dict[str, str]) -> Batches:
@@ -109,6 +120,7 @@ class ShardTask:
     rows: pd.DataFrame
     writer: ShardWriter
     context: Any = None
+    embeddings: EmbeddingSource | None = None  # --embeddings: where the embeddings come from
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,7 @@ class ShardResult:
     size: int
     rows: pd.DataFrame  # the rows whose audio is in the shard
     failed: dict[str, str]
+    embedded: tuple[int, int] | None  # --embeddings: (found stored, computed)
 
 
 def write_shard(task: ShardTask) -> ShardResult:
@@ -129,12 +142,15 @@ def write_shard(task: ShardTask) -> ShardResult:
             parts.append(rows)
             yield rows, audio
 
-    with task.target.staging() as root:
+    with contextlib.ExitStack() as stack:
+        embed = stack.enter_context(task.embeddings.open()) if task.embeddings is not None else None
+        root = stack.enter_context(task.target.staging())
         path = root.joinpath(*task.name.split("/"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        task.writer(path, batches(), task.context)
+        task.writer(path, batches(), task.context, embed)
         size = path.stat().st_size
-    return ShardResult(task.name, size, pd.concat(parts) if parts else task.rows.iloc[:0], failed)
+    rows = pd.concat(parts) if parts else task.rows.iloc[:0]
+    return ShardResult(task.name, size, rows, failed, embed.counts if embed is not None else None)
 
 
 def write_shards(
@@ -146,18 +162,23 @@ def write_shards(
     writer: ShardWriter,
     workers: Workers,
     context: Any = None,
+    embeddings: EmbeddingSource | None = None,
 ) -> Written:
     """Plan the shards and have the workers write each one (to `folder`/<name>.<suffix> in `target`)."""
     written = Written(folder=folder)
     futures: list[tuple[Shard, Future]] = []
     for shard in plan(dataset, shard_bytes):
-        task = ShardTask(dataset.root, target, f"{folder}/{shard.name(suffix)}", shard.rows, writer, context)
+        name = f"{folder}/{shard.name(suffix)}"
+        task = ShardTask(dataset.root, target, name, shard.rows, writer, context, embeddings)
         futures.append((shard, workers.submit(write_shard, task)))
     exported: dict[str, list[pd.DataFrame]] = {}  # split -> its shards' rows, joined once at the end
     for shard, future in futures:  # in shard order, whatever order they finish in
         result: ShardResult = future.result()
         written.add(shard.split, result.name, result.size)
         written.failed.update(result.failed)
+        if result.embedded is not None:
+            stored, computed = written.embedded or (0, 0)
+            written.embedded = (stored + result.embedded[0], computed + result.embedded[1])
         exported.setdefault(shard.split, []).append(result.rows)
     written.rows = {split: pd.concat(parts) for split, parts in exported.items()}
     return written

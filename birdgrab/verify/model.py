@@ -18,10 +18,14 @@ either way; patching the model costs 0.8 s once per process).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import math
+import os
+import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,6 +165,21 @@ def _with_embedding_output(model: bytes) -> bytes:
     return bytes(builder.Output())
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Native code's writes to stderr (file descriptor 2) go nowhere for the duration (Python's
+    logging is flushed first, and LiteRT offers no setting for its info lines)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class BirdNet:
     """The loaded model: labels, and `run` for batches of 3 s frames. One per process (`load`)."""
 
@@ -171,7 +190,9 @@ class BirdNet:
         self.labels = read_labels(files.labels)
         raw = files.model.read_bytes()
         self.version = version_of(files, raw)
-        self._interpreter = Interpreter(model_content=_with_embedding_output(raw), num_threads=threads)
+        with _native_stderr_silenced():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate"
+            self._interpreter = Interpreter(model_content=_with_embedding_output(raw), num_threads=threads)
+            self._interpreter.allocate_tensors()
         self._input = self._interpreter.get_input_details()[0]["index"]
         scores, embedding = self._interpreter.get_output_details()
         self._scores, self._embedding = scores["index"], embedding["index"]
