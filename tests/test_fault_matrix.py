@@ -36,7 +36,11 @@ ENV = {
         for name in ("XC", "EUROPEANA", "INATURALIST", "WIKIPEDIA", "WIKIDATA")
     },
     "BIRDGRAB_DOWNLOAD_TIMEOUT": "1",
-    "BIRDGRAB_RETRY_ATTEMPTS": "6",
+    # A xeno-canto download is two requests (the /download redirect, then the file), so at RATE an
+    # attempt fails about 36% of the time, and `first` can force the first two of a recording. With
+    # 6 attempts a recording of the archive exhausts them (which one depends on the order requests
+    # arrive in: 1 run in 3 here); with 10, none of the archive's 170 can, whichever arrives first.
+    "BIRDGRAB_RETRY_ATTEMPTS": "10",
 }
 API = frozenset({"xc-api", "europeana-api", "inat-api", "wiki", "wikidata"})
 AUDIO = frozenset({"xc-audio", "europeana-audio", "inat-audio"})
