@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from bench.harness import Report, SandboxProcess, run_birdgrab
-from birdgrab.audio import SAME_RECORDING_SIMILARITY
+from birdgrab.dataset.plan import SAME_RECORDING_SIMILARITY
 from birdgrab.sandbox import SandboxConfig
 
 TUNING = {"BIRDGRAB_XC_RATE": "100"}

@@ -19,7 +19,6 @@ from birdgrab.probe import AudioError, probe
 
 # The decoding names are re-exported: callers read a recording through this module.
 __all__ = [
-    "SAME_RECORDING_SIMILARITY",
     "AudioError",
     "Fingerprint",
     "decode_blocks",
@@ -33,10 +32,6 @@ _FINGERPRINT_WINDOW = 2048  # 128 ms
 _FINGERPRINT_HOP = 512  # 32 ms: windows overlap by 3/4, so a sub-hop misalignment changes little
 _FINGERPRINT_BANDS_HZ = np.geomspace(500.0, 7500.0, 34)  # 33 log-spaced bands
 _FINGERPRINT_MAX_S = 120.0  # two copies of one recording agree from the start; bounds memory and time
-# `similarity` at or above which two files are one recording. Measured: re-encodes (mp3/wav/flac,
-# 16-48 kHz, stereo/mono) score 0.98-1.0; different recordings of one species, even the sandbox's
-# periodic synthetic songs, at most 0.75 (BENCHMARKS.md).
-SAME_RECORDING_SIMILARITY = 0.9
 
 
 @dataclass(frozen=True, eq=False)

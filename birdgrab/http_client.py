@@ -130,8 +130,10 @@ class RateLimiter:
 
 
 @functools.cache
+@functools.cache
 def tls_context() -> ssl.SSLContext:
-    """One TLS context (certifi's roots, as httpx uses) for every client: each costs ~80 ms to build."""
+    """One TLS context (certifi's roots, as httpx uses) for every client of the process: each costs
+    ~80 ms to build. Shared read-only: nothing changes it after this."""
     return ssl.create_default_context(cafile=certifi.where())
 
 

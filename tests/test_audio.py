@@ -14,13 +14,13 @@ import soxr
 
 from birdgrab import audio, files
 from birdgrab.audio import (
-    SAME_RECORDING_SIMILARITY,
     AudioError,
     pcm_fingerprint,
     probe,
     similarity,
 )
 from birdgrab.dataset.cutting import chunk_recording
+from birdgrab.dataset.plan import SAME_RECORDING_SIMILARITY
 from birdgrab.errors import BirdgrabError
 from birdgrab.probe import AudioInfo
 from tests.audio_fixtures import (

@@ -172,6 +172,9 @@ def _apply_class_cap(
     keep = class_cap(built, options.max_chunks_per_class)
     result = {}
     for key, entry in built.items():
+        if all(r.file_name in keep and not r.capped for r in entry.chunks):
+            result[key] = entry  # the usual case, uncopied: copying every row was most of a no-change chunk
+            continue
         rows = [r.model_copy(update={"capped": r.file_name not in keep}) for r in entry.chunks]
         if rows != entry.chunks:
             for row in rows:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from birdgrab.audio import AudioError, Fingerprint, pcm_fingerprint, similarity
 from birdgrab.dataset.plan import Pair
 from birdgrab.storage import Storage
+
+if TYPE_CHECKING:
+    from birdgrab.audio import Fingerprint
 
 
 def score_pairs(
@@ -17,6 +20,10 @@ def score_pairs(
 
     Fingerprints (a few hundred kB each) are kept per class and freed class by class.
     """
+    if all(pair.check in known for pairs in pairs_by_label.values() for pair in pairs):
+        return known  # a refresh with nothing new: no decoder loaded
+    from birdgrab.audio import AudioError, pcm_fingerprint, similarity
+
     for pairs in pairs_by_label.values():
         fingerprints: dict[str, Fingerprint] = {}
         for pair in pairs:

@@ -13,7 +13,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from birdgrab.audio import SAME_RECORDING_SIMILARITY
 from birdgrab.dataset.options import ChunkOptions
 from birdgrab.dataset.people import recordist_ids
 from birdgrab.dataset.splits import assign_group_splits, assign_splits, split_groups
@@ -31,6 +30,10 @@ from birdgrab.models import (
 from birdgrab.names import NameError_, class_folder
 from birdgrab.sources.registry import registry
 
+# Fingerprint `similarity` (`birdgrab.audio`) at or above which two files are one recording. Measured:
+# re-encodes (mp3/wav/flac, 16-48 kHz, stereo/mono) score 0.98-1.0; different recordings of one
+# species, even the sandbox's periodic synthetic songs, at most 0.75 (BENCHMARKS.md).
+SAME_RECORDING_SIMILARITY = 0.9
 # Fewer restrictions first: the better of two copies carries the freer licence.
 _LICENCE_ORDER = ["CC0", "PDM", "BY", "BY-SA", "BY-NC", "BY-NC-SA", "BY-ND", "BY-NC-ND"]
 

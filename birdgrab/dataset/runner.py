@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from birdgrab import manifests
-from birdgrab.dataset.cutting import ChunkResult
 from birdgrab.dataset.options import NOISE_LABEL, ChunkOptions
 from birdgrab.dataset.plan import Usable, file_stem
 from birdgrab.dataset.report import ChunkReport
@@ -34,8 +33,9 @@ from birdgrab.hold_points import hold_point
 from birdgrab.models import ChunkedRecording, ChunkRow, ChunksManifest
 from birdgrab.storage import Storage
 
-if TYPE_CHECKING:  # --verify only: nothing of BirdNET is imported without it
-    from birdgrab.verify.run import Verification
+if TYPE_CHECKING:
+    from birdgrab.dataset.cutting import ChunkResult
+    from birdgrab.verify.run import Verification  # --verify only: nothing of BirdNET is imported without it
     from birdgrab.verify.windows import VerifyJob
 
 Progress = Callable[[str, int], None]

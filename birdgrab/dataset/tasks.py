@@ -17,14 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from birdgrab.audio import AudioError
-from birdgrab.dataset.cutting import ChunkResult, cut_recording
 from birdgrab.dataset.options import NOISE_LABEL, ChunkOptions
 from birdgrab.dataset.windows import windowing_for
+from birdgrab.probe import AudioError
 from birdgrab.storage import Storage
 
-if TYPE_CHECKING:  # --verify only: nothing of BirdNET is imported without it
-    from birdgrab.verify.windows import VerifyJob
+if TYPE_CHECKING:
+    from birdgrab.dataset.cutting import ChunkResult
+    from birdgrab.verify.windows import VerifyJob  # --verify only: nothing of BirdNET is imported without it
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,16 @@ class ChunkBatch:
     items: tuple[ChunkItem, ...]
 
 
-Outcome = ChunkResult | ChunkFailure
-
-
-def cut_batch(options: ChunkOptions, batch: ChunkBatch) -> list[tuple[str, Outcome]]:
+def cut_batch(options: ChunkOptions, batch: ChunkBatch) -> list[tuple[str, ChunkResult | ChunkFailure]]:
     """Cut every recording of `batch`; (key, result or why it failed) for each, in order."""
     return [(item.key, _cut_one(options, batch, item)) for item in batch.items]
 
 
-def _cut_one(options: ChunkOptions, batch: ChunkBatch, item: ChunkItem) -> Outcome:
+def _cut_one(options: ChunkOptions, batch: ChunkBatch, item: ChunkItem) -> ChunkResult | ChunkFailure:
+    # Here, not at the top: the decoders (PyAV) load in the workers that cut, not in the command
+    # that plans (a refresh with nothing new never cuts; the pool preloads this module).
+    from birdgrab.dataset.cutting import cut_recording
+
     verifier = None
     if item.verify is not None:
         from birdgrab.verify.windows import BirdNetVerifier

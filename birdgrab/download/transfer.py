@@ -9,7 +9,9 @@ checked against Content-Length. Nothing here knows about keys, formats or the le
 The bytes travel over aiohttp (its HTTP parser is C: half the CPU per gigabyte of httpx's
 pure-Python h11 here, see BENCHMARKS.md) under the same `http_client.Service` policy as every API
 call: rate limit, retries with back-off, the meaning of each status. Its connection pool is the
-per-host limit: at most `--per-host` connections to one host, `--jobs` in all.
+per-host limit: at most `--per-host` connections to one host, `--jobs` in all. The session (and
+aiohttp itself, a fifth of a second to import) comes at the first request: a refresh with nothing to
+download, cron's usual run, never pays for either.
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from birdgrab.download.cache import remove, sha256_of
 from birdgrab.errors import ServiceError
 from birdgrab.http_client import RETRYABLE, Service, TransientError, describe_transport_error, tls_context
 from birdgrab.settings import Settings, redact
+
+if TYPE_CHECKING:
+    import aiohttp
 
 
 class TransferError(Exception):
@@ -101,6 +105,14 @@ class Transfer:
         self.unreachable_hosts: set[str] = set()
 
     async def __aenter__(self) -> Transfer:
+        return self
+
+    def _opened(self) -> aiohttp.ClientSession:
+        """The session, opened at the first request."""
+        if self._session is not None:
+            return self._session
+        import aiohttp
+
         policy = self.service.policy
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
@@ -115,7 +127,7 @@ class Transfer:
             # (two thread hops a request); `_proxy` looks the proxy up once per host instead.
             trust_env=False,
         )
-        return self
+        return self._session
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._session is not None:
@@ -156,9 +168,10 @@ class Transfer:
 
     async def upstream(self, url: str) -> Upstream | None:
         """Ask the server about `url` (one HEAD request, redirects followed); None if it would not say."""
-        assert self._session is not None, "use Transfer as an async context manager"
+        import aiohttp
+
         try:
-            head = self._session.head(url, allow_redirects=True, proxy=self._proxy(url))
+            head = self._opened().head(url, allow_redirects=True, proxy=self._proxy(url))
             async with self.service.slot(), head as response:
                 if response.status >= 400:
                     return None
@@ -169,7 +182,8 @@ class Transfer:
 
     async def _attempt(self, url: str, partial: Path) -> Transferred:
         """One attempt, its transport errors as `TransientError`s (retried) or `TransferRefused`."""
-        assert self._session is not None, "use Transfer as an async context manager"
+        import aiohttp
+
         try:
             return await self._stream(url, partial)
         except aiohttp.InvalidURL:
@@ -197,7 +211,7 @@ class Transfer:
                 hint = json.loads(hint_path.read_text())
             if hint.get("validator"):
                 headers["If-Range"] = hint["validator"]
-        request = self._session.get(url, headers=headers, proxy=self._proxy(url))  # type: ignore[union-attr]
+        request = self._opened().get(url, headers=headers, proxy=self._proxy(url))
         async with self.service.slot(), request as response:
             status = response.status
             if status == 416 and have:
