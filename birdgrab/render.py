@@ -169,7 +169,7 @@ def print_stats(stats: Stats, out: Console) -> None:
     if data.made_with is None:
         out.print("how it was made: no dataset.json")
         return
-    from birdgrab.dataset.provenance import account_lines
+    from birdgrab.dataset.account import account_lines
 
     out.print("how it was made (dataset.json):")
     for line in account_lines(data.made_with):

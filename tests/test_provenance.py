@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from birdgrab.cli import app
 from birdgrab.dataset import ChunkOptions
+from birdgrab.dataset.account import command_line, describe
 from birdgrab.dataset.like import options_like
-from birdgrab.dataset.provenance import account, choices, command_line, describe, undeclared
+from birdgrab.dataset.provenance import account, choices, undeclared
 from birdgrab.errors import UsageError
 
 # Every choice away from its default (and valid together): events windows, or fixed ones with a hop.

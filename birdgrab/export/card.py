@@ -15,8 +15,8 @@ import pandas as pd
 import yaml
 
 from birdgrab import __version__
+from birdgrab.dataset.account import account_lines
 from birdgrab.dataset.options import NOISE_LABEL
-from birdgrab.dataset.provenance import account_lines
 from birdgrab.export.dataset_files import DatasetFolder
 from birdgrab.export.parquet import hf_features
 from birdgrab.export.shards import Written
