@@ -19,11 +19,7 @@ TEMP_SUFFIX = ".part"
 
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):  # some filesystems cannot open a directory
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(folder)
 
 
 @contextlib.contextmanager
@@ -62,7 +58,8 @@ def commit_temp(tmp: Path, path: Path) -> None:
     _fsync_dir(path.parent)
 
 
-def _fsync_file(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to disk by its path."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -109,9 +106,9 @@ class StagedFiles:
         """Make every staged file durable, move them all into place, then make the renames durable."""
         temporaries = [tmp for tmp, _ in self._staged]
         if len(temporaries) > 1:
-            list(_syncing_threads().map(_fsync_file, temporaries))  # the first error is raised here
+            list(_syncing_threads().map(_fsync, temporaries))  # the first error is raised here
         elif temporaries:
-            _fsync_file(temporaries[0])
+            _fsync(temporaries[0])
         for tmp, path in self._staged:
             os.replace(tmp, path)
         for folder in dict.fromkeys(path.parent for _, path in self._staged):
