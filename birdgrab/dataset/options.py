@@ -59,7 +59,7 @@ def _says_gate(gate_db: float | None, made: Mapping[str, Any]) -> str | None:
 def _says_windows(mode: str, made: Mapping[str, Any]) -> str:
     if mode == "events":
         return (
-            "Windows are placed on the calls an energy detector finds in the birds' band (1-10 kHz) over "
+            "Windows are placed on the calls an energy detector finds in the birds' band (300 Hz-10 kHz) over "
             "each recording's own noise floor (`--windows events`): calls close together share a window, "
             "a long song is tiled, and no window without a detected call is written."
         )
